@@ -1,0 +1,190 @@
+"""Data sets of bracket strings with their labels and the per-string facts the analysis uses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from bracketlens.data.tokens import CLOSE, OPEN, PAD, open_proportion, tokenize
+from bracketlens.data.truth import (
+    FailureTypes,
+    failure_groups,
+    failure_types,
+    is_balanced_tokens,
+)
+from bracketlens.errors import BracketLensError
+
+
+class BracketDataset:
+    """Paren strings, their labels, and their tokens padded to the longest string.
+
+    Attributes:
+        strings: the paren strings.
+        labels: ``True`` where balanced, ``[batch]`` bool.
+        tokens: ``[batch, seq]`` int64 token ids.
+        description: where the strings came from (a file, a generator recipe).
+
+    Slicing or indexing with a tensor/list returns a data set; ``len`` is the number
+    of strings.
+    """
+
+    def __init__(
+        self,
+        strings: Sequence[str],
+        labels: Sequence[bool] | Bool[Tensor, " batch"] | None = None,
+        *,
+        validate: bool = True,
+        description: str = "",
+        tokens: Int[Tensor, "batch seq"] | None = None,
+    ) -> None:
+        """Build a data set; labels default to the ground truth.
+
+        Args:
+            strings: paren strings, 0 to 40 characters each.
+            labels: balanced or not per string; computed from the ground truth if None.
+            validate: check given labels against the ground truth and raise
+                :class:`BracketLensError` naming the first record that disagrees.
+            description: free text recorded in findings and reports.
+            tokens: precomputed tokens for ``strings`` (internal: slicing reuses them).
+        """
+        self.strings: list[str] = list(strings)
+        self.tokens = tokenize(self.strings) if tokens is None else tokens
+        truth = is_balanced_tokens(self.tokens)
+        if labels is None:
+            self.labels = truth
+        else:
+            self.labels = torch.as_tensor(labels, dtype=torch.bool)
+            if self.labels.shape != truth.shape:
+                raise BracketLensError(
+                    f"got {len(self.labels)} labels for {len(self.strings)} strings"
+                )
+            if validate and not torch.equal(self.labels, truth):
+                i = int(torch.nonzero(self.labels != truth)[0])
+                raise BracketLensError(
+                    f"record {i} {self.strings[i]!r} is labelled "
+                    f"{bool(self.labels[i])} but is {'' if truth[i] else 'not '}balanced; "
+                    "fix the label or load with validate=False"
+                )
+        self.description = description
+
+    @classmethod
+    def from_pairs(
+        cls, pairs: Sequence[tuple[str, bool]], *, validate: bool = True, description: str = ""
+    ) -> BracketDataset:
+        """From ``(string, is_balanced)`` pairs, the course's format."""
+        strings, labels = _check_records(pairs, source="pairs")
+        return cls(strings, labels, validate=validate, description=description)
+
+    @classmethod
+    def from_json(cls, path: str | Path, *, validate: bool = True) -> BracketDataset:
+        """From a JSON file holding a list of ``[string, is_balanced]`` pairs."""
+        path = Path(path)
+        try:
+            records = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BracketLensError(f"data file {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BracketLensError(
+                f'data file {path} is not valid JSON ({e}); expected a list of ["(())", true] pairs'
+            ) from None
+        strings, labels = _check_records(records, source=str(path))
+        return cls(strings, labels, validate=validate, description=f"file {path}")
+
+    def __len__(self) -> int:
+        return len(self.strings)
+
+    def __getitem__(self, index: int | slice | Sequence[int] | Tensor) -> BracketDataset:
+        if isinstance(index, int):
+            index = [index]
+        if isinstance(index, slice):
+            idx = torch.arange(len(self))[index]
+        else:
+            idx = torch.as_tensor(index)
+            if idx.dtype == torch.bool:
+                idx = torch.nonzero(idx).flatten()
+        tokens = self.tokens[idx]
+        # keep padding tight: drop columns that are pad for every selected string
+        width = int((tokens != PAD).sum(-1).max()) if len(idx) else 2
+        strings = [self.strings[i] for i in idx.tolist()]
+        return BracketDataset(
+            strings,
+            self.labels[idx],
+            validate=False,
+            description=self.description,
+            tokens=tokens[:, :width],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"BracketDataset(n={len(self)}, balanced={self.labels.float().mean().item():.3f}, "
+            f"{self.description or 'no description'})"
+        )
+
+    def to(self, device: str | torch.device) -> BracketDataset:
+        """Move tokens and labels to a device (returns self for chaining)."""
+        self.tokens = self.tokens.to(device)
+        self.labels = self.labels.to(device)
+        return self
+
+    @property
+    def open_proportion(self) -> Float[Tensor, " batch"]:
+        """Share of ``(`` among each string's parens."""
+        return open_proportion(self.tokens)
+
+    @property
+    def starts_open(self) -> Bool[Tensor, " batch"]:
+        """Whether each string starts with ``(``."""
+        return self.tokens[:, 1] == OPEN
+
+    @property
+    def seq_length(self) -> Int[Tensor, " batch"]:
+        """Number of parens in each string."""
+        return (self.tokens >= OPEN).sum(-1)
+
+    @property
+    def failure_types(self) -> FailureTypes[Bool[Tensor, " batch"]]:
+        """Total-elevation and negative failure per string (read right to left)."""
+        return failure_types(self.tokens)
+
+    @property
+    def failure_groups(self) -> Int[Tensor, " batch"]:
+        """:class:`~bracketlens.data.truth.FailureGroup` of each string."""
+        return failure_groups(self.tokens)
+
+    def with_length(self, n_parens: int) -> BracketDataset:
+        """The strings with exactly ``n_parens`` parens."""
+        return self[self.seq_length == n_parens]
+
+    def with_start(self, char: str) -> BracketDataset:
+        """The strings starting with ``char`` (``"("`` or ``")"``)."""
+        if char not in ("(", ")"):
+            raise BracketLensError(f"start character must be '(' or ')', got {char!r}")
+        return self[self.tokens[:, 1] == (OPEN if char == "(" else CLOSE)]
+
+
+def _check_records(records: object, source: str) -> tuple[list[str], list[bool]]:
+    """Validate ``[string, bool]`` records, naming the first malformed one."""
+    if not isinstance(records, list | tuple):
+        raise BracketLensError(
+            f"{source}: expected a list of [string, is_balanced] pairs, got {type(records).__name__}"
+        )
+    strings: list[str] = []
+    labels: list[bool] = []
+    for i, rec in enumerate(records):
+        ok = isinstance(rec, list | tuple) and len(rec) == 2 and isinstance(rec[0], str)
+        if not ok:
+            raise BracketLensError(
+                f"{source}: record {i} is {rec!r}; expected a [string, is_balanced] pair"
+            )
+        if not isinstance(rec[1], bool):
+            raise BracketLensError(
+                f"{source}: record {i} has label {rec[1]!r}; labels must be true or false"
+            )
+        strings.append(rec[0])
+        labels.append(rec[1])
+    return strings, labels

@@ -1,0 +1,276 @@
+"""The bracket classifier: a small bidirectional transformer with TransformerLens hooks.
+
+Reads top to bottom: config, LayerNorm, attention, MLP, block, model. Parameter
+names and shapes are those of a TransformerLens ``HookedTransformer`` state dict
+and the hook names are the same too, so ``run_with_cache(names_filter=...)``,
+``run_with_hooks``, ``add_perma_hook`` and ``ActivationCache`` work as users know
+them. transformer-lens 4.x removed ``HookedTransformer``; its bridge cannot host
+this model faithfully (no attention-score masking hook, no per-head results), so
+we build on the supported ``HookedRootModule``/``HookPoint`` instead.
+
+Two conventions matter for reproducing the course's numbers:
+
+- **LayerNorm** ``hook_normalized`` fires *after* the affine map
+  (``x_hat * w + b``), as in transformer-lens 2.x, with which the course's
+  published figures were computed (3.x fires it before the affine map and gives
+  cos(v_L, v_R) = -0.9969 instead of -0.9974).
+- **Padding**: keys that are ``[pad]`` are masked in every attention layer (their
+  scores set to -1e5 before the softmax) inside the forward, *before*
+  ``hook_attn_scores``, so cached scores show the mask. Pad queries are not
+  masked. The logits of a string therefore do not depend on how much padding
+  follows it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from bracketlens.data.tokens import N_CTX, PAD, VOCAB
+
+IGNORE = -1e5  # score of a masked key: exp(-1e5) underflows to exactly 0 in float32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture, with TransformerLens' field names (``ActivationCache`` reads them)."""
+
+    n_layers: int = 3
+    n_heads: int = 2
+    d_model: int = 56
+    d_head: int = 28
+    d_mlp: int = 56
+    n_ctx: int = N_CTX
+    d_vocab: int = len(VOCAB)
+    d_vocab_out: int = 2
+    act_fn: str = "relu"
+    normalization_type: str = "LN"
+    attention_dir: str = "bidirectional"
+    eps: float = 1e-5
+    pad_token_id: int = PAD
+    # read by ActivationCache; fixed for this architecture
+    attn_only: bool = False
+    positional_embedding_type: str = "standard"
+    device: str = "cpu"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})  # type: ignore[arg-type]
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.eps = cfg.eps
+        self.w = nn.Parameter(torch.ones(cfg.d_model))
+        self.b = nn.Parameter(torch.zeros(cfg.d_model))
+        self.hook_scale = HookPoint()  # (B, T, 1)
+        self.hook_normalized = HookPoint()  # (B, T, d_model), after the affine map
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale * self.w + self.b)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        nh, dm, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.empty(nh, dm, dh))
+        self.W_K = nn.Parameter(torch.empty(nh, dm, dh))
+        self.W_V = nn.Parameter(torch.empty(nh, dm, dh))
+        self.W_O = nn.Parameter(torch.empty(nh, dh, dm))
+        self.b_Q = nn.Parameter(torch.zeros(nh, dh))
+        self.b_K = nn.Parameter(torch.zeros(nh, dh))
+        self.b_V = nn.Parameter(torch.zeros(nh, dh))
+        self.b_O = nn.Parameter(torch.zeros(dm))
+        self.attn_scale = math.sqrt(dh)
+        self.hook_q = HookPoint()  # (B, T, nh, dh)
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        self.hook_attn_scores = HookPoint()  # (B, nh, Tq, Tk), pad keys already masked
+        self.hook_pattern = HookPoint()
+        self.hook_z = HookPoint()  # (B, T, nh, dh)
+        self.hook_result = HookPoint()  # (B, T, nh, d_model): each head's output
+
+    def forward(
+        self, x: Float[Tensor, "batch pos d_model"], pad: Bool[Tensor, "batch pos"]
+    ) -> Float[Tensor, "batch pos d_model"]:
+        q = self.hook_q(torch.einsum("bpm,hmd->bphd", x, self.W_Q) + self.b_Q)
+        k = self.hook_k(torch.einsum("bpm,hmd->bphd", x, self.W_K) + self.b_K)
+        v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V) + self.b_V)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / self.attn_scale
+        scores = self.hook_attn_scores(scores.masked_fill(pad[:, None, None, :], IGNORE))
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
+        # per-head outputs straight from z: never a (B, T, nh, dh, d_model) intermediate
+        result = self.hook_result(torch.einsum("bqhd,hdm->bqhm", z, self.W_O))
+        return result.sum(dim=2) + self.b_O
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.hook_pre = HookPoint()  # (B, T, d_mlp)
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+        pre = self.hook_pre(x @ self.W_in + self.b_in)
+        post = self.hook_post(F.relu(pre))
+        return post @ self.W_out + self.b_out
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = LayerNorm(cfg)
+        self.attn = Attention(cfg)
+        self.ln2 = LayerNorm(cfg)
+        self.mlp = MLP(cfg)
+        self.hook_resid_pre = HookPoint()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(
+        self, resid: Float[Tensor, "batch pos d_model"], pad: Bool[Tensor, "batch pos"]
+    ) -> Float[Tensor, "batch pos d_model"]:
+        resid = self.hook_resid_pre(resid)
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), pad)))
+        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
+
+
+class Embed(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        return self.W_E[tokens]
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        return self.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
+
+
+class Unembed(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab_out))
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab_out))
+
+    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos 2"]:
+        return x @ self.W_U + self.b_U
+
+
+class BracketTransformer(HookedRootModule):
+    """The classifier. ``model(tokens)`` gives logits ``[batch, pos, 2]``.
+
+    The class is read at position 0 (``[start]``): logits are (unbalanced, balanced).
+    """
+
+    def __init__(self, cfg: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or ModelConfig()
+        self.embed = Embed(self.cfg)
+        self.pos_embed = PosEmbed(self.cfg)
+        self.blocks = nn.ModuleList([TransformerBlock(self.cfg) for _ in range(self.cfg.n_layers)])
+        self.ln_final = LayerNorm(self.cfg)
+        self.unembed = Unembed(self.cfg)
+        self.hook_tokens = HookPoint()
+        self.hook_embed = HookPoint()
+        self.hook_pos_embed = HookPoint()
+        self.init_weights(seed=None)
+        self.setup()  # HookedRootModule: names every HookPoint, builds hook_dict
+
+    def init_weights(self, seed: int | None) -> None:
+        """Initialise as TransformerLens does: N(0, 0.02) weights, zero biases, unit LN."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if name.endswith(("ln1.w", "ln2.w", "ln_final.w")):
+                    p.fill_(1.0)
+                elif name.split(".")[-1].startswith("W_"):
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                else:
+                    p.zero_()
+
+    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos 2"]:
+        tokens = self.hook_tokens(tokens)
+        pad = tokens == self.cfg.pad_token_id
+        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        for block in self.blocks:
+            resid = block(resid, pad)
+        return self.unembed(self.ln_final(resid))
+
+    def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:
+        """As ``HookedRootModule.run_with_cache``, returning an ``ActivationCache``."""
+        out, cache = super().run_with_cache(*args, **kwargs)
+        batch_dim = not kwargs.get("remove_batch_dim", False)
+        return out, ActivationCache(cache, self, has_batch_dim=batch_dim)
+
+    # Stacked weights, [layer, head, ...] as TransformerLens users know them.
+    @property
+    def W_E(self) -> Float[Tensor, "d_vocab d_model"]:
+        return self.embed.W_E
+
+    @property
+    def W_pos(self) -> Float[Tensor, "n_ctx d_model"]:
+        return self.pos_embed.W_pos
+
+    @property
+    def W_U(self) -> Float[Tensor, "d_model 2"]:
+        return self.unembed.W_U
+
+    @property
+    def b_U(self) -> Float[Tensor, " 2"]:
+        return self.unembed.b_U
+
+    def _stack(self, path: str) -> Tensor:
+        module, name = path.split(".")
+        return torch.stack([getattr(getattr(b, module), name) for b in self.blocks])
+
+    W_Q = property(lambda self: self._stack("attn.W_Q"), doc="[layer, head, d_model, d_head]")
+    W_K = property(lambda self: self._stack("attn.W_K"), doc="[layer, head, d_model, d_head]")
+    W_V = property(lambda self: self._stack("attn.W_V"), doc="[layer, head, d_model, d_head]")
+    W_O = property(lambda self: self._stack("attn.W_O"), doc="[layer, head, d_head, d_model]")
+    b_Q = property(lambda self: self._stack("attn.b_Q"), doc="[layer, head, d_head]")
+    b_K = property(lambda self: self._stack("attn.b_K"), doc="[layer, head, d_head]")
+    b_V = property(lambda self: self._stack("attn.b_V"), doc="[layer, head, d_head]")
+    b_O = property(lambda self: self._stack("attn.b_O"), doc="[layer, d_model]")
+    W_in = property(lambda self: self._stack("mlp.W_in"), doc="[layer, d_model, d_mlp]")
+    W_out = property(lambda self: self._stack("mlp.W_out"), doc="[layer, d_mlp, d_model]")
+    b_in = property(lambda self: self._stack("mlp.b_in"), doc="[layer, d_mlp]")
+    b_out = property(lambda self: self._stack("mlp.b_out"), doc="[layer, d_model]")
+
+    @property
+    def QK(self) -> FactoredMatrix:
+        """``W_Q @ W_K^T`` per layer and head, ``[layer, head, d_model, d_model]``."""
+        return FactoredMatrix(self.W_Q, self.W_K.transpose(-2, -1))
+
+    @property
+    def OV(self) -> FactoredMatrix:
+        """``W_V @ W_O`` per layer and head, ``[layer, head, d_model, d_model]``."""
+        return FactoredMatrix(self.W_V, self.W_O)

@@ -1,0 +1,64 @@
+"""Shared fixtures: seeding, the course reference files, read-only models."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bracketlens import BracketDataset, BracketTransformer, load_model
+
+ARENA = Path(__file__).resolve().parents[2] / "shared" / "arena"
+COURSE_WEIGHTS = ARENA / "brackets_model_state_dict.pt"
+COURSE_DATA = ARENA / "brackets_data.json"
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - for third-party code on the legacy global RNG
+    torch.manual_seed(0)
+
+
+def _need_arena() -> None:
+    if not COURSE_WEIGHTS.is_file() or not COURSE_DATA.is_file():
+        pytest.skip(
+            f"course reference files not found under {ARENA} (a fresh clone has no "
+            "../shared/arena; CI provides it)"
+        )
+
+
+@pytest.fixture(scope="session")
+def course_model() -> BracketTransformer:
+    """The course checkpoint (read-only: do not modify in tests)."""
+    _need_arena()
+    return load_model(COURSE_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def course_data() -> BracketDataset:
+    """All 100,000 strings of the course data set."""
+    _need_arena()
+    return BracketDataset.from_json(COURSE_DATA)
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> BracketTransformer:
+    """The default checkpoint shipped in the package (read-only)."""
+    return load_model()
+
+
+@pytest.fixture(scope="session")
+def random_model() -> BracketTransformer:
+    """A randomly initialised model: for tests that need no trained weights."""
+    model = BracketTransformer()
+    model.init_weights(seed=1)
+    # larger weights than the 0.02 init so that attention patterns are not uniform
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.split(".")[-1].startswith(("W_", "b_")):
+                p.mul_(25.0)
+    return model.eval().requires_grad_(False)
