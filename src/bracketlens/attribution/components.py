@@ -1,0 +1,131 @@
+"""The residual stream as a sum of components, and each component's share of a direction.
+
+The residual stream entering the final LayerNorm is exactly::
+
+    embeddings + sum over heads of head outputs + sum over layers of MLP outputs
+    + sum over layers of the attention output bias b_O
+
+Components are, in order: ``embeds`` (token + positional), then per layer each
+head (``head L.H``, without ``b_O``) and the MLP (``mlp L``, with its ``b_out``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from bracketlens.activations import run_and_reduce
+from bracketlens.errors import BracketLensError
+from bracketlens.model.predict import DEFAULT_BATCH
+from bracketlens.model.transformer import BracketTransformer, ModelConfig
+
+
+def component_labels(cfg: ModelConfig) -> list[str]:
+    """``["embeds", "head 0.0", "head 0.1", "mlp 0", "head 1.0", ...]``."""
+    labels = ["embeds"]
+    for layer in range(cfg.n_layers):
+        labels += [f"head {layer}.{h}" for h in range(cfg.n_heads)] + [f"mlp {layer}"]
+    return labels
+
+
+@dataclass(frozen=True)
+class ComponentStack:
+    """Per-component values with their labels.
+
+    Attributes:
+        values: ``[component, batch, ...]``: full outputs ``[.., seq, d_model]`` or
+            projections ``[.., batch]``.
+        labels: one label per component (see :func:`component_labels`).
+        bias: what the components leave out (the summed attention ``b_O``), in the
+            same units as one string's value.
+    """
+
+    values: Tensor
+    labels: list[str]
+    bias: Tensor
+
+    def total(self) -> Tensor:
+        """The sum of all components plus the bias: the residual stream (or its projection)."""
+        return self.values.sum(0) + self.bias
+
+    def __getitem__(self, label: str) -> Tensor:
+        return self.values[self.labels.index(label)]
+
+
+def _component_hooks(cfg: ModelConfig, reduce: Callable[[Tensor], Tensor]) -> dict:
+    hooks = {"hook_embed": [reduce], "hook_pos_embed": [reduce]}
+    for layer in range(cfg.n_layers):
+        hooks[f"blocks.{layer}.attn.hook_result"] = [reduce]
+        hooks[f"blocks.{layer}.hook_mlp_out"] = [reduce]
+    return hooks
+
+
+def _stack(cfg: ModelConfig, acts: dict[str, list[Tensor]]) -> Tensor:
+    """Order reduced activations as components: [component, batch, ...]."""
+    parts = [acts["hook_embed"][0] + acts["hook_pos_embed"][0]]
+    for layer in range(cfg.n_layers):
+        heads = acts[f"blocks.{layer}.attn.hook_result"][0]  # [batch, (seq,) head, ...]
+        head_dim = 2 if heads.dim() == 4 else 1
+        parts += [*heads.unbind(head_dim), acts[f"blocks.{layer}.hook_mlp_out"][0]]
+    return torch.stack(parts)
+
+
+def out_by_components(
+    model: BracketTransformer, tokens: Int[Tensor, "batch seq"], batch_size: int = DEFAULT_BATCH
+) -> ComponentStack:
+    """Every component's output at every position, ``[component, batch, seq, d_model]``.
+
+    Memory: 10 x batch x seq x d_model floats (about 1 GB for 100,000 strings);
+    :func:`components_in_direction` keeps only a projection.
+    """
+    acts = run_and_reduce(model, tokens, _component_hooks(model.cfg, lambda a: a), batch_size)
+    bias = model.b_O.sum(0).detach()
+    return ComponentStack(_stack(model.cfg, acts), component_labels(model.cfg), bias)
+
+
+def components_in_direction(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    direction: Float[Tensor, " d_model"],
+    position: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+) -> ComponentStack:
+    """Each component's output at ``position`` projected on ``direction``, ``[component, batch]``.
+
+    Same numbers as projecting :func:`out_by_components`, without building it.
+    """
+    direction = direction.detach().to(torch.float32)
+
+    def project(act: Tensor) -> Tensor:
+        return act[:, position] @ direction
+
+    acts = run_and_reduce(model, tokens, _component_hooks(model.cfg, project), batch_size)
+    bias = model.b_O.sum(0).detach() @ direction
+    return ComponentStack(_stack(model.cfg, acts), component_labels(model.cfg), bias)
+
+
+def centre_on_balanced(
+    values: Float[Tensor, "component batch"], balanced: Bool[Tensor, " batch"]
+) -> Float[Tensor, "component batch"]:
+    """Subtract each component's mean over the balanced strings."""
+    if not balanced.any():
+        raise BracketLensError("centring on balanced strings needs at least one balanced string")
+    return values - values[:, balanced].mean(dim=1, keepdim=True)
+
+
+def unbalanced_attribution(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    balanced: Bool[Tensor, " batch"],
+    direction: Float[Tensor, " d_model"],
+    batch_size: int = DEFAULT_BATCH,
+) -> ComponentStack:
+    """Each component's output in ``direction`` at position 0, centred on balanced strings."""
+    stack = components_in_direction(model, tokens, direction, 0, batch_size)
+    # centring a constant leaves 0, so the centred stack still sums to the centred total
+    centred = centre_on_balanced(stack.values, balanced)
+    return ComponentStack(centred, stack.labels, torch.zeros_like(stack.bias))

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from bracketlens import BracketLensError, tokenize
+from bracketlens.activations import get_activations, layernorm_hook_names, run_and_reduce
+
+TOKENS = tokenize(["()", "(())", ")(", "((()))()", "", "(((("], pad_to=12)
+
+
+def test_only_requested_hooks_one_pass_equals_full_cache(random_model):
+    names = ["blocks.1.attn.hook_pattern", "blocks.0.hook_mlp_out"]
+    acts = get_activations(random_model, TOKENS, names, batch_size=4)
+    assert set(acts) == set(names)
+    _, cache = random_model.run_with_cache(TOKENS)
+    for name in names:
+        torch.testing.assert_close(acts[name], cache[name])
+
+
+def test_single_name_and_results_are_writable(random_model):
+    acts = get_activations(random_model, TOKENS, "hook_embed")
+    acts["hook_embed"] -= 1.0  # course code centres in place
+    assert acts["hook_embed"].shape == (6, 12, 56)
+
+
+def test_reducers_keep_only_what_is_asked(random_model):
+    direction = torch.randn(56)
+    out = run_and_reduce(
+        random_model,
+        TOKENS,
+        {"blocks.2.hook_resid_post": [lambda a: a[:, 0] @ direction, lambda a: a[:, 1]]},
+        batch_size=4,
+    )
+    proj, pos1 = out["blocks.2.hook_resid_post"]
+    _, cache = random_model.run_with_cache(TOKENS)
+    resid = cache["blocks.2.hook_resid_post"]
+    torch.testing.assert_close(proj, resid[:, 0] @ direction)
+    torch.testing.assert_close(pos1, resid[:, 1])
+
+
+def test_unknown_hook_suggests_close_names(random_model):
+    with pytest.raises(BracketLensError, match=r"did you mean blocks\.0\.attn\.hook_pattern"):
+        get_activations(random_model, TOKENS, ["blocks.0.attn.hook_patern"])
+    with pytest.raises(BracketLensError, match=r"unknown hook name 'xyz'$"):
+        get_activations(random_model, TOKENS, ["xyz"])
+
+
+def test_layernorm_hook_names(random_model):
+    assert layernorm_hook_names(random_model, "ln_final") == (
+        "blocks.2.hook_resid_post",
+        "ln_final.hook_normalized",
+    )
+    assert layernorm_hook_names(random_model, "blocks.1.ln1") == (
+        "blocks.1.hook_resid_pre",
+        "blocks.1.ln1.hook_normalized",
+    )
+    assert layernorm_hook_names(random_model, "blocks.0.ln2") == (
+        "blocks.0.hook_resid_mid",
+        "blocks.0.ln2.hook_normalized",
+    )
+    for bad in ["blocks.3.ln1", "blocks.0.ln3", "ln", "blocks.x.ln1"]:
+        with pytest.raises(BracketLensError, match="unknown LayerNorm"):
+            layernorm_hook_names(random_model, bad)
