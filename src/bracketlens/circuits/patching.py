@@ -1,0 +1,105 @@
+"""Activation patching of queries and keys, and the attention patterns that result.
+
+One generic runner, :func:`run_with_patches`, and small setters that build the
+patches, as TransformerLens' patching module is organised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from bracketlens.circuits.heads import check_head, queries_and_keys
+from bracketlens.data.tokens import tokenize
+from bracketlens.model.transformer import BracketTransformer
+
+
+def replace_head(new_value: Tensor, head: int) -> Callable[[Tensor, object], Tensor]:
+    """A hook that overwrites one head's slice ``[..., head, :]`` with ``new_value``'s."""
+
+    def hook(value: Tensor, hook: object) -> Tensor:
+        value = value.clone()
+        value[..., head, :] = new_value[..., head, :]
+        return value
+
+    return hook
+
+
+@torch.no_grad()
+def run_with_patches(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    patches: Mapping[str, Callable[[Tensor, object], Tensor]],
+    read: str,
+) -> Tensor:
+    """Run with hooks that patch activations, returning the activation named ``read``."""
+    seen: dict[str, Tensor] = {}
+
+    def keep(value: Tensor, hook: object) -> None:
+        seen["value"] = value
+
+    model.run_with_hooks(tokens, fwd_hooks=[*patches.items(), (read, keep)])
+    return seen["value"]
+
+
+@dataclass(frozen=True)
+class PatchedAttention:
+    """Attention of a layer's heads with some queries or keys patched in.
+
+    Attributes:
+        pattern: ``[head, seqQ, seqK]`` mean pattern over the run's strings.
+        description: which activation was patched, from where.
+    """
+
+    pattern: Float[Tensor, "head seqQ seqK"]
+    description: str
+
+
+def patched_attention(
+    model: BracketTransformer,
+    layer: int,
+    head: int,
+    *,
+    run_on: str,
+    keys_from: list[str] | None = None,
+    queries_from: list[str] | None = None,
+) -> PatchedAttention:
+    """The attention of ``layer`` on ``run_on`` with one head's keys or queries patched.
+
+    Keys (queries) are averaged over the strings in ``keys_from`` (``queries_from``);
+    e.g. the course patches in the keys averaged over the all-``(`` and all-``)``
+    strings of length 40 to see where the tallying head attends "on average".
+    """
+    check_head(model, layer, head)
+    n = len(run_on) + 2
+    patches = {}
+    parts = []
+    for kind, sources in (("k", keys_from), ("q", queries_from)):
+        if sources:
+            mean = _mean_activation(model, sources, layer, kind, pad_to=n)
+            patches[f"blocks.{layer}.attn.hook_{kind}"] = replace_head(mean, head)
+            parts.append(
+                f"{'keys' if kind == 'k' else 'queries'} of head {layer}.{head} "
+                f"averaged over {len(sources)} strings"
+            )
+    pattern = run_with_patches(
+        model, tokenize(run_on), patches, f"blocks.{layer}.attn.hook_pattern"
+    )
+    description = f"run on {run_on[:12]}{'...' if len(run_on) > 12 else ''}; " + (
+        "; ".join(parts) or "nothing patched"
+    )
+    return PatchedAttention(pattern=pattern.mean(0), description=description)
+
+
+def _mean_activation(
+    model: BracketTransformer, strings: list[str], layer: int, kind: str, pad_to: int
+) -> Tensor:
+    values = []
+    for s in strings:
+        q, k = queries_and_keys(model, tokenize(s, pad_to=pad_to), layer)
+        values.append(q if kind == "q" else k)
+    return torch.stack(values).mean(0)
