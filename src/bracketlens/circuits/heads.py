@@ -43,15 +43,13 @@ def mean_attention_row(
 def ov_matrix(model: BracketTransformer, layer: int, head: int) -> Float[Tensor, "d_model d_model"]:
     """``W_V[layer, head] @ W_O[layer, head]``: what the head writes for what it reads."""
     check_head(model, layer, head)
-    attn = model.blocks[layer].attn
-    return (attn.W_V[head] @ attn.W_O[head]).detach()
+    return (model.W_V[layer, head] @ model.W_O[layer, head]).detach()
 
 
 def qk_matrix(model: BracketTransformer, layer: int, head: int) -> FactoredMatrix:
     """``W_Q @ W_K^T`` of one head, as a low-rank ``FactoredMatrix``."""
     check_head(model, layer, head)
-    attn = model.blocks[layer].attn
-    return FactoredMatrix(attn.W_Q[head].detach(), attn.W_K[head].detach().T)
+    return FactoredMatrix(model.W_Q[layer, head].detach(), model.W_K[layer, head].detach().T)
 
 
 def head_input_direction(
