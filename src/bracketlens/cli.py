@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bracketlens.data.dataset import BracketDataset
 
 DEFAULT_N = 10_000
+DEFAULT_ANALYSIS_N = 5_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("analyze", help="the whole analysis, as JSON findings")
+    _add_weights(p)
+    _add_data(p, DEFAULT_ANALYSIS_N)
+    p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", help="write the offline HTML report, PNGs and findings.json")
+    _add_weights(p)
+    _add_data(p, DEFAULT_ANALYSIS_N)
+    p.add_argument("--out", default="report", help="output folder (default: ./report)")
+    p.add_argument("--no-png", action="store_true", help="skip the PNG export")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
     p.add_argument("--seed", type=int, default=0, help="random seed (integer)")
@@ -70,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("attack", help="search for strings the model gets confidently wrong")
+    _add_weights(p)
+    p.add_argument("--budget", type=int, default=200_000, help="model evaluations (strings)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices")
+    p.add_argument("--top", type=int, default=10, help="strings shown of each label")
+    p.add_argument("--json", action="store_true", help="print a JSON list, wrongest first")
+    p.set_defaults(func=cmd_attack)
     return parser
 
 
@@ -137,6 +159,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_analysis(args: argparse.Namespace):  # -> Findings
+    from bracketlens.model import load_model
+    from bracketlens.report import analyze
+    from bracketlens.terminal import progress_steps
+
+    data = load_data(args)
+    model = load_model(args.weights)
+    weights = args.weights or "bundled default"
+    with progress_steps(enabled=sys.stderr.isatty()) as step:
+        return analyze(model, data, weights=weights, progress=step)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    findings = _run_analysis(args)
+    if args.json:
+        print(json.dumps(findings.to_json(), indent=2))
+        return 0
+    from bracketlens.terminal import findings_summary
+
+    findings_summary(findings)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bracketlens.report.write import check_report_dir, write_report
+
+    check_report_dir(Path(args.out))  # fail before minutes of work
+    findings = _run_analysis(args)
+    out = write_report(findings, args.out, png=not args.no_png)
+    from bracketlens.terminal import findings_summary
+
+    findings_summary(findings)
+    print(f"report written to {out / 'index.html'}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from bracketlens.data import BracketDataset
     from bracketlens.model.train import TrainConfig, train_to_file
@@ -157,6 +217,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         from bracketlens.terminal import training_summary
 
         training_summary(result.record, args.out)
+    return 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from bracketlens.adversarial import attack
+    from bracketlens.model import load_model
+
+    if args.budget < 1:
+        raise BracketLensError(f"--budget must be a positive number of strings, got {args.budget}")
+    if args.top < 1:
+        raise BracketLensError(f"--top must be a positive number of strings, got {args.top}")
+    model = load_model(args.weights)
+    progress = not args.json and sys.stderr.isatty()
+    result = attack(model, budget=args.budget, seed=args.seed, top=args.top, progress=progress)
+    if args.json:
+        print(result.to_json(args.top))
+        return 0
+    from bracketlens.terminal import attack_tables
+
+    attack_tables(result, args.top)
     return 0
 
 

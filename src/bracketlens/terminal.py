@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from bracketlens.model.predict import Evaluation
+
+if TYPE_CHECKING:
+    from bracketlens.adversarial import AttackResult
+    from bracketlens.adversarial import Finding as AttackFinding
+    from bracketlens.report.analyze import Findings
 
 _console = Console()
 
@@ -50,5 +56,68 @@ def training_summary(record: Mapping[str, Any], path: str) -> None:
     _console.print(table)
 
 
+def attack_tables(result: AttackResult, top: int) -> None:
+    """What each search stage cost and found, then the ``top`` wrongest strings of each label."""
+    _console.print(
+        f"[bold]{result.evaluations:,}[/] of {result.budget:,} evaluations (seed {result.seed}); "
+        f"adversarial accuracy {100 * result.adversarial_accuracy:.2f}%"
+    )
+    stages = Table("stage", "evaluations", "accuracy", "best unbalanced", "best balanced")
+    for st in result.stages:
+        acc = "-" if st.evaluations == 0 else f"{100 * st.accuracy:.2f}%"
+        best = (st.best_unbalanced, st.best_balanced)
+        cells = ["-" if f is None else f"{100 * f.p_balanced:.5f}%" for f in best]
+        stages.add_row(st.name, f"{st.evaluations:,}", acc, *cells)
+    _console.print(stages)
+    for label, findings in ((False, result.unbalanced), (True, result.balanced)):
+        _console.print(_findings_table(findings[:top], label))
+
+
+def _findings_table(findings: Sequence[AttackFinding], label: bool) -> Table:
+    """The wrongest findings of one label; P(balanced) in red where the model is wrong."""
+    title = "balanced strings, lowest" if label else "unbalanced strings, highest"
+    table = Table(title=f"{title} P(balanced)")
+    table.add_column("string", no_wrap=True)
+    for name in ("P(balanced)", "log-odds", "found by"):
+        table.add_column(name)
+    for f in findings:
+        p = f"{100 * f.p_balanced:.5f}%"
+        table.add_row(
+            f.string or "(empty)",
+            p if f.correct else f"[bold red]{p}[/]",
+            f"{f.logit_diff:+.3f}",
+            f.stage,
+        )
+    return table
+
+
 def _verdict(balanced: bool) -> str:
     return "balanced" if balanced else "unbalanced"
+
+
+@contextmanager
+def progress_steps(enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner naming the analysis step that runs; silent when not enabled."""
+    if not enabled:
+        yield lambda _: None
+        return
+    with _console.status("starting") as status:
+        yield lambda name: status.update(f"[bold]{name}[/]...")
+
+
+def findings_summary(findings: Findings) -> None:
+    """The headline numbers of an analysis, as one table."""
+    loc = findings.localisation
+    e = findings.elevation
+    table = Table("finding", "value", title="bracketlens analysis")
+    table.add_row("accuracy", f"{findings.accuracy} on {findings.accuracy.n:,} strings")
+    table.add_row("final LN fit r^2 (held out)", f"{findings.ln_final_r2['held_out_half']:.4f}")
+    for role in (loc.elevation_head, loc.negative_head, loc.read_position, loc.tally_head,
+                 loc.start_close_component):  # fmt: skip
+        table.add_row(
+            role.role, f"{role.location or 'not found'} (confidence {role.confidence:.2f})"
+        )
+    table.add_row("attention on read position", str(findings.attention_read))
+    table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")
+    table.add_row("claims that hold", f"{sum(c.holds for c in e.claims)} of {len(e.claims)}")
+    _console.print(table)

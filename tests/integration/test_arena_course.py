@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from threadpoolctl import threadpool_limits
 
 from bracketlens import BracketTransformer, arena
 from bracketlens.arena import BracketsDataset, SimpleTokenizer
@@ -12,16 +11,6 @@ from bracketlens.arena import checks as arena_checks
 
 N_STRINGS = 2000
 TOKENIZER = SimpleTokenizer("()")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # a tiny model on a shared machine: more threads only add contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):  # BLAS under sklearn/scipy too
-        yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

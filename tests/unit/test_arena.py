@@ -5,7 +5,6 @@ import inspect
 import pytest
 import torch
 from sklearn.linear_model import LinearRegression
-from threadpoolctl import threadpool_limits
 from transformer_lens import ActivationCache
 
 import bracketlens
@@ -23,16 +22,6 @@ _SOURCE = evaluation_set(120, seed=3)
 PAIRS = list(zip(_SOURCE.strings, _SOURCE.labels.tolist(), strict=True))
 DATA = BracketsDataset(PAIRS)
 TOKENIZER = SimpleTokenizer("()")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # a tiny model on a shared 2-core machine: more threads only add contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):  # BLAS under sklearn/scipy too
-        yield
-    torch.set_num_threads(before)
 
 
 def test_exports_are_documented_wrappers():

@@ -13,7 +13,6 @@ import einops
 import pytest
 import torch
 from sklearn.linear_model import LinearRegression
-from threadpoolctl import threadpool_limits
 
 from bracketlens import BracketTransformer, evaluation_set
 from bracketlens.arena import BracketsDataset, SimpleTokenizer
@@ -25,16 +24,6 @@ DATA = BracketsDataset(list(zip(_SOURCE.strings, _SOURCE.labels.tolist(), strict
 SMALL = DATA[:40]  # for the [batch, seq, neuron, d_model] tensors
 TOKENIZER = SimpleTokenizer("()")
 LN_BEFORE = {"ln1": "hook_resid_pre", "ln2": "hook_resid_mid"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # a tiny model on a shared 2-core machine: more threads only add contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):  # BLAS under sklearn/scipy too
-        yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

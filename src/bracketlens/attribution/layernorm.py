@@ -87,3 +87,17 @@ def fit_arrays(
         layernorm=layernorm,
         position=position,
     )
+
+
+def score_fit(
+    model: BracketTransformer, fit: LayerNormFit, tokens: Int[Tensor, "batch seq"]
+) -> float:
+    """R^2 of a fit on other strings than those it was fitted on (held-out r^2)."""
+    before, after = layernorm_hook_names(model, fit.layernorm)
+    acts = get_activations(model, tokens, [before, after])
+    x, y = acts[before], acts[after]
+    if fit.position is None:
+        x, y = x.flatten(0, 1), y.flatten(0, 1)
+    else:
+        x, y = x[:, fit.position], y[:, fit.position]
+    return float(fit.regression.score(x.numpy(), y.numpy()))

@@ -33,7 +33,6 @@ from bracketlens.circuits.heads import (
     attention_patterns,
     check_head,
     head_input_direction,
-    mean_attention_row,
 )
 from bracketlens.circuits.tally import (
     TallyVectors,
@@ -71,7 +70,7 @@ class ElevationCircuit:
     """Every intermediate result of the elevation analysis, with the hypothesis."""
 
     roles: Roles
-    attention_from_0: Float[Tensor, " seqK"]  # mean over strings starting with "("
+    attention_rows: Float[Tensor, "batch seqK"]  # from query 0, strings starting with "("
     pre_head_direction: Float[Tensor, " d_model"]
     ln_fit_r2: float
     components: ComponentStack  # before the elevation layer, at the read position, centred
@@ -82,6 +81,11 @@ class ElevationCircuit:
     mlp_cos2: dict[int, float]  # mean squared cos of v_R with the inputs of each MLP before it
     random_cos2: float
     claims: list[Claim] = field(default_factory=list)
+
+    @property
+    def attention_from_0(self) -> Float[Tensor, " seqK"]:
+        """Mean attention from query 0 of the elevation head over strings starting with '('."""
+        return self.attention_rows.mean(0)
 
 
 def analyse_elevation(
@@ -110,7 +114,7 @@ def analyse_elevation(
     tally = tally_vectors(model, data.tokens, roles.tally_head)
     result = ElevationCircuit(
         roles=roles,
-        attention_from_0=mean_attention_row(pattern, 0),
+        attention_rows=pattern[:, 0],
         pre_head_direction=direction,
         ln_fit_r2=ln1_fit.r2,
         components=components,

@@ -205,15 +205,20 @@ class BracketTransformer(HookedRootModule):
         self.init_weights(seed=None)
         self.setup()  # HookedRootModule: names every HookPoint, builds hook_dict
 
-    def init_weights(self, seed: int | None) -> None:
-        """Initialise as TransformerLens does: N(0, 0.02) weights, zero biases, unit LN."""
+    def init_weights(self, seed: int | None, std: float | None = None) -> None:
+        """Initialise as TransformerLens does: N(0, 0.8/sqrt(d_model)) weights, zero biases.
+
+        A small std (e.g. 0.02) makes attention scores, a product of two weight
+        matrices, nearly constant and their gradients tiny: training then plateaus.
+        """
+        std = 0.8 / math.sqrt(self.cfg.d_model) if std is None else std
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
             with torch.no_grad():
                 if name.endswith(("ln1.w", "ln2.w", "ln_final.w")):
                     p.fill_(1.0)
                 elif name.split(".")[-1].startswith("W_"):
-                    p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
                 else:
                     p.zero_()
 

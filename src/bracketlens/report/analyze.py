@@ -1,0 +1,167 @@
+"""The whole analysis of SPEC.md section 3 as one function: model + data -> Findings.
+
+``bracketlens analyze`` prints :meth:`Findings.to_json`; ``bracketlens report``
+renders the same object. Roles (which head tests elevation, which position it
+reads...) come from :func:`bracketlens.verify.localise`, fitted on one half of
+the sample; every number the report shows is in the JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from bracketlens.attribution.components import ComponentStack, unbalanced_attribution
+from bracketlens.attribution.directions import unbalanced_direction_pre_ln
+from bracketlens.attribution.layernorm import fit_layernorm, score_fit
+from bracketlens.circuits.elevation import ElevationCircuit, Roles, analyse_elevation
+from bracketlens.circuits.patching import PatchedAttention, patched_attention
+from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.tokens import MAX_PARENS
+from bracketlens.errors import BracketLensError
+from bracketlens.model.predict import Evaluation, evaluate
+from bracketlens.model.transformer import BracketTransformer
+from bracketlens.stats import Estimate, bootstrap
+from bracketlens.verify.localise import Localisation, localise
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Findings:
+    """Everything the report shows: numbers for the JSON, tensors for the figures."""
+
+    meta: dict[str, object]
+    data: BracketDataset
+    evaluation: Evaluation
+    accuracy: Estimate
+    group_accuracy: dict[str, Estimate]
+    ln_final_r2: dict[str, float]
+    attribution: ComponentStack
+    localisation: Localisation
+    roles: Roles
+    roles_source: str
+    elevation: ElevationCircuit
+    attention_read: Estimate
+    patching: list[PatchedAttention]
+
+    def to_json(self) -> dict[str, object]:
+        """Every number of the report, JSON-ready."""
+        from bracketlens.report.findings_json import findings_to_json
+
+        return findings_to_json(self)
+
+
+def model_checksum(model: BracketTransformer) -> str:
+    """SHA-256 of the weights (names, shapes and float32 bytes, in state-dict order)."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def analyze(
+    model: BracketTransformer,
+    data: BracketDataset,
+    *,
+    weights: str = "bundled default",
+    roles: Roles | None = None,
+    progress: Progress | None = None,
+) -> Findings:
+    """Run the analysis of SPEC.md section 3 on ``data``.
+
+    Args:
+        roles: where the elevation circuit sits; found by localisation when None.
+        progress: called with the name of each step as it starts.
+    """
+    step = progress or (lambda _: None)
+    _check_data(data)
+    half_a, half_b = _halves(data)
+    step("evaluating the model")
+    evaluation = evaluate(model, data)
+    step("logit attribution")
+    fit = fit_layernorm(model, half_a.tokens, "ln_final", position=0)
+    direction = unbalanced_direction_pre_ln(model, half_a.tokens, fit)
+    attribution = unbalanced_attribution(model, data.tokens, data.labels, direction)
+    step("localising the circuit")
+    found = localise(model, half_a)
+    if roles is None:
+        roles, source = _roles_from(found)
+    else:
+        source = "given"
+    step("the elevation circuit")
+    elevation = analyse_elevation(model, data, roles)
+    step("patching views")
+    return Findings(
+        meta=_meta(model, data, weights),
+        data=data,
+        evaluation=evaluation,
+        accuracy=bootstrap(evaluation.correct.numpy()),
+        group_accuracy=_group_accuracy(evaluation),
+        ln_final_r2={"fit_half": fit.r2, "held_out_half": score_fit(model, fit, half_b.tokens)},
+        attribution=attribution,
+        localisation=found,
+        roles=roles,
+        roles_source=source,
+        elevation=elevation,
+        attention_read=bootstrap(elevation.attention_rows[:, roles.read_position].numpy()),
+        patching=_patching_views(model, roles),
+    )
+
+
+def _check_data(data: BracketDataset) -> None:
+    opens = data.starts_open
+    if len(data) < 20 or not data.labels.any() or data.labels.all() or not opens.any():
+        raise BracketLensError(
+            "the analysis needs at least 20 strings, balanced and unbalanced ones, and some "
+            "starting with '('; use a larger sample (e.g. --n 5000)"
+        )
+
+
+def _halves(data: BracketDataset) -> tuple[BracketDataset, BracketDataset]:
+    """A fixed split: fits and localisation on one half, held-out checks on the other."""
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    mid = len(data) // 2
+    return data[perm[:mid]], data[perm[mid:]]
+
+
+def _roles_from(found: Localisation) -> tuple[Roles, str]:
+    try:
+        return found.roles(), "localised"
+    except BracketLensError:
+        return Roles(), "course default (localisation found no elevation circuit)"
+
+
+def _meta(model: BracketTransformer, data: BracketDataset, weights: str) -> dict[str, object]:
+    from bracketlens import __version__
+
+    return {
+        "library_version": __version__,
+        "weights": weights,
+        "model_sha256": model_checksum(model),
+        "data": data.description,
+        "n": len(data),
+    }
+
+
+def _group_accuracy(evaluation: Evaluation) -> dict[str, Estimate]:
+    from bracketlens.data.truth import FailureGroup
+
+    correct = evaluation.correct.numpy()
+    return {g.label: bootstrap(correct[(evaluation.groups == g).numpy()]) for g in FailureGroup}
+
+
+def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:
+    """The course's views of the tallying head: its attention on all-'(' strings."""
+    left, right = "(" * MAX_PARENS, ")" * MAX_PARENS
+    head = roles.tally_head
+    return [
+        patched_attention(model, 0, head, run_on=left),
+        patched_attention(model, 0, head, run_on=left, keys_from=[left, right]),
+        patched_attention(model, 0, head, run_on=right, queries_from=[left]),
+    ]

@@ -1,0 +1,159 @@
+"""Findings -> the report's figures, in the order of the analysis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+from bracketlens.data.tokens import MAX_PARENS
+from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
+from bracketlens.plots.circuits import attention_bars, neuron_explorer, ranked_bars
+from bracketlens.report.analyze import Findings
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A named figure with the sentence that says what to see in it."""
+
+    name: str  # file stem for the PNG, and the HTML anchor
+    caption: str
+    figure: go.Figure
+
+
+def attribution_figures(f: Findings) -> list[Figure]:
+    """Data set and logit attribution: lengths, histograms, the two final heads."""
+    att, data = f.attribution, f.data
+    elev = f"head {f.localisation.elevation_head.location}"
+    neg = f"head {f.localisation.negative_head.location}"
+    groups = data.failure_groups
+    return [
+        Figure(
+            "lengths",
+            "How many strings of each length the sample holds.",
+            length_histogram(data.seq_length),
+        ),
+        Figure(
+            "component_histograms",
+            "Each component's output in the unbalanced direction at position 0, centred on "
+            "balanced strings: the components whose unbalanced mass sits far from 0 decide.",
+            component_histograms(att.values, att.labels, data.labels),
+        ),
+        Figure(
+            "heads_scatter",
+            f"{elev} against {neg}, one point per string: which head fires on which failure.",
+            group_scatter(
+                att[elev],
+                att[neg],
+                groups,
+                x_label=elev,
+                y_label=neg,
+                title=f"{elev} vs {neg} (centred contributions)",
+                hover=data.strings,
+            ),
+        ),
+        Figure(
+            "elevation_head_vs_open",
+            f"{elev}'s contribution against the share of '(' in the string: it fires when "
+            "the counts differ.",
+            group_scatter(
+                data.open_proportion,
+                att[elev],
+                groups,
+                x_label="open proportion",
+                y_label=elev,
+                title=f"{elev} vs open proportion",
+                hover=data.strings,
+            ),
+        ),
+    ]
+
+
+def circuit_figures(f: Findings) -> list[Figure]:
+    """The elevation circuit: attention, components before it, neurons."""
+    e, r, data = f.elevation, f.roles, f.data
+    head = f"{r.elevation_layer}.{r.elevation_head}"
+    comp = e.components
+    opens = data[data.starts_open]
+    figs = [
+        Figure(
+            "elevation_attention",
+            f"Mean attention of head {head} from position 0 over strings starting with '(': "
+            f"it reads position {r.read_position}.",
+            attention_bars(
+                e.attention_from_0,
+                title=f"Head {head}: attention from query 0",
+                highlight=r.read_position,
+            ),
+        ),
+        Figure(
+            "components_before",
+            f"Components written before layer {r.elevation_layer}, at position "
+            f"{r.read_position}, in head {head}'s input direction (centred on balanced strings).",
+            component_histograms(
+                comp.values,
+                comp.labels,
+                data.labels,
+                title=f"Components in head {head}'s direction",
+                cols=4,
+            ),
+        ),
+    ]
+    for layer, contrib in e.neuron_contributions.items():
+        ranks = e.neuron_ranks[layer][:12]
+        order = [int(x.name.split(".")[1]) for x in ranks]
+        figs.append(
+            Figure(
+                f"neuron_ranking_{layer}",
+                f"MLP {layer} neurons ranked by how far apart their unbalanced and balanced "
+                "means are (strings starting with '(').",
+                ranked_bars(
+                    [x.name for x in ranks],
+                    [x.separation for x in ranks],
+                    title=f"MLP {layer}: neurons that separate",
+                    y_label="separation",
+                ),
+            )
+        )
+        figs.append(
+            Figure(
+                f"neurons_{layer}",
+                f"MLP {layer} neurons: contribution to head {head}'s direction against the "
+                "open proportion (pick the neuron in the menu).",
+                neuron_explorer(
+                    contrib[:, order],
+                    opens.open_proportion,
+                    opens.failure_groups,
+                    [x.name for x in ranks],
+                    title=f"MLP {layer}",
+                ),
+            )
+        )
+    return figs
+
+
+def patching_figures(f: Findings) -> list[Figure]:
+    """Bar charts of the tallying head's attention from the read position, per patch."""
+    r = f.roles
+    labels = ["[start]", *[str(i + 1) for i in range(MAX_PARENS)], "[end]"]
+    return [
+        Figure(
+            f"patching_{i}",
+            p.description,
+            attention_bars(
+                p.pattern[r.tally_head, r.read_position],
+                title=f"Head 0.{r.tally_head}, query {r.read_position}: {p.description}",
+                key_labels=labels,
+            ),
+        )
+        for i, p in enumerate(f.patching)
+    ]
+
+
+def all_figures(f: Findings) -> dict[str, list[Figure]]:
+    """Every figure, grouped by report section."""
+    return {
+        "attribution": attribution_figures(f),
+        "circuit": circuit_figures(f),
+        "patching": patching_figures(f),
+    }

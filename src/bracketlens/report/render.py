@@ -1,0 +1,121 @@
+"""Findings -> a self-contained HTML page (plotly and circuitsvis inlined) and PNGs.
+
+The page makes no network request: plotly.js and the circuitsvis bundle are
+inlined once each, and every figure refers to them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from bracketlens.report.analyze import Findings
+from bracketlens.report.figures import Figure
+from bracketlens.report.text import section_texts
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
+       color: #1d2433; background: #fafbfc; line-height: 1.5; }
+header { background: #1d2433; color: white; padding: 28px 48px; }
+header h1 { margin: 0 0 6px 0; font-size: 26px; }
+header p { margin: 0; opacity: 0.8; font-size: 14px; }
+nav { padding: 12px 48px; background: #eef1f5; font-size: 14px; position: sticky; top: 0; z-index: 5; }
+nav a { margin-right: 18px; color: #3969ac; text-decoration: none; }
+main { max-width: 1180px; margin: 0 auto; padding: 12px 48px 64px 48px; }
+section { margin-top: 36px; }
+h2 { border-bottom: 2px solid #dde3ea; padding-bottom: 6px; }
+.figure { background: white; border: 1px solid #e3e8ee; border-radius: 8px;
+          padding: 10px 14px; margin: 16px 0; }
+.caption { font-size: 14px; color: #4a5568; margin: 4px 4px 0 4px; }
+table { border-collapse: collapse; font-size: 14px; margin: 10px 0; }
+td, th { border-bottom: 1px solid #e3e8ee; padding: 5px 12px; text-align: left; }
+th { background: #f3f5f8; }
+.claim { padding: 8px 12px; margin: 8px 0; border-left: 4px solid #11a579; background: white; }
+.claim.fails { border-left-color: #e73f74; }
+.note { color: #8a5a00; background: #fff6e0; padding: 8px 12px; border-radius: 6px; }
+code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; }
+"""
+
+SECTIONS = [
+    ("model", "Model and data"),
+    ("attribution", "Logit attribution"),
+    ("localisation", "Where the circuit is"),
+    ("circuit", "The total elevation circuit"),
+    ("patching", "The tallying head, patched"),
+    ("hypothesis", "Hypothesis"),
+]
+
+
+def _figure_html(fig: Figure) -> str:
+    div = pio.to_html(
+        fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{fig.name}",
+        config={"displaylogo": False, "responsive": True},
+    )  # fmt: skip
+    return (
+        f'<div class="figure" id="{fig.name}">{div}'
+        f'<p class="caption">{html.escape(fig.caption)}</p></div>'
+    )
+
+
+def _circuitsvis_html(f: Findings) -> str:
+    """The tallying head's patched attention as a circuitsvis attention-heads view."""
+    from circuitsvis.utils.convert_props import convert_props
+
+    patched = f.patching[1]  # keys averaged over all-'(' and all-')'
+    labels = ["[start]", *[str(i + 1) for i in range(patched.pattern.shape[-1] - 2)], "[end]"]
+    props = convert_props(
+        {
+            "tokens": labels,
+            "attention": patched.pattern,
+            "attentionHeadNames": [f"0.{h}" for h in range(patched.pattern.shape[0])],
+            "maxValue": float(patched.pattern.max()),
+            "maskUpperTri": False,
+        }
+    )
+    return (
+        '<div class="figure" id="circuitsvis"><div id="cv-attention"></div>'
+        f'<script>CircuitsVis.render("cv-attention", CircuitsVis.AttentionHeads, {props});</script>'
+        f'<p class="caption">{html.escape(patched.description)} (circuitsvis; hover a head)</p></div>'
+    )
+
+
+def _circuitsvis_bundle() -> str:
+    import circuitsvis
+
+    path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
+    return path.read_text(encoding="utf-8").replace("</script>", "<\\/script>")
+
+
+def render_html(f: Findings, figures: dict[str, list[Figure]], png_note: str) -> str:
+    """The whole page as one string."""
+    texts = section_texts(f, png_note)
+    body = []
+    for key, title in SECTIONS:
+        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>', texts[key]]
+        parts += [_figure_html(fig) for fig in figures.get(key, [])]
+        if key == "patching":
+            parts.append(_circuitsvis_html(f))
+        body.append("\n".join(parts) + "</section>")
+    nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
+    meta = f.meta
+    # "</" inside a script element would end it early
+    findings_json = json.dumps(f.to_json()).replace("</", "<\\/")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>bracketlens report</title>
+<style>{_CSS}</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+<script type="text/javascript">{_circuitsvis_bundle()}</script>
+</head><body>
+<header><h1>bracketlens report</h1>
+<p>{html.escape(str(meta["weights"]))} &middot; {html.escape(str(meta["data"]))} &middot;
+model sha256 {html.escape(str(meta["model_sha256"])[:16])}&hellip; &middot; bracketlens {html.escape(str(meta["library_version"]))}</p></header>
+<nav>{nav}</nav>
+<main>{"".join(body)}</main>
+<script type="application/json" id="findings">{findings_json}</script>
+</body></html>"""

@@ -1,0 +1,123 @@
+"""The report's prose: each section's numbers in sentences and small tables."""
+
+from __future__ import annotations
+
+import html
+
+from bracketlens.report.analyze import Findings
+from bracketlens.verify.localise import RoleFinding
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.3f}%"
+
+
+def _model(f: Findings, png_note: str) -> str:
+    acc = f.accuracy
+    rows = [
+        [label, f"{est.n:,}", _pct(est.value) if est.n else "-",
+         f"[{_pct(est.low)}, {_pct(est.high)}]" if est.n else "-"]
+        for label, est in f.group_accuracy.items()
+    ]  # fmt: skip
+    wrong = f.evaluation.wrong[:8]
+    wrong_html = (
+        _table(["misclassified string", "P(balanced)"], [[s, f"{p:.6f}"] for s, p in wrong])
+        if wrong
+        else "<p>No string of the sample is misclassified.</p>"
+    )
+    return (
+        f"<p>Accuracy <b>{_pct(acc.value)}</b> (95% bootstrap interval {_pct(acc.low)} to "
+        f"{_pct(acc.high)}) on {acc.n:,} strings ({html.escape(f.data.description)}); "
+        f"{f.evaluation.n_wrong} wrong.</p>"
+        + _table(["failure group", "strings", "accuracy", "95% interval"], rows)
+        + wrong_html
+        + (f'<p class="note">{html.escape(png_note)}</p>' if png_note else "")
+    )
+
+
+def _attribution(f: Findings) -> str:
+    r2 = f.ln_final_r2
+    return (
+        "<p>The final LayerNorm at position 0 is close to linear: a least-squares fit on one "
+        f"half of the sample has r&sup2; = <b>{r2['fit_half']:.4f}</b>, and "
+        f"<b>{r2['held_out_half']:.4f}</b> on the other half. Pulling the unbalanced direction "
+        "(<code>W_U[:, 0] - W_U[:, 1]</code>) back through that fit gives the direction in "
+        "the residual stream; each component's output in it, centred on balanced strings, "
+        "shows what pushes a string towards <i>unbalanced</i>.</p>"
+    )
+
+
+def _role_row(f: RoleFinding) -> list[str]:
+    top = sorted(f.evidence.items(), key=lambda kv: -abs(kv[1]))[:3]
+    evidence = ", ".join(f"{k}: {v:.3g}" for k, v in top)
+    return [f.role, f.location or "not found", f"{f.confidence:.2f}", evidence]
+
+
+def _localisation(f: Findings) -> str:
+    loc = f.localisation
+    rows = [
+        _role_row(x)
+        for x in (loc.elevation_head, loc.negative_head, loc.read_position, loc.tally_head,
+                  loc.start_close_component)
+    ]  # fmt: skip
+    neurons = ", ".join(loc.mlp_neurons) or "none"
+    return (
+        "<p>Found without assuming any head index: each role is the best-scoring "
+        "component, fitted on one half of the sample. Confidence is 1 - runner-up / winner.</p>"
+        + _table(["role", "where", "confidence", "strongest evidence"], rows)
+        + f"<p>MLP neurons that turn the tally into a boolean: {html.escape(neurons)}.</p>"
+        + f"<p>Roles used below: {html.escape(f.roles_source)}.</p>"
+    )
+
+
+def _circuit(f: Findings) -> str:
+    e, r = f.elevation, f.roles
+    head = f"{r.elevation_layer}.{r.elevation_head}"
+    att = f.attention_read
+    cos2 = ", ".join(f"MLP {k}: {v:.4f}" for k, v in e.mlp_cos2.items())
+    return (
+        f"<p>Head {head} attends from position 0 to position {r.read_position} with mean "
+        f"probability <b>{att.value:.3f}</b> (95% interval {att.low:.3f} to {att.high:.3f}, "
+        f"strings starting with '('). Its input direction at position {r.read_position} comes "
+        f"from a linear fit of layer {r.elevation_layer}'s ln1 there (r&sup2; = "
+        f"{e.ln_fit_r2:.4f}). The tallying head 0.{e.tally.head} writes opposite vectors for "
+        f"'(' and ')': cos(v<sub>L</sub>, v<sub>R</sub>) = <b>{e.tally.cosine:.4f}</b>. The "
+        f"mean squared cosine of v<sub>R</sub> with MLP input directions ({cos2}) is far above "
+        f"that of a random vector ({e.random_cos2:.4f}).</p>"
+    )
+
+
+def _hypothesis(f: Findings) -> str:
+    items = []
+    for c in f.elevation.claims:
+        cls = "claim" if c.holds else "claim fails"
+        top = ", ".join(f"{k} = {v:.4g}" for k, v in list(c.evidence.items())[:8])
+        verdict = "holds" if c.holds else "does not hold"
+        items.append(
+            f'<div class="{cls}"><b>{verdict}</b>: {html.escape(c.text)}<br>'
+            f"<small>{html.escape(top)}</small></div>"
+        )
+    return "".join(items)
+
+
+def section_texts(f: Findings, png_note: str) -> dict[str, str]:
+    """HTML prose per section key."""
+    return {
+        "model": _model(f, png_note),
+        "attribution": _attribution(f),
+        "localisation": _localisation(f),
+        "circuit": _circuit(f),
+        "patching": (
+            "<p>What the tallying head attends to from the read position when its keys (or "
+            "queries) are replaced by those of all-'(' and all-')' strings.</p>"
+        ),
+        "hypothesis": _hypothesis(f),
+    }

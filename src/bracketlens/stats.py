@@ -1,0 +1,56 @@
+"""Bootstrap confidence intervals for numbers estimated from a sample of strings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+N_BOOTSTRAP = 1000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with a percentile bootstrap confidence interval."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {"value": self.value, "ci_low": self.low, "ci_high": self.high, "n": self.n}
+
+    def __str__(self) -> str:
+        return f"{self.value:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def bootstrap(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+    *,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> Estimate:
+    """Percentile bootstrap over the first axis of ``values``.
+
+    Args:
+        values: per-string values ``[n, ...]``.
+        statistic: maps ``[resamples, n, ...]`` to ``[resamples]``; default: the mean
+            over strings (of a 1-D array).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    stat = statistic or (lambda x: x.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    # resample in chunks: 1,000 x n x ... indices at once can be large
+    estimates = np.concatenate(
+        [stat(values[rng.integers(0, n, size=(100, n))]) for _ in range(n_resamples // 100)]
+    )
+    alpha = (1 - LEVEL) / 2
+    low, high = np.quantile(estimates, [alpha, 1 - alpha])
+    return Estimate(float(stat(values[None])[0]), float(low), float(high), n)

@@ -1,0 +1,172 @@
+"""Ablations: replace a component's output by its mean (or by another string's) and measure.
+
+A component is a head (``"head L.H"``) or an MLP (``"mlp L"``), optionally at
+chosen positions. Mean ablation replaces its output by the mean over a reference
+data set at each position; resample ablation by its output on other strings of
+the same data set (a fixed random permutation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from bracketlens.activations import get_activations
+from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.truth import FailureGroup
+from bracketlens.errors import BracketLensError
+from bracketlens.model.checks import check_head
+from bracketlens.model.predict import DEFAULT_BATCH
+from bracketlens.model.transformer import BracketTransformer
+
+Hook = Callable[[Tensor, object], Tensor]
+
+
+def component_hook_name(model: BracketTransformer, component: str) -> tuple[str, int | None]:
+    """Hook name and head index (None for an MLP) of ``"head L.H"`` or ``"mlp L"``."""
+    kind, _, where = component.partition(" ")
+    try:
+        if kind == "head":
+            layer, head = (int(x) for x in where.split("."))
+            check_head(model, layer, head)
+            return f"blocks.{layer}.attn.hook_result", head
+        if kind == "mlp":
+            check_head(model, int(where))
+            return f"blocks.{int(where)}.hook_mlp_out", None
+    except ValueError:
+        pass
+    raise BracketLensError(f"unknown component {component!r}: use 'head L.H' or 'mlp L'")
+
+
+def component_names(model: BracketTransformer) -> list[str]:
+    """Every head and MLP of the model, in forward order."""
+    names = []
+    for layer in range(model.cfg.n_layers):
+        names += [f"head {layer}.{h}" for h in range(model.cfg.n_heads)] + [f"mlp {layer}"]
+    return names
+
+
+def replacement_hook(
+    replacement: Tensor, head: int | None, positions: Sequence[int] | None
+) -> Hook:
+    """A hook writing ``replacement`` (broadcast to the activation) into one component."""
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        pos = slice(None) if positions is None else list(positions)
+        width = act.shape[1]
+        rep = replacement[..., :width, :, :] if head is not None else replacement[..., :width, :]
+        if head is None:
+            act[:, pos] = rep.expand_as(act)[:, pos]
+        else:
+            act[:, pos, head] = rep.expand_as(act)[:, pos, head]
+        return act
+
+    return hook
+
+
+@torch.no_grad()
+def mean_activation(
+    model: BracketTransformer, tokens: Int[Tensor, "batch seq"], component: str
+) -> Tensor:
+    """The component's mean output at each position over ``tokens``: ``[1, seq, (head,) d]``."""
+    name, _ = component_hook_name(model, component)
+    return get_activations(model, tokens, name)[name].mean(0, keepdim=True)
+
+
+@dataclass(frozen=True)
+class AblationEffect:
+    """Loss and accuracy with one component ablated, overall and per failure group."""
+
+    component: str
+    method: str
+    loss: float
+    accuracy: float
+    p_balanced: Float[Tensor, " batch"]
+    by_group: dict[str, dict[str, float]]
+
+
+@torch.no_grad()
+def run_with_replacements(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    hooks: Sequence[tuple[str, Hook]],
+    batch_size: int = DEFAULT_BATCH,
+    per_batch: Callable[[slice], Sequence[tuple[str, Hook]]] | None = None,
+) -> Float[Tensor, "batch 2"]:
+    """Logits at position 0 with hooks applied (``per_batch`` builds batch-specific ones)."""
+    out = torch.empty(len(tokens), model.cfg.d_vocab_out)
+    for start in range(0, len(tokens), batch_size):
+        rows = slice(start, min(start + batch_size, len(tokens)))
+        extra = list(per_batch(rows)) if per_batch is not None else []
+        out[rows] = model.run_with_hooks(tokens[rows], fwd_hooks=[*hooks, *extra])[:, 0]
+    return out
+
+
+def summarise(
+    logits: Float[Tensor, "batch 2"], data: BracketDataset, component: str, method: str
+) -> AblationEffect:
+    """Loss (cross-entropy at position 0), accuracy and per-group numbers of some logits."""
+    labels = data.labels.long()
+    losses = F.cross_entropy(logits, labels, reduction="none")
+    correct = logits.argmax(-1) == labels
+    groups = data.failure_groups
+    by_group = {
+        g.label: {
+            "n": int((groups == g).sum()),
+            "loss": float(losses[groups == g].mean()) if (groups == g).any() else float("nan"),
+            "accuracy": float(correct[groups == g].float().mean())
+            if (groups == g).any()
+            else float("nan"),
+        }
+        for g in FailureGroup
+    }
+    return AblationEffect(
+        component=component,
+        method=method,
+        loss=float(losses.mean()),
+        accuracy=float(correct.float().mean()),
+        p_balanced=logits.softmax(-1)[:, 1],
+        by_group=by_group,
+    )
+
+
+def ablate(
+    model: BracketTransformer,
+    data: BracketDataset,
+    component: str,
+    method: str = "mean",
+    positions: Sequence[int] | None = None,
+    reference: BracketDataset | None = None,
+    seed: int = 0,
+) -> AblationEffect:
+    """Ablate one component (at ``positions``, default all) and measure loss and accuracy.
+
+    Args:
+        method: ``"mean"`` (the mean output over ``reference``, default ``data``) or
+            ``"resample"`` (the output on another string of ``data``, a seeded
+            permutation).
+    """
+    name, head = component_hook_name(model, component)
+    if method == "mean":
+        mean = mean_activation(model, (reference or data).tokens, component)
+        logits = run_with_replacements(
+            model, data.tokens, [(name, replacement_hook(mean, head, positions))]
+        )
+    elif method == "resample":
+        perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        source = get_activations(model, data.tokens, name)[name][perm]
+        logits = run_with_replacements(
+            model,
+            data.tokens,
+            [],
+            per_batch=lambda rows: [(name, replacement_hook(source[rows], head, positions))],
+        )
+    else:
+        raise BracketLensError(f"unknown ablation method {method!r}: use 'mean' or 'resample'")
+    return summarise(logits, data, component, method)

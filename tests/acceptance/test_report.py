@@ -1,0 +1,113 @@
+"""`bracketlens report` end to end, and the page it writes opened in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bracketlens.cli import main
+from tests.conftest import COURSE_WEIGHTS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rep") / "report"
+    code = main(["report", "--n", "1500", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_report_files(report_dir):
+    assert (report_dir / "index.html").is_file()
+    findings = json.loads((report_dir / "findings.json").read_text())
+    assert findings["meta"]["n"] == 1500
+    assert len(findings["meta"]["model_sha256"]) == 64
+    assert findings["meta"]["library_version"]
+    acc = findings["model_and_data"]["accuracy"]
+    assert acc["ci_low"] <= acc["value"] <= acc["ci_high"]
+    assert set(findings["localisation"]) >= {"elevation_head", "negative_head", "tally_head"}
+    assert findings["hypothesis"], "the hypothesis has claims"
+    html = (report_dir / "index.html").read_text()
+    assert "https://" not in html.split("<main>")[1].split("</main>")[0]  # no remote assets
+    assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone
+
+
+def test_report_page_renders_offline(report_dir):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium (.ci/run installs Debian's chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((report_dir / "index.html").as_uri())
+        n_figures = page.locator(".js-plotly-plot").count()
+        page.wait_for_function(
+            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figures}",
+            timeout=60_000,
+        )
+        page.wait_for_selector(
+            "#cv-attention svg, #cv-attention canvas, #cv-attention div div", timeout=30_000
+        )
+        page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
+        rendered = page.locator(".js-plotly-plot .main-svg").count()
+        browser.close()
+    assert n_figures >= 10
+    assert rendered >= n_figures
+    assert errors == []
+    assert all(url.startswith(("file://", "data:", "about:")) for url in requests), requests
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "--n", "0"], "--n must be a positive number"),
+        (["report", "--weights", "/nonexistent.safetensors"], "does not exist"),
+        (["analyze", "--n", "5"], "at least 20 strings"),
+    ],
+)
+def test_bad_input_writes_nothing(capsys, tmp_path, argv, message):
+    out = tmp_path / "out"
+    try:
+        code = main([*argv, "--out", str(out)] if argv[0] == "report" else argv)
+    except SystemExit as e:
+        code = e.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_data_file(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('[["()", true], ["(", "yes"]]')
+    code = main(["report", "--data", str(bad), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "record 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_analyze_json_on_course_checkpoint(capsys):
+    if not COURSE_WEIGHTS.is_file():
+        pytest.skip(f"course checkpoint not found at {COURSE_WEIGHTS} (CI provides it)")
+    code = main(["analyze", "--weights", str(COURSE_WEIGHTS), "--n", "1500", "--json"])
+    assert code == 0
+    findings = json.loads(capsys.readouterr().out)
+    assert findings["localisation"]["elevation_head"]["location"] == "2.0"
+    assert findings["elevation_circuit"]["tally"]["cos_vL_vR"] == pytest.approx(-0.9974, abs=0.003)

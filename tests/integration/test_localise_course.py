@@ -1,0 +1,67 @@
+"""Localisation on the course checkpoint (issue #8): right roles, invariant to relabelling heads."""
+
+import pytest
+import torch
+
+from bracketlens import BracketTransformer
+from bracketlens.verify import ablate, localise
+
+HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
+
+
+@pytest.fixture(scope="module")
+def sample(course_data):
+    return course_data[:2000]
+
+
+@pytest.fixture(scope="module")
+def found(course_model, sample):
+    return localise(course_model, sample)
+
+
+def swapped_heads(model: BracketTransformer) -> BracketTransformer:
+    """A copy of ``model`` whose two heads in every layer trade places."""
+    copy = BracketTransformer(model.cfg)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for layer in range(model.cfg.n_layers):
+        for name in HEAD_PARAMS:
+            key = f"blocks.{layer}.attn.{name}"
+            state[key] = state[key].flip(0)
+    copy.load_state_dict(state)
+    return copy.eval().requires_grad_(False)
+
+
+def test_course_roles(found):
+    assert found.elevation_head.location == "2.0"
+    assert found.negative_head.location == "2.1"
+    assert found.read_position.location == "1"
+    assert found.tally_head.location == "0.0"
+    assert found.elevation_head.confidence > 0.3
+    assert len(found.mlp_neurons) >= 3
+    assert all(n.split(".")[0] in ("0", "1") for n in found.mlp_neurons)
+
+
+def test_swapping_heads_swaps_the_roles_and_keeps_the_numbers(course_model, sample, found):
+    swapped = localise(swapped_heads(course_model), sample)
+    assert swapped.elevation_head.location == "2.1"
+    assert swapped.negative_head.location == "2.0"
+    assert swapped.tally_head.location == "0.1"
+    assert swapped.read_position.location == found.read_position.location
+    rename = {"0.0": "0.1", "0.1": "0.0", "1.0": "1.1", "1.1": "1.0", "2.0": "2.1", "2.1": "2.0"}
+    for head, score in found.elevation_head.evidence.items():
+        assert swapped.elevation_head.evidence[rename[head]] == pytest.approx(score, abs=1e-3)
+    assert swapped.elevation_head.confidence == pytest.approx(
+        found.elevation_head.confidence, abs=1e-4
+    )
+    assert swapped.mlp_neurons == found.mlp_neurons
+
+
+def test_ablating_the_elevation_head_hurts_elevation_failures(course_model, sample):
+    mean = ablate(course_model, sample, "head 2.0", "mean")
+    resample = ablate(course_model, sample, "head 2.0", "resample", seed=1)
+    untouched = ablate(course_model, sample, "head 1.1", "mean", positions=[41])
+    group = "just total elevation failure"
+    assert mean.by_group[group]["accuracy"] < 0.9
+    assert resample.loss > untouched.loss
+    assert untouched.accuracy == pytest.approx(0.9995, abs=0.001)
+    assert torch.isfinite(mean.p_balanced).all()

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from bracketlens import BracketLensError, evaluation_set
+from bracketlens.verify import ablate, component_names, localise
+from bracketlens.verify.ablate import component_hook_name, mean_activation
+
+DATA = evaluation_set(200, seed=2)
+
+
+def test_component_names(random_model):
+    names = component_names(random_model)
+    assert names[:3] == ["head 0.0", "head 0.1", "mlp 0"] and len(names) == 9
+    assert component_hook_name(random_model, "head 2.1") == ("blocks.2.attn.hook_result", 1)
+    assert component_hook_name(random_model, "mlp 1") == ("blocks.1.hook_mlp_out", None)
+    for bad in ["head 3.0", "head 0.2", "mlp x", "embed", "head 1"]:
+        with pytest.raises(BracketLensError):
+            component_hook_name(random_model, bad)
+
+
+def test_mean_ablation_replaces_the_output_by_its_mean(random_model):
+    mean = mean_activation(random_model, DATA.tokens, "mlp 2")
+    effect = ablate(random_model, DATA, "mlp 2", "mean")
+    # independent: the last MLP writes into the final LN input directly
+    _, cache = random_model.run_with_cache(DATA.tokens)
+    resid = cache["blocks.2.hook_resid_post"] - cache["blocks.2.hook_mlp_out"] + mean
+    ln = random_model.ln_final
+    x = resid - resid.mean(-1, keepdim=True)
+    x = x / (x.pow(2).mean(-1, keepdim=True) + 1e-5).sqrt() * ln.w + ln.b
+    logits = x[:, 0] @ random_model.W_U + random_model.b_U
+    torch.testing.assert_close(effect.p_balanced, logits.softmax(-1)[:, 1], atol=1e-5, rtol=1e-4)
+
+
+def test_ablation_at_unused_positions_changes_nothing(random_model):
+    # the last layer's MLP at a position other than 0 never reaches the logits at 0
+    plain = ablate(random_model, DATA, "mlp 2", "mean", positions=[5])
+    from bracketlens import predict_proba
+
+    torch.testing.assert_close(plain.p_balanced, predict_proba(random_model, DATA.tokens))
+
+
+def test_resample_is_seeded_and_groups_add_up(random_model):
+    a = ablate(random_model, DATA, "head 1.0", "resample", seed=3)
+    b = ablate(random_model, DATA, "head 1.0", "resample", seed=3)
+    torch.testing.assert_close(a.p_balanced, b.p_balanced)
+    assert sum(g["n"] for g in a.by_group.values()) == len(DATA)
+    with pytest.raises(BracketLensError, match="unknown ablation method"):
+        ablate(random_model, DATA, "head 1.0", "zero")
+
+
+def test_localise_names_roles_of_any_model(random_model):
+    found = localise(random_model, DATA)
+    heads = {f"{layer}.{h}" for layer in range(3) for h in range(2)}
+    assert found.elevation_head.location in heads
+    assert found.negative_head.location in heads
+    assert found.elevation_head.location != found.negative_head.location
+    assert 0 <= found.elevation_head.confidence <= 1
+    assert found.read_position.location is not None and int(found.read_position.location) >= 1
+    with pytest.raises(BracketLensError, match="balanced and unbalanced"):
+        localise(random_model, DATA[DATA.labels])
