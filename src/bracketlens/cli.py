@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
+DEFAULT_CIRCUIT_N = 10_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("circuit", help="localise the circuit and measure how much it explains")
+    _add_weights(p)
+    _add_data(p, DEFAULT_CIRCUIT_N)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_circuit)
 
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
@@ -194,6 +201,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     findings_summary(findings)
     print(f"report written to {out / 'index.html'}")
+    return 0
+
+
+def cmd_circuit(args: argparse.Namespace) -> int:
+    from bracketlens.model import load_model
+    from bracketlens.verify.circuit import verdict_json, verify_circuit
+
+    data = load_data(args)
+    if len(data) < 40:
+        raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
+    verdict = verify_circuit(load_model(args.weights), data, seed=args.seed)
+    result = verdict_json(verdict)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from bracketlens.terminal import circuit_table
+
+    circuit_table(result)
     return 0
 
 

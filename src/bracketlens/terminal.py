@@ -121,3 +121,17 @@ def findings_summary(findings: Findings) -> None:
     table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")
     table.add_row("claims that hold", f"{sum(c.holds for c in e.claims)} of {len(e.claims)}")
     _console.print(table)
+
+
+def circuit_table(result: Mapping[str, Any]) -> None:
+    """Roles found and the share of loss each hypothesis recovers."""
+    table = Table("role", "where", title="bracketlens circuit")
+    for key in ("elevation_head", "negative_head", "read_position", "tally_head",
+                "start_close_component"):  # fmt: skip
+        value = result[key]
+        table.add_row(key.replace("_", " "), "not found" if value is None else str(value))
+    table.add_row("mlp neurons", ", ".join(result["mlp_neurons"]) or "none")
+    for key, value in result["loss_recovered"].items():
+        shown = "-" if value is None else f"{100 * value:.1f}%"
+        table.add_row(f"loss recovered ({key.replace('_', ' ')})", shown)
+    _console.print(table)

@@ -1,0 +1,117 @@
+"""Localise on one half of a sample, verify causally on the other: ``bracketlens circuit``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.truth import FailureGroup
+from bracketlens.errors import BracketLensError
+from bracketlens.model.transformer import BracketTransformer
+from bracketlens.verify.ablate import AblationEffect, ablate, component_names
+from bracketlens.verify.localise import Localisation, localise
+from bracketlens.verify.scrub import ScrubResult, scrub_both, scrub_elevation, scrub_negative
+
+ELEVATION = FailureGroup.ELEVATION_ONLY.label
+NEGATIVE = FailureGroup.NEGATIVE_ONLY.label
+
+
+@dataclass(frozen=True)
+class CircuitVerdict:
+    """Where the circuit is (fitted on one half) and how much it explains (on the other)."""
+
+    localisation: Localisation
+    elevation: ScrubResult | None
+    negative: ScrubResult | None
+    both: ScrubResult | None
+    ablations: list[AblationEffect]
+    n_fit: int
+    n_verify: int
+
+    def loss_recovered(self) -> dict[str, float | None]:
+        """The headline shares of loss recovered (unclipped)."""
+        return {
+            "total_elevation": self.elevation.recovered()[ELEVATION] if self.elevation else None,
+            "negative": self.negative.recovered()[NEGATIVE] if self.negative else None,
+            "all": self.both.recovered()["all"] if self.both else None,
+        }
+
+
+def split_halves(data: BracketDataset, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:
+    """A seeded random split into two halves."""
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    mid = len(data) // 2
+    return data[perm[:mid]], data[perm[mid:]]
+
+
+def verify_circuit(
+    model: BracketTransformer, data: BracketDataset, seed: int = 0
+) -> CircuitVerdict:
+    """Localise on one half of ``data``, then resample and ablate on the other half."""
+    fit_half, test_half = split_halves(data, seed)
+    found = localise(model, fit_half)
+    elevation = negative = both = None
+    try:
+        roles = found.roles()
+    except BracketLensError:
+        roles = None
+    neg = found.negative_head.location
+    if roles is not None:
+        elevation = scrub_elevation(model, test_half, roles, seed)
+    if neg is not None:
+        neg_layer, neg_head = (int(x) for x in neg.split("."))
+        negative = scrub_negative(model, test_half, neg_layer, neg_head, seed)
+        if roles is not None:
+            both = scrub_both(model, test_half, roles, (neg_layer, neg_head), seed)
+    ablations = [ablate(model, test_half, c, "mean") for c in component_names(model)]
+    return CircuitVerdict(
+        found, elevation, negative, both, ablations, len(fit_half), len(test_half)
+    )
+
+
+def verdict_json(v: CircuitVerdict) -> dict[str, object]:
+    """The JSON of ``bracketlens circuit``."""
+    from bracketlens.report.findings_json import localisation_json
+
+    loc = localisation_json(v.localisation)
+
+    def scrub(r: ScrubResult | None) -> dict[str, object] | None:
+        if r is None:
+            return None
+        return {
+            "hypothesis": r.hypothesis,
+            "activation": r.activation,
+            "recovered": r.recovered(),
+            "control_recovered": r.recovered("control"),
+            "loss_model": r.loss_model,
+            "loss_hypothesis": r.loss_hypothesis,
+            "loss_random": r.loss_random,
+        }
+
+    return {
+        "elevation_head": v.localisation.elevation_head.location,
+        "negative_head": v.localisation.negative_head.location,
+        "tally_head": v.localisation.tally_head.location,
+        "read_position": _int_or_none(v.localisation.read_position.location),
+        "start_close_component": v.localisation.start_close_component.location,
+        "mlp_neurons": v.localisation.mlp_neurons,
+        "loss_recovered": v.loss_recovered(),
+        "evidence": loc,
+        "scrubbing": {
+            "elevation": scrub(v.elevation),
+            "negative": scrub(v.negative),
+            "both": scrub(v.both),
+        },
+        "mean_ablation": {
+            a.component: {"loss": a.loss, "accuracy": a.accuracy, "by_group": a.by_group}
+            for a in v.ablations
+        },
+        "n_localise": v.n_fit,
+        "n_verify": v.n_verify,
+    }
+
+
+def _int_or_none(x: str | None) -> int | None:
+    return None if x is None else int(x)

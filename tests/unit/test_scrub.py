@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+
+from bracketlens import evaluation_set
+from bracketlens.verify.scrub import ScrubResult, Site, matched_donors, resample_test
+
+DATA = evaluation_set(120, seed=4)
+
+
+def test_matched_donors_share_the_key_and_never_self_donate_in_groups():
+    keys = np.array([[0], [1], [0], [1], [0], [2]])
+    donors = matched_donors(keys, np.random.default_rng(0))
+    assert all((keys[donors] == keys).all(axis=1))
+    assert donors[5] == 5  # alone in its group
+    assert all(donors[i] != i for i in range(5))
+    assert sorted(donors.tolist()) == list(range(6))  # a permutation
+
+
+def test_recovered_formula():
+    r = ScrubResult("h", "a", {"all": 0.1}, {"all": 0.2}, {"all": 0.5}, {"all": 0.45})
+    assert r.recovered()["all"] == pytest.approx((0.5 - 0.2) / (0.5 - 0.1))
+    assert r.recovered("control")["all"] == pytest.approx((0.5 - 0.45) / 0.4)
+
+
+def test_a_feature_that_identifies_each_string_recovers_everything(random_model):
+    identity = np.arange(len(DATA))[:, None]
+    site = Site("blocks.2.attn.hook_result", 0, 0, identity)
+    result = resample_test(random_model, DATA, [site], "identity", seed=0)
+    assert result.loss_hypothesis == pytest.approx(result.loss_model, abs=1e-6)
+    assert result.recovered()["all"] == pytest.approx(1.0, abs=1e-4)
