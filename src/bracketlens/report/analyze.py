@@ -26,6 +26,7 @@ from bracketlens.model.predict import Evaluation, evaluate
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap
 from bracketlens.verify.localise import Localisation, localise
+from bracketlens.verify.scrub import ScrubResult, scrub_both, scrub_elevation, scrub_negative
 
 Progress = Callable[[str], None]
 
@@ -47,6 +48,7 @@ class Findings:
     elevation: ElevationCircuit
     attention_read: Estimate
     patching: list[PatchedAttention]
+    scrubs: list[ScrubResult]
 
     def to_json(self) -> dict[str, object]:
         """Every number of the report, JSON-ready."""
@@ -96,6 +98,8 @@ def analyze(
         source = "given"
     step("the elevation circuit")
     elevation = analyse_elevation(model, data, roles)
+    step("resampling tests")
+    scrubs = _scrubs(model, half_b, roles, found)
     step("patching views")
     return Findings(
         meta=_meta(model, data, weights),
@@ -111,6 +115,7 @@ def analyze(
         elevation=elevation,
         attention_read=bootstrap(elevation.attention_rows[:, roles.read_position].numpy()),
         patching=_patching_views(model, roles),
+        scrubs=scrubs,
     )
 
 
@@ -154,6 +159,18 @@ def _group_accuracy(evaluation: Evaluation) -> dict[str, Estimate]:
 
     correct = evaluation.correct.numpy()
     return {g.label: bootstrap(correct[(evaluation.groups == g).numpy()]) for g in FailureGroup}
+
+
+def _scrubs(
+    model: BracketTransformer, held_out: BracketDataset, roles: Roles, found: Localisation
+) -> list[ScrubResult]:
+    """Resampling tests of the hypotheses, on the half that localisation did not see."""
+    out = [scrub_elevation(model, held_out, roles)]
+    if found.negative_head.location is not None:
+        neg = tuple(int(x) for x in found.negative_head.location.split("."))
+        out.append(scrub_negative(model, held_out, neg[0], neg[1]))
+        out.append(scrub_both(model, held_out, roles, (neg[0], neg[1])))
+    return out
 
 
 def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:

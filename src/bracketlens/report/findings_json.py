@@ -120,6 +120,17 @@ def findings_to_json(f: Findings) -> dict[str, object]:
             }
             for p in f.patching
         ],
+        "resampling_tests": [
+            {
+                "hypothesis": s.hypothesis,
+                "activation": s.activation,
+                "loss_recovered": {k: _r(v) for k, v in s.recovered().items()},
+                "control_loss_recovered": {k: _r(v) for k, v in s.recovered("control").items()},
+                "loss_model": {k: _r(v, 8) for k, v in s.loss_model.items()},
+                "loss_random": {k: _r(v, 8) for k, v in s.loss_random.items()},
+            }
+            for s in f.scrubs
+        ],
         "hypothesis": [
             {
                 "claim": c.text,

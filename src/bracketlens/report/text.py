@@ -108,6 +108,28 @@ def _hypothesis(f: Findings) -> str:
     return "".join(items)
 
 
+def _scrubs(f: Findings) -> str:
+    rows = []
+    for s in f.scrubs:
+        rec, ctl = s.recovered(), s.recovered("control")
+        rows.append(
+            [s.hypothesis]
+            + [
+                "-" if k not in rec else f"{100 * rec[k]:.1f}% (control {100 * ctl[k]:.1f}%)"
+                for k in ("all", "just total elevation failure", "just neg failure")
+            ]
+        )
+    return (
+        "<p>Resampling tests on the half of the sample that localisation did not see: the "
+        "named activation is replaced by its value on another string that shares the claimed "
+        "feature. Share of loss recovered = (L<sub>random</sub> - L<sub>hypothesis</sub>) / "
+        "(L<sub>random</sub> - L<sub>model</sub>), unclipped; the control resamples on a "
+        "shuffled feature and should recover little. Where the random loss is barely above "
+        "the model's, a group's share is noisy.</p>"
+        + _table(["hypothesis", "all strings", "just total elevation", "just negative"], rows)
+    )
+
+
 def section_texts(f: Findings, png_note: str) -> dict[str, str]:
     """HTML prose per section key."""
     return {
@@ -119,5 +141,5 @@ def section_texts(f: Findings, png_note: str) -> dict[str, str]:
             "<p>What the tallying head attends to from the read position when its keys (or "
             "queries) are replaced by those of all-'(' and all-')' strings.</p>"
         ),
-        "hypothesis": _hypothesis(f),
+        "hypothesis": _hypothesis(f) + _scrubs(f),
     }
