@@ -94,3 +94,15 @@ def test_load_state_direct_rejects_mismatch(random_model):
     with pytest.raises(BracketLensError, match="missing keys"):
         load_state(BracketTransformer(), {"embed.W_E": random_model.W_E}, source="dict")
     json.dumps(random_model.cfg.to_dict())  # the config is JSON-ready
+
+
+def test_saved_files_get_ordinary_permissions(random_model, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = save_checkpoint(random_model, tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -27,9 +27,9 @@ class TrainConfig:
 
     seed: int = 0
     n_train: int = 300_000  # strings generated once by data.generate.training_set
-    steps: int = 12_000
+    steps: int = 9_000
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 300
     n_eval: int = 100_000  # held-out strings of the evaluation distribution
