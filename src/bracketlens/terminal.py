@@ -110,7 +110,11 @@ def findings_summary(findings: Findings) -> None:
     loc = findings.localisation
     e = findings.elevation
     table = Table("finding", "value", title="bracketlens analysis")
-    table.add_row("accuracy", f"{findings.accuracy} on {findings.accuracy.n:,} strings")
+    acc = findings.accuracy
+    table.add_row(
+        "accuracy",
+        f"{100 * acc.value:.3f}% [{100 * acc.low:.3f}, {100 * acc.high:.3f}] on {acc.n:,} strings",
+    )
     table.add_row("final LN fit r^2 (held out)", f"{findings.ln_final_r2['held_out_half']:.4f}")
     for role in (loc.elevation_head, loc.negative_head, loc.read_position, loc.tally_head,
                  loc.start_close_component):  # fmt: skip
