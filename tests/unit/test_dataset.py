@@ -81,3 +81,11 @@ def test_contradicting_label_is_caught_unless_validation_is_off(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(BracketLensError, match="does not exist"):
         BracketDataset.from_json(tmp_path / "nope.json")
+
+
+def test_split_into_disjoint_seeded_halves():
+    data = BracketDataset(["()", "(())", "((", "))", ")(", "()()", "(", ""])
+    a, b = data.split(seed=1)
+    assert len(a) == 4 and len(b) == 4
+    assert sorted(a.strings + b.strings) == sorted(data.strings)
+    assert data.split(seed=1)[0].strings == a.strings

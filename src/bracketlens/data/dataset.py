@@ -156,6 +156,12 @@ class BracketDataset:
         """:class:`~bracketlens.data.truth.FailureGroup` of each string."""
         return failure_groups(self.tokens)
 
+    def split(self, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:
+        """Two halves of a seeded random permutation (for fit here, check there)."""
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        mid = len(self) // 2
+        return self[perm[:mid]], self[perm[mid:]]
+
     def with_length(self, n_parens: int) -> BracketDataset:
         """The strings with exactly ``n_parens`` parens."""
         return self[self.seq_length == n_parens]

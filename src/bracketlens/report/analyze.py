@@ -83,7 +83,7 @@ def analyze(
     """
     step = progress or (lambda _: None)
     _check_data(data)
-    half_a, half_b = _halves(data)
+    half_a, half_b = data.split(seed=0)  # fits and localisation on a, checks on b
     step("evaluating the model")
     evaluation = evaluate(model, data)
     step("logit attribution")
@@ -91,7 +91,7 @@ def analyze(
     direction = unbalanced_direction_pre_ln(model, half_a.tokens, fit)
     attribution = unbalanced_attribution(model, data.tokens, data.labels, direction)
     step("localising the circuit")
-    found = localise(model, half_a)
+    found = localise(model, half_a, direction=direction)
     if roles is None:
         roles, source = _roles_from(found)
     else:
@@ -126,13 +126,6 @@ def _check_data(data: BracketDataset) -> None:
             "the analysis needs at least 20 strings, balanced and unbalanced ones, and some "
             "starting with '('; use a larger sample (e.g. --n 5000)"
         )
-
-
-def _halves(data: BracketDataset) -> tuple[BracketDataset, BracketDataset]:
-    """A fixed split: fits and localisation on one half, held-out checks on the other."""
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-    mid = len(data) // 2
-    return data[perm[:mid]], data[perm[mid:]]
 
 
 def _roles_from(found: Localisation) -> tuple[Roles, str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.errors import BracketLensError
@@ -39,18 +37,11 @@ class CircuitVerdict:
         }
 
 
-def split_halves(data: BracketDataset, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:
-    """A seeded random split into two halves."""
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
-    mid = len(data) // 2
-    return data[perm[:mid]], data[perm[mid:]]
-
-
 def verify_circuit(
     model: BracketTransformer, data: BracketDataset, seed: int = 0
 ) -> CircuitVerdict:
     """Localise on one half of ``data``, then resample and ablate on the other half."""
-    fit_half, test_half = split_halves(data, seed)
+    fit_half, test_half = data.split(seed)
     found = localise(model, fit_half)
     elevation = negative = both = None
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from bracketlens.attribution.components import ComponentStack, unbalanced_attribution
 from bracketlens.attribution.directions import unbalanced_direction_pre_ln
 from bracketlens.attribution.neurons import out_by_neuron_in_direction, rank_neurons
@@ -147,9 +149,8 @@ def _suffix_uniformity(
 
 
 def _neurons(
-    model: BracketTransformer, data: BracketDataset, roles: Roles
+    model: BracketTransformer, data: BracketDataset, roles: Roles, pre: Tensor
 ) -> tuple[list[str], dict[str, float]]:
-    pre = unbalanced_direction_pre_ln(model, data.tokens)
     direction = head_input_direction(
         model, data.tokens, roles.elevation_layer, roles.elevation_head, roles.read_position, pre
     )
@@ -185,11 +186,19 @@ def _start_close(model: BracketTransformer, data: BracketDataset) -> RoleFinding
     )
 
 
-def localise(model: BracketTransformer, data: BracketDataset) -> Localisation:
-    """Name every role of the circuit in ``model`` from measurements on ``data``."""
+def localise(
+    model: BracketTransformer, data: BracketDataset, direction: Tensor | None = None
+) -> Localisation:
+    """Name every role of the circuit in ``model`` from measurements on ``data``.
+
+    Args:
+        direction: the unbalanced direction before the final LayerNorm, if already
+            fitted on ``data`` (fitted here otherwise).
+    """
     if not data.labels.any() or data.labels.all():
         raise BracketLensError("localisation needs balanced and unbalanced strings")
-    direction = unbalanced_direction_pre_ln(model, data.tokens)
+    if direction is None:
+        direction = unbalanced_direction_pre_ln(model, data.tokens)
     stack = unbalanced_attribution(model, data.tokens, data.labels, direction)
     elevation, negative = _pick_heads(group_medians(stack, data))
     read = _read_position(model, data, elevation)
@@ -201,7 +210,7 @@ def localise(model: BracketTransformer, data: BracketDataset) -> Localisation:
         read_position=int(str(read.location)),
         tally_head=int(str(tally.location or "0.0").split(".")[1]),
     )
-    neurons, neuron_evidence = _neurons(model, data, roles)
+    neurons, neuron_evidence = _neurons(model, data, roles, direction)
     return Localisation(
         elevation_head=elevation,
         negative_head=negative,
