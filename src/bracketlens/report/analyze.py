@@ -130,9 +130,15 @@ def _check_data(data: BracketDataset) -> None:
 
 def _roles_from(found: Localisation) -> tuple[Roles, str]:
     try:
-        return found.roles(), "localised"
+        roles = found.roles()
     except BracketLensError:
         return Roles(), "course default (localisation found no elevation circuit)"
+    if not found.tally_head.found:
+        return roles, (
+            f"localised; no layer-0 head passes the tally test, so the best candidate "
+            f"0.{roles.tally_head} stands in"
+        )
+    return roles, "localised"
 
 
 def _meta(model: BracketTransformer, data: BracketDataset, weights: str) -> dict[str, object]:

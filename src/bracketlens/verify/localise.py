@@ -36,12 +36,14 @@ class RoleFinding:
         location: ``"L.H"`` for a head, ``"mlp L"``, a position as a string, or None.
         evidence: the measured scores (the winner's and the runners-up).
         confidence: 1 - runner-up score / winner score, clipped to [0, 1].
+        candidate: the best-scoring component even when it fails the role's test.
     """
 
     role: str
     location: str | None
     evidence: dict[str, float]
     confidence: float
+    candidate: str | None = None
 
     @property
     def found(self) -> bool:
@@ -61,11 +63,15 @@ class Localisation:
     start_close_component: RoleFinding
 
     def roles(self) -> Roles:
-        """The roles as the elevation analysis takes them."""
-        if not (self.elevation_head.found and self.tally_head.found):
+        """The roles as the elevation analysis takes them.
+
+        Where no layer-0 head passes the tally test, its best candidate stands in (the
+        analysis then reports how far it is from a tally).
+        """
+        if not (self.elevation_head.found and self.read_position.found):
             raise BracketLensError("the elevation circuit was not found in this model")
         layer, head = (int(x) for x in str(self.elevation_head.location).split("."))
-        tally = int(str(self.tally_head.location).split(".")[1])
+        tally = int(str(self.tally_head.location or self.tally_head.candidate).split(".")[1])
         return Roles(layer, head, int(str(self.read_position.location)), tally)
 
 
@@ -134,6 +140,7 @@ def _tally_head(model: BracketTransformer, data: BracketDataset, read_position: 
         best if scores[best] > 0.5 else None,
         evidence | {f"{k} score": v for k, v in scores.items()},
         _confidence(scores, best),
+        candidate=best,
     )
 
 
