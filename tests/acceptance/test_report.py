@@ -37,6 +37,9 @@ def test_report_files(report_dir):
     assert acc["ci_low"] <= acc["value"] <= acc["ci_high"]
     assert set(findings["localisation"]) >= {"elevation_head", "negative_head", "tally_head"}
     assert findings["hypothesis"], "the hypothesis has claims"
+    assert findings["resampling_tests"], "the hypotheses are tested on the held-out half"
+    neg = findings["negative_head_attention"]
+    assert neg is None or 0 <= neg["on_wrong_way_positions"]["value"] <= 1
     html = (report_dir / "index.html").read_text()
     assert "https://" not in html.split("<main>")[1].split("</main>")[0]  # no remote assets
     assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone

@@ -18,6 +18,7 @@ from bracketlens.attribution.components import ComponentStack, unbalanced_attrib
 from bracketlens.attribution.directions import unbalanced_direction_pre_ln
 from bracketlens.attribution.layernorm import fit_layernorm, score_fit
 from bracketlens.circuits.elevation import ElevationCircuit, Roles, analyse_elevation
+from bracketlens.circuits.negative import NegativeAttention, negative_head_attention
 from bracketlens.circuits.patching import PatchedAttention, patched_attention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS
@@ -49,6 +50,7 @@ class Findings:
     attention_read: Estimate
     patching: list[PatchedAttention]
     scrubs: list[ScrubResult]
+    negative_attention: NegativeAttention | None
 
     def to_json(self) -> dict[str, object]:
         """Every number of the report, JSON-ready."""
@@ -116,6 +118,7 @@ def analyze(
         attention_read=bootstrap(elevation.attention_rows[:, roles.read_position].numpy()),
         patching=_patching_views(model, roles),
         scrubs=scrubs,
+        negative_attention=_negative_attention(model, data, found),
     )
 
 
@@ -170,6 +173,16 @@ def _scrubs(
         out.append(scrub_negative(model, held_out, neg[0], neg[1]))
         out.append(scrub_both(model, held_out, roles, (neg[0], neg[1])))
     return out
+
+
+def _negative_attention(
+    model: BracketTransformer, data: BracketDataset, found: Localisation
+) -> NegativeAttention | None:
+    location = found.negative_head.location
+    if location is None or not data.failure_types.negative.any():
+        return None
+    layer, head = (int(x) for x in location.split("."))
+    return negative_head_attention(model, data, layer, head)
 
 
 def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:

@@ -110,6 +110,14 @@ def findings_to_json(f: Findings) -> dict[str, object]:
         },
         "localisation": localisation_json(f.localisation),
         "roles_source": f.roles_source,
+        "negative_head_attention": None
+        if f.negative_attention is None
+        else {
+            "head": f.negative_attention.head,
+            "on_wrong_way_positions": f.negative_attention.on_wrong_way.to_dict(),
+            "uniform_baseline": f.negative_attention.uniform_baseline.to_dict(),
+            "lift": _r(f.negative_attention.lift),
+        },
         "elevation_circuit": _elevation(f),
         "patching": [
             {

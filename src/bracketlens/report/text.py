@@ -75,6 +75,20 @@ def _localisation(f: Findings) -> str:
         + _table(["role", "where", "confidence", "strongest evidence"], rows)
         + f"<p>MLP neurons that turn the tally into a boolean: {html.escape(neurons)}.</p>"
         + f"<p>Roles used below: {html.escape(f.roles_source)}.</p>"
+        + _negative(f)
+    )
+
+
+def _negative(f: Findings) -> str:
+    neg = f.negative_attention
+    if neg is None:
+        return ""
+    on, base = neg.on_wrong_way, neg.uniform_baseline
+    return (
+        f"<p>On strings that go negative, head {neg.head} puts <b>{on.value:.3f}</b> of its "
+        f"attention from position 0 (95% interval {on.low:.3f} to {on.high:.3f}) on the "
+        "positions whose suffix has more '(' than ')'; uniform attention over the parens "
+        f"would put {base.value:.3f} there ({neg.lift:.2f}x).</p>"
     )
 
 
