@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
+    _add_attack_results(p)
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", help="write the offline HTML report, PNGs and findings.json")
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
+    _add_attack_results(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("circuit", help="localise the circuit and measure how much it explains")
@@ -108,6 +110,39 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="checkpoint (.safetensors or course .pt); default: bundled",
     )
+
+
+def _add_attack_results(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--attack", metavar="PATH", help="JSON from `bracketlens attack --json` to include"
+    )
+
+
+def load_attack_strings(path: str | None) -> list[str] | None:
+    """The strings of a saved `bracketlens attack --json` list."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    try:
+        records = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BracketLensError(f"attack results {path} do not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BracketLensError(f"attack results {path} are not valid JSON ({e})") from None
+    ok = isinstance(records, list) and all(
+        isinstance(r, dict) and isinstance(r.get("string"), str) for r in records
+    )
+    if not ok:
+        raise BracketLensError(
+            f"{path}: expected the JSON list of {{'string', 'label', 'p_balanced'}} that "
+            "`bracketlens attack --json` prints"
+        )
+    from bracketlens.data import tokenize
+
+    strings = [r["string"] for r in records]
+    tokenize(strings)  # validates characters and lengths, naming the first bad one
+    return strings
 
 
 def _add_data(p: argparse.ArgumentParser, default_n: int) -> None:
@@ -172,10 +207,11 @@ def _run_analysis(args: argparse.Namespace):  # -> Findings
     from bracketlens.terminal import progress_steps
 
     data = load_data(args)
+    attack = load_attack_strings(args.attack)
     model = load_model(args.weights)
     weights = args.weights or "bundled default"
     with progress_steps(enabled=sys.stderr.isatty()) as step:
-        return analyze(model, data, weights=weights, progress=step)
+        return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -114,3 +114,31 @@ def test_analyze_json_on_course_checkpoint(capsys):
     findings = json.loads(capsys.readouterr().out)
     assert findings["localisation"]["elevation_head"]["location"] == "2.0"
     assert findings["elevation_circuit"]["tally"]["cos_vL_vR"] == pytest.approx(-0.9974, abs=0.003)
+
+
+def test_analyze_rescores_saved_attack_results(capsys, tmp_path):
+    course_best = "(" * 15 + ")" * 15 + ")(" + "(" * 4 + ")" * 4
+    saved = tmp_path / "attack.json"
+    saved.write_text(json.dumps([{"string": course_best, "label": False, "p_balanced": 0.9}]))
+    code = main(["analyze", "--n", "400", "--json", "--attack", str(saved)])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["adversarial_examples"]
+    assert rows[0]["string"] == course_best and rows[0]["label"] is False
+    assert rows[0]["p_balanced"] != 0.9  # rescored with the model being analysed
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[[", "not valid JSON"),
+        ('[{"p": 1}]', "expected the JSON list"),
+        ('[{"string": "(x"}]', "'x'"),
+    ],
+)
+def test_bad_attack_results(capsys, tmp_path, content, message):
+    saved = tmp_path / "attack.json"
+    saved.write_text(content)
+    code = main(["report", "--n", "400", "--attack", str(saved), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -21,9 +21,10 @@ from bracketlens.circuits.elevation import ElevationCircuit, Roles, analyse_elev
 from bracketlens.circuits.negative import NegativeAttention, negative_head_attention
 from bracketlens.circuits.patching import PatchedAttention, patched_attention
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.tokens import MAX_PARENS
+from bracketlens.data.tokens import MAX_PARENS, tokenize
+from bracketlens.data.truth import is_balanced
 from bracketlens.errors import BracketLensError
-from bracketlens.model.predict import Evaluation, evaluate
+from bracketlens.model.predict import Evaluation, evaluate, predict_proba
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap
 from bracketlens.verify.localise import Localisation, localise
@@ -51,6 +52,7 @@ class Findings:
     patching: list[PatchedAttention]
     scrubs: list[ScrubResult]
     negative_attention: NegativeAttention | None
+    attack: list[dict[str, object]]  # strings from `bracketlens attack --json`, rescored here
 
     def to_json(self) -> dict[str, object]:
         """Every number of the report, JSON-ready."""
@@ -76,12 +78,15 @@ def analyze(
     weights: str = "bundled default",
     roles: Roles | None = None,
     progress: Progress | None = None,
+    attack_strings: list[str] | None = None,
 ) -> Findings:
     """Run the analysis of SPEC.md section 3 on ``data``.
 
     Args:
         roles: where the elevation circuit sits; found by localisation when None.
         progress: called with the name of each step as it starts.
+        attack_strings: adversarial strings (e.g. from ``bracketlens attack``) to
+            rescore with this model and check against the ground truth.
     """
     step = progress or (lambda _: None)
     _check_data(data)
@@ -119,6 +124,7 @@ def analyze(
         patching=_patching_views(model, roles),
         scrubs=scrubs,
         negative_attention=_negative_attention(model, data, found),
+        attack=_rescore(model, attack_strings or []),
     )
 
 
@@ -173,6 +179,18 @@ def _scrubs(
         out.append(scrub_negative(model, held_out, neg[0], neg[1]))
         out.append(scrub_both(model, held_out, roles, (neg[0], neg[1])))
     return out
+
+
+def _rescore(model: BracketTransformer, strings: list[str]) -> list[dict[str, object]]:
+    """P(balanced) under this model and the true label; wrongest first."""
+    if not strings:
+        return []
+    p = predict_proba(model, tokenize(strings)).tolist()
+    rows = [
+        {"string": s, "label": is_balanced(s), "p_balanced": pb}
+        for s, pb in zip(strings, p, strict=True)
+    ]
+    return sorted(rows, key=lambda r: -abs(float(r["label"]) - float(r["p_balanced"])))
 
 
 def _negative_attention(

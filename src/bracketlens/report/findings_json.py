@@ -139,6 +139,7 @@ def findings_to_json(f: Findings) -> dict[str, object]:
             }
             for s in f.scrubs
         ],
+        "adversarial_examples": f.attack,
         "hypothesis": [
             {
                 "claim": c.text,

@@ -47,6 +47,7 @@ SECTIONS = [
     ("circuit", "The total elevation circuit"),
     ("patching", "The tallying head, patched"),
     ("hypothesis", "Hypothesis"),
+    ("attack", "Adversarial examples"),
 ]
 
 

@@ -76,6 +76,23 @@ def _localisation(f: Findings) -> str:
         + f"<p>MLP neurons that turn the tally into a boolean: {html.escape(neurons)}.</p>"
         + f"<p>Roles used below: {html.escape(f.roles_source)}.</p>"
         + _negative(f)
+        + _start_close(f)
+    )
+
+
+def _start_close(f: Findings) -> str:
+    where = f.localisation.start_close_component.location
+    if where is None or where not in f.attribution.labels:
+        return ""
+    values = f.attribution[where]
+    closes = ~f.data.starts_open & (f.data.seq_length > 0)
+    if not closes.any() or closes.all():
+        return ""
+    on, off = float(values[closes].median()), float(values[~closes].median())
+    return (
+        f"<p>{html.escape(where)}, whose mean ablation raises P(balanced) most on strings "
+        f"starting with ')', writes a median {on:.3f} in the unbalanced direction at position "
+        f"0 on those strings, against {off:.3f} on the others (centred on balanced strings).</p>"
     )
 
 
@@ -144,6 +161,27 @@ def _scrubs(f: Findings) -> str:
     )
 
 
+def _attack(f: Findings) -> str:
+    if not f.attack:
+        return (
+            "<p>No adversarial strings given: run <code>bracketlens attack --json &gt; "
+            "attack.json</code>, then <code>bracketlens report --attack attack.json</code>.</p>"
+        )
+    rows = [
+        [
+            str(r["string"]),
+            "balanced" if r["label"] else "unbalanced",
+            f"{float(str(r['p_balanced'])):.6f}",
+        ]
+        for r in f.attack[:15]
+    ]
+    return (
+        "<p>Strings found by the adversarial search, rescored with this model and checked "
+        "against the ground truth, wrongest first.</p>"
+        + _table(["string", "truth", "P(balanced)"], rows)
+    )
+
+
 def section_texts(f: Findings, png_note: str) -> dict[str, str]:
     """HTML prose per section key."""
     return {
@@ -156,4 +194,5 @@ def section_texts(f: Findings, png_note: str) -> dict[str, str]:
             "queries) are replaced by those of all-'(' and all-')' strings.</p>"
         ),
         "hypothesis": _hypothesis(f) + _scrubs(f),
+        "attack": _attack(f),
     }
