@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_circuit)
 
+    p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
+    p.add_argument("--models", type=int, default=3, help="how many seeds to train (0..K-1)")
+    p.add_argument("--steps", type=int, default=None, help="steps per model (default 3000)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_seeds)
+
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
     p.add_argument("--seed", type=int, default=0, help="random seed (integer)")
@@ -255,6 +261,32 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.terminal import circuit_table
 
     circuit_table(result)
+    return 0
+
+
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from bracketlens.model.train import TrainConfig
+    from bracketlens.verify.seeds import SHORT_STEPS, seeds_json, train_and_localise
+
+    if args.models < 1:
+        raise BracketLensError(f"--models must be at least 1, got {args.models}")
+    base = TrainConfig(steps=SHORT_STEPS, n_eval=2000, n_near_miss=500)
+    if args.steps is not None:
+        base = replace(base, steps=args.steps)  # TrainConfig validates it
+    say = (
+        None
+        if args.json
+        else (lambda s: print(f"training and localising seed {s}...", file=sys.stderr))
+    )
+    result = seeds_json(train_and_localise(range(args.models), base=base, on_seed=say))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from bracketlens.terminal import seeds_table
+
+    seeds_table(result)
     return 0
 
 

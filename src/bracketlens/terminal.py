@@ -139,3 +139,17 @@ def circuit_table(result: Mapping[str, Any]) -> None:
         shown = "-" if value is None else f"{100 * value:.1f}%"
         table.add_row(f"loss recovered ({key.replace('_', ' ')})", shown)
     _console.print(table)
+
+
+def seeds_table(result: Mapping[str, Any]) -> None:
+    """One column per seed: where each role sits; then how often each location recurs."""
+    runs = result["runs"]
+    table = Table("role", *[f"seed {r['seed']}" for r in runs], "recurrence", title="roles by seed")
+    table.add_row("accuracy", *[f"{100 * r['accuracy']:.2f}%" for r in runs], "")
+    for role, counts in result["recurrence"].items():
+        cells = [str(r["roles"][role]["location"] or "not found") for r in runs]
+        summary = ", ".join(
+            f"{loc}: {n}" for loc, n in sorted(counts.items(), key=lambda kv: -kv[1])
+        )
+        table.add_row(role.replace("_", " "), *cells, summary)
+    _console.print(table)

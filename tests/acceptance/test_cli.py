@@ -69,6 +69,8 @@ def test_predict_table_on_bundled_model(capsys):
         (["train", "--seed", "abc"], "invalid int value"),
         (["train", "--out", "/nonexistent-dir/m.safetensors"], "does not exist"),
         (["nonsense"], "invalid choice"),
+        (["seeds", "--models", "0"], "--models must be at least 1"),
+        (["seeds", "--models", "1", "--steps", "0"], "steps must be a positive integer"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, argv, message):
@@ -90,3 +92,11 @@ def test_train_refuses_existing_output(capsys, tmp_path):
     out.write_bytes(b"x")
     code, _, err = run(capsys, "train", "--out", str(out), "--quiet")
     assert code == 2 and "pass --force" in err
+
+
+def test_seeds_json(capsys):
+    code, out, _ = run(capsys, "seeds", "--models", "1", "--steps", "30", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert [r["seed"] for r in result["runs"]] == [0]
+    assert set(result["recurrence"]) >= {"elevation_head", "tally_head"}
