@@ -58,3 +58,13 @@ def test_localise_names_roles_of_any_model(random_model):
     assert found.read_position.location is not None and int(found.read_position.location) >= 1
     with pytest.raises(BracketLensError, match="balanced and unbalanced"):
         localise(random_model, DATA[DATA.labels])
+
+
+def test_no_neurons_before_an_elevation_head_in_layer_0(random_model):
+    from bracketlens.circuits import Roles
+    from bracketlens.verify.localise import _neurons
+
+    direction = torch.randn(56)
+    assert _neurons(random_model, DATA, Roles(0, 1, 1, 0), direction) == ([], {})
+    names, _ = _neurons(random_model, DATA, Roles(2, 0, 1, 0), direction)
+    assert names and all(n.split(".")[0] in ("0", "1") for n in names)

@@ -168,6 +168,8 @@ def _neurons(
             model, opens.tokens, layer, direction, roles.read_position
         )
         ranks += rank_neurons(contrib, opens.labels, layer)
+    if not ranks:  # an elevation head in layer 0 has no MLP before it
+        return [], {}
     ranks.sort(key=lambda r: -abs(r.separation))
     top = abs(ranks[0].separation)
     chosen = [r for r in ranks if abs(r.separation) >= NEURON_SHARE * top][:MAX_NEURONS]
