@@ -265,16 +265,11 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from bracketlens.model.train import TrainConfig
-    from bracketlens.verify.seeds import SHORT_STEPS, seeds_json, train_and_localise
+    from bracketlens.verify.seeds import seeds_json, short_recipe, train_and_localise
 
     if args.models < 1:
         raise BracketLensError(f"--models must be at least 1, got {args.models}")
-    base = TrainConfig(steps=SHORT_STEPS, n_eval=2000, n_near_miss=500)
-    if args.steps is not None:
-        base = replace(base, steps=args.steps)  # TrainConfig validates it
+    base = short_recipe() if args.steps is None else short_recipe(args.steps)  # validated
     say = (
         None
         if args.json

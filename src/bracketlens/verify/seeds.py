@@ -15,6 +15,11 @@ SHORT_STEPS = 3000  # a shorter recipe than the default: enough for the circuit 
 ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")
 
 
+def short_recipe(steps: int = SHORT_STEPS) -> TrainConfig:
+    """The per-seed training recipe: the default one, shorter, with smaller held-out sets."""
+    return TrainConfig(steps=steps, n_eval=2000, n_near_miss=500)
+
+
 @dataclass(frozen=True)
 class SeedRun:
     """One trained seed: its accuracy and where its roles sit."""
@@ -36,7 +41,7 @@ def train_and_localise(
     on_seed: Callable[[int], None] | None = None,
 ) -> list[SeedRun]:
     """Train one model per seed (``base`` recipe, short by default) and localise each."""
-    base = base or TrainConfig(steps=SHORT_STEPS, n_eval=2000, n_near_miss=500)
+    base = base or short_recipe()
     runs = []
     for seed in seeds:
         if on_seed is not None:
