@@ -15,25 +15,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from bracketlens.attribution.components import (
-    ComponentStack,
-    centre_on_balanced,
-    components_in_direction,
-)
-from bracketlens.attribution.directions import unbalanced_direction_pre_ln
-from bracketlens.attribution.layernorm import fit_layernorm
+from bracketlens.attribution.components import ComponentStack, centre_on_balanced
+from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.attribution.neurons import (
     NeuronClass,
     NeuronRank,
     classify_neurons,
-    out_by_neuron_in_direction,
     rank_neurons,
 )
-from bracketlens.circuits.heads import (
-    attention_patterns,
-    check_head,
-    head_input_direction,
-)
+from bracketlens.circuits.heads import check_head, ov_matrix
 from bracketlens.circuits.tally import (
     TallyVectors,
     mean_squared_cosine_random,
@@ -42,6 +32,7 @@ from bracketlens.circuits.tally import (
 )
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
+from bracketlens.engine import Gathered, gather
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
 
@@ -91,38 +82,64 @@ class ElevationCircuit:
 def analyse_elevation(
     model: BracketTransformer, data: BracketDataset, roles: Roles | None = None
 ) -> ElevationCircuit:
-    """Run every step of the elevation analysis on ``data`` for the given roles."""
+    """Run every step of the elevation analysis on ``data`` for the given roles.
+
+    One forward pass over ``data`` gathers everything (see :mod:`bracketlens.engine`).
+    """
     roles = roles or Roles()
-    check_head(model, roles.elevation_layer, roles.elevation_head)
-    check_head(model, 0, roles.tally_head)
-    if not 0 < roles.read_position < data.tokens.shape[1]:
-        raise BracketLensError(f"read position {roles.read_position} is outside the strings")
-    starts_open = data[data.starts_open]
-    if len(starts_open) == 0 or not data.labels.any():
-        raise BracketLensError("the elevation analysis needs balanced strings starting with '('")
+    _check_roles(model, data, roles)
+    gathered = gather(
+        model,
+        data,
+        layer=roles.elevation_layer,
+        head=roles.elevation_head,
+        position=roles.read_position,
+    )
+    return elevation_from_pass(model, data, roles, gathered)
+
+
+def elevation_from_pass(
+    model: BracketTransformer,
+    data: BracketDataset,
+    roles: Roles,
+    gathered: Gathered,
+    fit_groups: list[int] | None = None,
+) -> ElevationCircuit:
+    """The elevation analysis from a pass already gathered for these roles.
+
+    Args:
+        fit_groups: which of the pass's groups the LayerNorm fits use (all by default).
+    """
+    _check_roles(model, data, roles)
     layer, head, pos = roles.elevation_layer, roles.elevation_head, roles.read_position
-    pattern = attention_patterns(model, starts_open.tokens, layer, head)
-    final_fit = fit_layernorm(model, data.tokens, "ln_final", position=0)
-    unbalanced = unbalanced_direction_pre_ln(model, data.tokens, final_fit)
-    ln1_fit = fit_layernorm(model, data.tokens, f"blocks.{layer}.ln1", position=pos)
-    direction = head_input_direction(model, data.tokens, layer, head, pos, unbalanced, ln1_fit)
-    components = _components_before(model, data, direction, layer, pos)
+    if (gathered.layer, gathered.head, gathered.position) != (layer, head, pos):
+        raise BracketLensError(
+            f"the pass was gathered for head {gathered.layer}.{gathered.head} reading "
+            f"position {gathered.position}, not {layer}.{head} reading {pos}"
+        )
+    opens = data.starts_open
+    final_fit = gathered.final_fit(fit_groups)
+    unbalanced = final_fit.pull_back(unbalanced_direction_post_ln(model))
+    ln1_fit = gathered.read_fit(fit_groups)
+    direction = ln1_fit.pull_back(ov_matrix(model, layer, head) @ unbalanced)
+    stack = gathered.components_at_read(model, data.tokens, direction)
+    components = ComponentStack(
+        centre_on_balanced(stack.values, data.labels), stack.labels, torch.zeros_like(stack.bias)
+    )
     contributions = {
-        mlp: out_by_neuron_in_direction(model, starts_open.tokens, mlp, direction, pos)
-        for mlp in range(layer)
+        mlp: gathered.neuron_contributions(model, mlp, direction)[opens] for mlp in range(layer)
     }
-    tally = tally_vectors(model, data.tokens, roles.tally_head)
+    labels, proportion = data.labels[opens], data.open_proportion[opens]
+    tally = tally_vectors(model, data.tokens, roles.tally_head, fit=gathered.pooled_ln0_fit())
     result = ElevationCircuit(
         roles=roles,
-        attention_rows=pattern[:, 0],
+        attention_rows=gathered.attention_from_0[opens],
         pre_head_direction=direction,
         ln_fit_r2=ln1_fit.r2,
         components=components,
         neuron_contributions=contributions,
-        neuron_ranks={k: rank_neurons(v, starts_open.labels, k) for k, v in contributions.items()},
-        neuron_classes={
-            k: classify_neurons(v, starts_open.open_proportion, k) for k, v in contributions.items()
-        },
+        neuron_ranks={k: rank_neurons(v, labels, k) for k, v in contributions.items()},
+        neuron_classes={k: classify_neurons(v, proportion, k) for k, v in contributions.items()},
         tally=tally,
         mlp_cos2={
             k: mlp_input_cosines(model, tally.v_right, k).pow(2).mean().item() for k in range(layer)
@@ -132,18 +149,13 @@ def analyse_elevation(
     return _with_claims(result, data)
 
 
-def _components_before(
-    model: BracketTransformer,
-    data: BracketDataset,
-    direction: Tensor,
-    layer: int,
-    position: int,
-) -> ComponentStack:
-    """Components written before ``layer``, at ``position``, centred on balanced strings."""
-    stack = components_in_direction(model, data.tokens, direction, position)
-    keep = 1 + layer * (model.cfg.n_heads + 1)  # embeddings, then (heads, MLP) per layer
-    values = centre_on_balanced(stack.values[:keep], data.labels)
-    return ComponentStack(values, stack.labels[:keep], torch.zeros_like(stack.bias))
+def _check_roles(model: BracketTransformer, data: BracketDataset, roles: Roles) -> None:
+    check_head(model, roles.elevation_layer, roles.elevation_head)
+    check_head(model, 0, roles.tally_head)
+    if not 0 < roles.read_position < data.tokens.shape[1]:
+        raise BracketLensError(f"read position {roles.read_position} is outside the strings")
+    if not data.starts_open.any() or not data.labels.any():
+        raise BracketLensError("the elevation analysis needs balanced strings starting with '('")
 
 
 def _with_claims(result: ElevationCircuit, data: BracketDataset) -> ElevationCircuit:

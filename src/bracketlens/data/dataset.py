@@ -158,9 +158,19 @@ class BracketDataset:
 
     def split(self, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:
         """Two halves of a seeded random permutation (for fit here, check there)."""
-        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        perm = self._halves(seed)
         mid = len(self) // 2
         return self[perm[:mid]], self[perm[mid:]]
+
+    def split_groups(self, seed: int = 0) -> Int[Tensor, " batch"]:
+        """Which half of :meth:`split` each string falls in: 0 for the first, 1 for the second."""
+        perm = self._halves(seed)
+        groups = torch.ones(len(self), dtype=torch.long)
+        groups[perm[: len(self) // 2]] = 0
+        return groups
+
+    def _halves(self, seed: int) -> Tensor:
+        return torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
 
     def with_length(self, n_parens: int) -> BracketDataset:
         """The strings with exactly ``n_parens`` parens."""
