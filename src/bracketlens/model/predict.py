@@ -45,7 +45,7 @@ def predict_logits(
     """Logits at position 0, (unbalanced, balanced), for every string."""
     out = torch.empty(len(tokens), model.cfg.d_vocab_out)
     for idx, batch in iter_batches(tokens, batch_size, progress=progress):
-        out[idx] = model(batch)[:, 0]
+        out[idx] = model.class_logits(batch)
     return out
 
 

@@ -27,7 +27,7 @@ class TrainConfig:
 
     seed: int = 0
     n_train: int = 300_000  # strings generated once by data.generate.training_set
-    steps: int = 9_000
+    steps: int = 11_000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -167,7 +167,7 @@ def _batch_logits(
     """
     idx = idx[torch.argsort(lengths[idx], stable=True)]
     logits = [
-        model(data.tokens[chunk, : int(lengths[chunk].max()) + 2])[:, 0]
+        model.class_logits(data.tokens[chunk, : int(lengths[chunk].max()) + 2])
         for chunk in idx.chunk(n_chunks)
     ]
     return torch.cat(logits), data.labels[idx].long()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -229,6 +230,32 @@ class BracketTransformer(HookedRootModule):
         for block in self.blocks:
             resid = block(resid, pad)
         return self.unembed(self.ln_final(resid))
+
+    def class_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 2"]:
+        """The logits at position 0 only: ``self(tokens)[:, 0]`` at about 80% of the cost.
+
+        The last block needs keys and values at every position but a query, an MLP
+        and an unembedding at position 0 only, so only those are computed. Hooks are
+        not run on this path; if any hook is attached, this falls back to the full
+        forward pass so that the hook still has its effect.
+        """
+        if any(hp.fwd_hooks or hp._forward_hooks for hp in self.hook_dict.values()):
+            return self(tokens)[:, 0]
+        pad = tokens == self.cfg.pad_token_id
+        resid = self.embed(tokens) + self.pos_embed(tokens)
+        for block in self.blocks[:-1]:
+            resid = block(resid, pad)
+        last = cast(TransformerBlock, self.blocks[-1])
+        attn, x = last.attn, last.ln1(resid)
+        q = torch.einsum("bm,hmd->bhd", x[:, 0], attn.W_Q) + attn.b_Q
+        k = torch.einsum("bpm,hmd->bphd", x, attn.W_K) + attn.b_K
+        v = torch.einsum("bpm,hmd->bphd", x, attn.W_V) + attn.b_V
+        scores = torch.einsum("bhd,bkhd->bhk", q, k) / attn.attn_scale
+        pattern = scores.masked_fill(pad[:, None, :], IGNORE).softmax(dim=-1)
+        z = torch.einsum("bhk,bkhd->bhd", pattern, v)
+        resid0 = resid[:, :1] + (torch.einsum("bhd,hdm->bm", z, attn.W_O) + attn.b_O)[:, None]
+        resid0 = resid0 + last.mlp(last.ln2(resid0))
+        return self.unembed(self.ln_final(resid0))[:, 0]
 
     def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:
         """As ``HookedRootModule.run_with_cache``, returning an ``ActivationCache``."""
