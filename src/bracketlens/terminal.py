@@ -135,9 +135,20 @@ def circuit_table(result: Mapping[str, Any]) -> None:
         value = result[key]
         table.add_row(key.replace("_", " "), "not found" if value is None else str(value))
     table.add_row("mlp neurons", ", ".join(result["mlp_neurons"]) or "none")
+    intervals = result.get("loss_recovered_ci95", {})
     for key, value in result["loss_recovered"].items():
         shown = "-" if value is None else f"{100 * value:.1f}%"
+        ci = intervals.get(key)
+        if value is not None and ci is not None:
+            shown += f" (95% CI {100 * ci['ci_low']:.1f} to {100 * ci['ci_high']:.1f})"
         table.add_row(f"loss recovered ({key.replace('_', ' ')})", shown)
+    paths = result.get("path_patching")
+    if paths is not None:
+        share = paths["route_share_of_sender_at_read_position"]["all"]
+        table.add_row("claimed route's share (path patching)", f"{100 * share:.1f}%")
+    for group, top in (result.get("attribution_patching") or {}).items():
+        best = ", ".join(f"{t['component']} @ {t['position']}" for t in top[:3])
+        table.add_row(f"matters most ({group})", best)
     _console.print(table)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bracketlens import evaluation_set
+from bracketlens import BracketLensError, evaluation_set
 from bracketlens.verify.scrub import ScrubResult, Site, matched_donors, resample_test
 
 DATA = evaluation_set(120, seed=4)
@@ -28,3 +28,17 @@ def test_a_feature_that_identifies_each_string_recovers_everything(random_model)
     result = resample_test(random_model, DATA, [site], "identity", seed=0)
     assert result.loss_hypothesis == pytest.approx(result.loss_model, abs=1e-6)
     assert result.recovered()["all"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_recovered_interval_resamples_strings(random_model):
+    site = Site("blocks.2.attn.hook_v", 0, 1, np.zeros((len(DATA), 1), dtype=np.int64))
+    result = resample_test(random_model, DATA, [site], "constant feature", seed=0)
+    ci = result.recovered_interval("all")
+    assert ci.value == pytest.approx(result.recovered()["all"], abs=1e-9)
+    assert ci.low <= ci.value <= ci.high and ci.n == len(DATA)
+    balanced = result.recovered_interval("balanced")
+    assert balanced.n == int(DATA.labels.sum())
+    with pytest.raises(BracketLensError, match="unknown failure group"):
+        result.recovered_interval("nonsense")
+    with pytest.raises(BracketLensError, match="per-string"):
+        ScrubResult("h", "a", {}, {}, {}, {}).recovered_interval()

@@ -27,6 +27,7 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 from bracketlens.data.tokens import CLOSE, OPEN
+from bracketlens.errors import BracketLensError
 
 T = TypeVar("T")
 
@@ -50,6 +51,15 @@ class FailureGroup(enum.IntEnum):
     @property
     def label(self) -> str:
         return _GROUP_LABELS[self]
+
+    @classmethod
+    def from_label(cls, label: str) -> FailureGroup:
+        """The group whose :attr:`label` is ``label``."""
+        for group in cls:
+            if group.label == label:
+                return group
+        known = ", ".join(repr(g.label) for g in cls)
+        raise BracketLensError(f"unknown failure group {label!r}; use one of {known}")
 
 
 _GROUP_LABELS = {

@@ -8,8 +8,11 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.stats import Estimate
 from bracketlens.verify.ablate import AblationEffect, ablate, component_names
+from bracketlens.verify.attribution_patching import AttributionPatching, attribution_patching
 from bracketlens.verify.localise import Localisation, localise
+from bracketlens.verify.paths import PathPatch, path_patch_elevation
 from bracketlens.verify.scrub import ScrubResult, scrub_both, scrub_elevation, scrub_negative
 
 ELEVATION = FailureGroup.ELEVATION_ONLY.label
@@ -27,6 +30,18 @@ class CircuitVerdict:
     ablations: list[AblationEffect]
     n_fit: int
     n_verify: int
+    path_patch: PathPatch | None = None
+    attribution: AttributionPatching | None = None
+
+    def loss_recovered_intervals(self) -> dict[str, Estimate | None]:
+        """The headline shares with 95% bootstrap intervals over the verified strings."""
+        return {
+            "total_elevation": self.elevation.recovered_interval(ELEVATION)
+            if self.elevation
+            else None,
+            "negative": self.negative.recovered_interval(NEGATIVE) if self.negative else None,
+            "all": self.both.recovered_interval("all") if self.both else None,
+        }
 
     def loss_recovered(self) -> dict[str, float | None]:
         """The headline shares of loss recovered (unclipped)."""
@@ -57,8 +72,19 @@ def verify_circuit(
         if roles is not None:
             both = scrub_both(model, test_half, roles, (neg_layer, neg_head), seed)
     ablations = [ablate(model, test_half, c, "mean") for c in component_names(model)]
+    paths = None
+    if roles is not None and roles.elevation_layer > 0:
+        paths = path_patch_elevation(model, test_half, roles, seed)
     return CircuitVerdict(
-        found, elevation, negative, both, ablations, len(fit_half), len(test_half)
+        found,
+        elevation,
+        negative,
+        both,
+        ablations,
+        len(fit_half),
+        len(test_half),
+        path_patch=paths,
+        attribution=attribution_patching(model, test_half),
     )
 
 
@@ -89,6 +115,9 @@ def verdict_json(v: CircuitVerdict) -> dict[str, object]:
         "start_close_component": v.localisation.start_close_component.location,
         "mlp_neurons": v.localisation.mlp_neurons,
         "loss_recovered": v.loss_recovered(),
+        "loss_recovered_ci95": {
+            k: None if e is None else e.to_dict() for k, e in v.loss_recovered_intervals().items()
+        },
         "evidence": loc,
         "scrubbing": {
             "elevation": scrub(v.elevation),
@@ -99,9 +128,41 @@ def verdict_json(v: CircuitVerdict) -> dict[str, object]:
             a.component: {"loss": a.loss, "accuracy": a.accuracy, "by_group": a.by_group}
             for a in v.ablations
         },
+        "path_patching": path_patch_json(v.path_patch),
+        "attribution_patching": attribution_patching_json(v.attribution),
         "n_localise": v.n_fit,
         "n_verify": v.n_verify,
     }
+
+
+def path_patch_json(p: PathPatch | None) -> dict[str, object] | None:
+    """Path patching results, JSON-ready (None where the route could not be patched)."""
+    if p is None:
+        return None
+    return {
+        "route": p.route,
+        "route_share_of_sender_at_read_position": p.share(),
+        "clean_loss": p.clean_loss,
+        "logit_diff_change": {k: e.logit_diff_change for k, e in p.effects.items()},
+        "loss": {k: e.loss for k, e in p.effects.items()},
+    }
+
+
+def attribution_patching_json(
+    a: AttributionPatching | None, k: int = 5
+) -> dict[str, list[dict[str, object]]] | None:
+    """The ``k`` most important (component, position) pairs per failure group."""
+    if a is None:
+        return None
+    out = {}
+    for group in ["all", *(g.label for g in FailureGroup)]:
+        if group != "all" and not (a.groups == FailureGroup.from_label(group)).any():
+            continue
+        out[group] = [
+            {"component": t.component, "position": t.position, "estimated_loss_change": t.effect}
+            for t in a.top(group, k)
+        ]
+    return out
 
 
 def _int_or_none(x: str | None) -> int | None:

@@ -27,7 +27,9 @@ from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
+from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.stats import Estimate, bootstrap
 from bracketlens.verify.ablate import Hook, replacement_hook, run_with_replacements
 
 
@@ -41,6 +43,29 @@ class ScrubResult:
     loss_hypothesis: dict[str, float]
     loss_random: dict[str, float]
     loss_control: dict[str, float]
+    # per-string losses ("model", "hypothesis", "random", "control") and failure groups,
+    # for bootstrap intervals; None when only the means are known
+    per_string: dict[str, np.ndarray] | None = None
+    groups: np.ndarray | None = None
+
+    def recovered_interval(self, group: str = "all", which: str = "hypothesis") -> Estimate:
+        """The share recovered in ``group`` with a bootstrap interval over its strings."""
+        if self.per_string is None or self.groups is None:
+            raise BracketLensError("this result kept no per-string losses to resample")
+        rows = np.ones(len(self.groups), dtype=bool)
+        if group != "all":
+            rows = self.groups == FailureGroup.from_label(group)
+        cols = np.stack(
+            [self.per_string[k][rows] for k in ("random", which, "model")], axis=1
+        )  # [n, 3]
+
+        def share(x: np.ndarray) -> np.ndarray:
+            l_rand, l_x, l_model = x.mean(axis=1).T  # each [resamples]
+            gap = l_rand - l_model
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(np.abs(gap) > 1e-9, (l_rand - l_x) / gap, np.nan)
+
+        return bootstrap(cols, share)
 
     def recovered(self, which: str = "hypothesis") -> dict[str, float]:
         """(L_random - L_x) / (L_random - L_model) per group, for x = hypothesis or control."""
@@ -65,9 +90,12 @@ def matched_donors(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return donors
 
 
-def _group_losses(logits: Tensor, data: BracketDataset) -> dict[str, float]:
-    losses = F.cross_entropy(logits, data.labels.long(), reduction="none")
-    groups = data.failure_groups
+def _string_losses(logits: Tensor, data: BracketDataset) -> Tensor:
+    return F.cross_entropy(logits, data.labels.long(), reduction="none")
+
+
+def _group_losses(losses: Tensor, data: BracketDataset) -> dict[str, float]:
+    groups, losses = data.failure_groups, losses.double()  # the intervals average in float64
     out = {"all": float(losses.mean())}
     for g in FailureGroup:
         if (groups == g).any():
@@ -97,7 +125,7 @@ def resample_test(
     names = sorted({s.hook_name for s in sites})
     acts = get_activations(model, data.tokens, names)
 
-    def run(donors: list[np.ndarray]) -> dict[str, float]:
+    def run(donors: list[np.ndarray]) -> Tensor:
         sources = [
             acts[s.hook_name][torch.from_numpy(d)] for s, d in zip(sites, donors, strict=True)
         ]
@@ -109,16 +137,24 @@ def resample_test(
             ]
 
         logits = run_with_replacements(model, data.tokens, [], per_batch=hooks)
-        return _group_losses(logits, data)
+        return _string_losses(logits, data)
 
     n = len(data)
+    losses = {
+        "model": run([np.arange(n) for _ in sites]),
+        "hypothesis": run([matched_donors(s.feature, rng) for s in sites]),
+        "random": run([rng.permutation(n) for _ in sites]),
+        "control": run([matched_donors(s.feature[rng.permutation(n)], rng) for s in sites]),
+    }
     return ScrubResult(
         hypothesis=hypothesis,
         activation="; ".join(f"{s.hook_name}[:, {s.position}, {s.head}]" for s in sites),
-        loss_model=run([np.arange(n) for _ in sites]),
-        loss_hypothesis=run([matched_donors(s.feature, rng) for s in sites]),
-        loss_random=run([rng.permutation(n) for _ in sites]),
-        loss_control=run([matched_donors(s.feature[rng.permutation(n)], rng) for s in sites]),
+        loss_model=_group_losses(losses["model"], data),
+        loss_hypothesis=_group_losses(losses["hypothesis"], data),
+        loss_random=_group_losses(losses["random"], data),
+        loss_control=_group_losses(losses["control"], data),
+        per_string={k: v.numpy() for k, v in losses.items()},
+        groups=data.failure_groups.numpy(),
     )
 
 

@@ -1,0 +1,236 @@
+"""Path patching of the claimed elevation route.
+
+The hypothesis names a route: the tallying head's output at the read position
+feeds the MLPs there, their output is what the elevation head moves from the read
+position to position 0 through its value vectors. Path patching changes the
+tallying head's output at the read position (to its output on another string)
+and lets that change reach the logits only along the route:
+
+1. run the clean string with the sender patched and every head of the layers
+   between frozen at its clean output: only the MLPs at the read position respond
+   (the MLPs at other positions see no change), and the residual stream entering
+   the elevation layer at the read position is recorded;
+2. run the clean string again, changing nothing but the elevation head's value
+   vector at the read position, recomputed from that recorded residual.
+
+Step 2 is repeated for every other reader of the read position in the elevation
+layer (each head's value and key there, and all of them at once), so the claimed
+route is seen next to its alternatives; two references put it in context: the
+same sender patch with nothing frozen (every path from the sender at the read
+position), and the sender patched at every position. Effects are measured as the
+mean change of the logit difference (balanced minus unbalanced) at position 0,
+which adds up across paths far better than the loss (a confident model's loss
+saturates), and as the loss. A path's share is its logit-difference change over
+that of the sender at the read position with every path open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bracketlens.circuits.elevation import Roles
+from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.truth import FailureGroup
+from bracketlens.errors import BracketLensError
+from bracketlens.model.checks import check_head
+from bracketlens.model.predict import DEFAULT_BATCH
+from bracketlens.model.transformer import BracketTransformer
+from bracketlens.verify.ablate import Hook
+
+
+@dataclass(frozen=True)
+class PathEffect:
+    """One patched path: mean loss and mean logit-difference change, per failure group."""
+
+    path: str
+    loss: dict[str, float]
+    logit_diff_change: dict[str, float]
+
+
+ROUTE = "route"  # the claimed route's key in PathPatch.effects
+READ_ALL_PATHS = "sender at the read position, every path"
+
+
+@dataclass(frozen=True)
+class PathPatch:
+    """The claimed route and its alternatives, each as a :class:`PathEffect`.
+
+    Attributes:
+        route: the claimed route, in words.
+        clean_loss: mean loss per group without any patch.
+        effects: path name -> effect; ``ROUTE`` is the claimed route.
+    """
+
+    route: str
+    clean_loss: dict[str, float]
+    effects: dict[str, PathEffect]
+
+    def share(self, path: str = ROUTE, reference: str = READ_ALL_PATHS) -> dict[str, float]:
+        """A path's logit-difference change over the reference's, per group (unclipped)."""
+        mine, ref = self.effects[path].logit_diff_change, self.effects[reference].logit_diff_change
+        return {g: mine[g] / ref[g] if abs(ref[g]) > 1e-9 else float("nan") for g in ref}
+
+
+@torch.no_grad()
+def path_patch_elevation(
+    model: BracketTransformer,
+    data: BracketDataset,
+    roles: Roles,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    donors: Tensor | None = None,
+) -> PathPatch:
+    """Patch the tallying head at the read position along the claimed route only.
+
+    Args:
+        donors: for each string, the index of the string whose sender output is
+            patched in; by default a seeded random permutation (the feature destroyed).
+    """
+    layer, head, pos, tally = (
+        roles.elevation_layer,
+        roles.elevation_head,
+        roles.read_position,
+        roles.tally_head,
+    )
+    check_head(model, layer, head)
+    check_head(model, 0, tally)
+    if layer < 1:
+        raise BracketLensError("path patching needs the elevation head after layer 0")
+    if not 0 < pos < data.tokens.shape[1]:
+        raise BracketLensError(f"read position {pos} is outside the strings")
+    if donors is None:
+        donors = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
+    elif donors.shape != (len(data),):
+        raise BracketLensError("donors must hold one string index per string of the data")
+    logits: dict[str, list[Tensor]] = {}
+    for start in range(0, len(data), batch_size):
+        rows = slice(start, min(start + batch_size, len(data)))
+        batch = _batch_logits(model, data.tokens[rows], data.tokens[donors[rows]], roles)
+        for key, value in batch.items():
+            logits.setdefault(key, []).append(value)
+    merged = {k: torch.cat(v).double() for k, v in logits.items()}
+    labels = data.labels.long()
+    clean = merged.pop("clean")
+    clean_diff = clean[:, 1] - clean[:, 0]
+    effects = {
+        key: PathEffect(
+            path=key,
+            loss=_by_group(F.cross_entropy(value, labels, reduction="none"), data),
+            logit_diff_change=_by_group(value[:, 1] - value[:, 0] - clean_diff, data),
+        )
+        for key, value in merged.items()
+    }
+    return PathPatch(
+        route=(
+            f"head 0.{tally} at position {pos} -> MLPs at position {pos} -> head "
+            f"{layer}.{head}'s value at position {pos} -> position 0"
+        ),
+        clean_loss=_by_group(F.cross_entropy(clean, labels, reduction="none"), data),
+        effects=effects,
+    )
+
+
+def _batch_logits(
+    model: BracketTransformer, clean: Tensor, donor: Tensor, roles: Roles
+) -> dict[str, Tensor]:
+    """Position-0 logits of one batch under every patch (``"clean"`` for none)."""
+    layer, head, pos, tally = (
+        roles.elevation_layer,
+        roles.elevation_head,
+        roles.read_position,
+        roles.tally_head,
+    )
+    sender = "blocks.0.attn.hook_result"
+    frozen = [f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)]
+    mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
+    resid_name = f"blocks.{layer}.hook_resid_pre"
+    donor_out = _cache(model, donor, [sender])[sender]
+    clean_out = _cache(model, clean, [sender, *frozen, *mlps, resid_name])
+    recorded: dict[str, Tensor] = {}
+
+    def at_read(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        act[:, pos, tally] = donor_out[:, pos, tally]
+        return act
+
+    def everywhere(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        act[:, :, tally] = donor_out[:, :, tally]
+        return act
+
+    def record(act: Tensor, hook: Any) -> None:
+        recorded[hook.name] = act[:, pos].clone()
+
+    freeze: list[tuple[str, Hook]] = [(name, _constant(clean_out[name])) for name in frozen]
+    model.run_with_hooks(
+        clean, fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]]
+    )
+    # the residual the elevation layer reads at the read position when only the MLPs
+    # there respond to the sender (the sender's own direct write is left clean)
+    clean_resid = clean_out[resid_name][:, pos]
+    via_mlps = clean_resid + sum(recorded[m] - clean_out[m][:, pos] for m in mlps)
+    direct = clean_resid + donor_out[:, pos, tally] - clean_out[sender][:, pos, tally]
+    ln1 = cast(torch.nn.Module, model.blocks[layer].ln1)
+    runs: dict[str, list[tuple[str, Hook]]] = {"clean": []}
+    for h in range(model.cfg.n_heads):
+        for kind, w, b in (("value", model.W_V, model.b_V), ("key", model.W_K, model.b_K)):
+            new = ln1(via_mlps) @ w[layer, h].detach() + b[layer, h].detach()
+            key = ROUTE if (h, kind) == (head, "value") else f"MLPs -> head {layer}.{h}'s {kind}"
+            hook_name = f"blocks.{layer}.attn.hook_{'v' if kind == 'value' else 'k'}"
+            runs[key] = [(hook_name, _at(pos, h, new))]
+    direct_v = ln1(direct) @ model.W_V[layer, head].detach() + model.b_V[layer, head].detach()
+    runs[f"sender -> head {layer}.{head}'s value directly"] = [
+        (f"blocks.{layer}.attn.hook_v", _at(pos, head, direct_v))
+    ]
+    runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, _at(pos, None, via_mlps))]
+    runs[READ_ALL_PATHS] = [(sender, at_read)]
+    runs["sender at every position"] = [(sender, everywhere)]
+    return {
+        key: model.run_with_hooks(clean, fwd_hooks=list(hooks))[:, 0] for key, hooks in runs.items()
+    }
+
+
+def _at(pos: int, head: int | None, value: Tensor) -> Hook:
+    """A hook writing ``value`` at one position (and head) of an activation."""
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        if head is None:
+            act[:, pos] = value
+        else:
+            act[:, pos, head] = value
+        return act
+
+    return hook
+
+
+def _cache(model: BracketTransformer, tokens: Tensor, names: list[str]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+
+    def keep(act: Tensor, hook: object) -> None:
+        out[hook.name] = act.clone()  # type: ignore[attr-defined]
+
+    model.run_with_hooks(tokens, fwd_hooks=[(name, keep) for name in names])
+    return out
+
+
+def _constant(value: Tensor) -> Hook:
+    def hook(act: Tensor, hook: object) -> Tensor:
+        return value
+
+    return hook
+
+
+def _by_group(losses: Tensor, data: BracketDataset) -> dict[str, float]:
+    groups = data.failure_groups
+    out = {"all": float(losses.mean())}
+    for g in FailureGroup:
+        if (groups == g).any():
+            out[g.label] = float(losses[groups == g].mean())
+    return out

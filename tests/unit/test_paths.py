@@ -1,0 +1,56 @@
+"""Path patching of the elevation route (verify.paths)."""
+
+import copy
+
+import pytest
+import torch
+
+from bracketlens import BracketLensError, evaluation_set
+from bracketlens.circuits.elevation import Roles
+from bracketlens.verify.paths import READ_ALL_PATHS, ROUTE, path_patch_elevation
+
+DATA = evaluation_set(300, seed=8)
+
+
+def test_patching_a_string_with_itself_changes_nothing(random_model):
+    result = path_patch_elevation(random_model, DATA, Roles(), donors=torch.arange(len(DATA)))
+    for effect in result.effects.values():
+        assert max(abs(v) for v in effect.logit_diff_change.values()) < 1e-4
+        assert effect.loss["all"] == pytest.approx(result.clean_loss["all"], abs=1e-5)
+
+
+def test_the_route_is_silent_when_the_mlps_cannot_respond(random_model):
+    """With every MLP writing a constant, the sender reaches head 2.0 only directly."""
+    model = copy.deepcopy(random_model)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.mlp.W_out.zero_()
+    result = path_patch_elevation(model, DATA, Roles(2, 0, 1, 0), seed=1)
+    route = result.effects[ROUTE].logit_diff_change
+    everything = result.effects[READ_ALL_PATHS].logit_diff_change
+    assert max(abs(v) for v in route.values()) < 1e-4
+    assert abs(everything["all"]) > 1e-3  # the sender itself still matters
+    direct = result.effects["sender -> head 2.0's value directly"].logit_diff_change
+    assert abs(direct["all"]) > 1e-4
+
+
+def test_effects_and_shares_on_a_random_model(random_model):
+    result = path_patch_elevation(random_model, DATA, Roles(2, 1, 3, 1), seed=0)
+    assert set(result.effects) >= {ROUTE, READ_ALL_PATHS, "sender at every position"}
+    assert "MLPs -> head 2.0's value" in result.effects  # the other head is an alternative
+    share = result.share()
+    expected = (
+        result.effects[ROUTE].logit_diff_change["all"]
+        / result.effects[READ_ALL_PATHS].logit_diff_change["all"]
+    )
+    assert share["all"] == pytest.approx(expected)
+    assert "head 0.1 at position 3" in result.route
+
+
+def test_bad_roles_and_donors_are_refused(random_model):
+    with pytest.raises(BracketLensError, match="after layer 0"):
+        path_patch_elevation(random_model, DATA, Roles(0, 0, 1, 0))
+    with pytest.raises(BracketLensError, match="donors"):
+        path_patch_elevation(random_model, DATA, Roles(), donors=torch.arange(3))
+    with pytest.raises(BracketLensError, match="head"):
+        path_patch_elevation(random_model, DATA, Roles(2, 4, 1, 0))
