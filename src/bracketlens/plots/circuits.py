@@ -102,3 +102,24 @@ def cosine_bars(cosines: Float[Tensor, " d_mlp"], *, title: str, random_level: f
     fig.update_xaxes(title="neuron", type="category")
     fig.update_yaxes(title="cosine similarity", range=[-1, 1])
     return finish(fig, title, height=340)
+
+
+def group_bars(medians: dict[str, dict[str, float]], *, title: str, y_label: str) -> go.Figure:
+    """One bar per (item, failure group): e.g. each component's median contribution."""
+    items = list(medians)
+    fig = go.Figure()
+    for grp in FailureGroup:
+        if not any(grp.label in medians[item] for item in items):
+            continue
+        fig.add_trace(
+            go.Bar(
+                name=grp.label,
+                x=items,
+                y=[medians[item].get(grp.label, float("nan")) for item in items],
+                marker_color=GROUP_COLOURS[grp],
+            )
+        )
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(type="category")
+    fig.update_yaxes(title=y_label)
+    return finish(fig, title, height=380)

@@ -14,20 +14,27 @@ from dataclasses import dataclass
 
 import torch
 
-from bracketlens.attribution.components import ComponentStack, unbalanced_attribution
-from bracketlens.attribution.directions import unbalanced_direction_pre_ln
-from bracketlens.attribution.layernorm import fit_layernorm, score_fit
-from bracketlens.circuits.elevation import ElevationCircuit, Roles, analyse_elevation
-from bracketlens.circuits.negative import NegativeAttention, negative_head_attention
+from bracketlens.attribution.components import ComponentStack, centre_on_balanced
+from bracketlens.attribution.directions import unbalanced_direction_post_ln
+from bracketlens.circuits.elevation import ElevationCircuit, Roles, elevation_from_pass
+from bracketlens.circuits.negative import (
+    NegativeAttention,
+    NegativeFeeders,
+    negative_feeders,
+    negative_head_attention,
+)
 from bracketlens.circuits.patching import PatchedAttention, patched_attention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
+from bracketlens.engine import gather
 from bracketlens.errors import BracketLensError
-from bracketlens.model.predict import Evaluation, evaluate, predict_proba
+from bracketlens.model.predict import Evaluation, predict_proba
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap
+from bracketlens.verify.attribution_patching import AttributionPatching, attribution_patching
 from bracketlens.verify.localise import Localisation, localise
+from bracketlens.verify.paths import PathPatch, path_patch_elevation
 from bracketlens.verify.scrub import ScrubResult, scrub_both, scrub_elevation, scrub_negative
 
 Progress = Callable[[str], None]
@@ -52,6 +59,9 @@ class Findings:
     patching: list[PatchedAttention]
     scrubs: list[ScrubResult]
     negative_attention: NegativeAttention | None
+    negative_feeders: NegativeFeeders | None
+    path_patch: PathPatch | None
+    attribution_patching: AttributionPatching
     attack: list[dict[str, object]]  # strings from `bracketlens attack --json`, rescored here
 
     def to_json(self) -> dict[str, object]:
@@ -91,22 +101,38 @@ def analyze(
     step = progress or (lambda _: None)
     _check_data(data)
     half_a, half_b = data.split(seed=0)  # fits and localisation on a, checks on b
-    step("evaluating the model")
-    evaluation = evaluate(model, data)
-    step("logit attribution")
-    fit = fit_layernorm(model, half_a.tokens, "ln_final", position=0)
-    direction = unbalanced_direction_pre_ln(model, half_a.tokens, fit)
-    attribution = unbalanced_attribution(model, data.tokens, data.labels, direction)
     step("localising the circuit")
-    found = localise(model, half_a, direction=direction)
+    found = localise(model, half_a)
     if roles is None:
         roles, source = _roles_from(found)
     else:
         source = "given"
-    step("the elevation circuit")
-    elevation = analyse_elevation(model, data, roles)
+    step("one pass over the data")
+    gathered = gather(
+        model,
+        data,
+        layer=roles.elevation_layer,
+        head=roles.elevation_head,
+        position=roles.read_position,
+        groups=data.split_groups(seed=0),
+    )
+    evaluation = gathered.evaluation(data)
+    fit = gathered.final_fit([0])
+    direction = fit.pull_back(unbalanced_direction_post_ln(model))
+    at_0 = gathered.components_at_0(model, data.tokens, direction)
+    attribution = ComponentStack(
+        centre_on_balanced(at_0.values, data.labels), at_0.labels, torch.zeros_like(at_0.bias)
+    )
+    elevation = elevation_from_pass(model, data, roles, gathered)
     step("resampling tests")
     scrubs = _scrubs(model, half_b, roles, found)
+    step("path patching")
+    paths = path_patch_elevation(model, half_b, roles) if roles.elevation_layer > 0 else None
+    step("attribution patching")
+    patching = attribution_patching(model, half_b)
+    step("the negative head")
+    negative_attention = _negative_attention(model, data, found)
+    feeders = _negative_feeders(model, data, found, direction)
     step("patching views")
     return Findings(
         meta=_meta(model, data, weights),
@@ -114,7 +140,7 @@ def analyze(
         evaluation=evaluation,
         accuracy=bootstrap(evaluation.correct.numpy()),
         group_accuracy=_group_accuracy(evaluation),
-        ln_final_r2={"fit_half": fit.r2, "held_out_half": score_fit(model, fit, half_b.tokens)},
+        ln_final_r2={"fit_half": fit.r2, "held_out_half": gathered.final_ln[1].score(fit)},
         attribution=attribution,
         localisation=found,
         roles=roles,
@@ -123,7 +149,10 @@ def analyze(
         attention_read=bootstrap(elevation.attention_rows[:, roles.read_position].numpy()),
         patching=_patching_views(model, roles),
         scrubs=scrubs,
-        negative_attention=_negative_attention(model, data, found),
+        negative_attention=negative_attention,
+        negative_feeders=feeders,
+        path_patch=paths,
+        attribution_patching=patching,
         attack=_rescore(model, attack_strings or []),
     )
 
@@ -201,6 +230,16 @@ def _negative_attention(
         return None
     layer, head = (int(x) for x in location.split("."))
     return negative_head_attention(model, data, layer, head)
+
+
+def _negative_feeders(
+    model: BracketTransformer, data: BracketDataset, found: Localisation, direction: torch.Tensor
+) -> NegativeFeeders | None:
+    location = found.negative_head.location
+    if location is None or not data.failure_types.negative.any():
+        return None
+    layer, head = (int(x) for x in location.split("."))
+    return negative_feeders(model, data, layer, head, output_direction=direction)
 
 
 def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:

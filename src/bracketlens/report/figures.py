@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
-from bracketlens.plots.circuits import attention_bars, neuron_explorer, ranked_bars
+from bracketlens.plots.circuits import attention_bars, group_bars, neuron_explorer, ranked_bars
 from bracketlens.report.analyze import Findings
 
 
@@ -150,10 +150,31 @@ def patching_figures(f: Findings) -> list[Figure]:
     ]
 
 
+def negative_figures(f: Findings) -> list[Figure]:
+    """What feeds the negative head, per failure group."""
+    feeders = f.negative_feeders
+    if feeders is None:
+        return []
+    return [
+        Figure(
+            "negative_feeders",
+            f"Median contribution of each earlier component, through head {feeders.head}'s "
+            "attention from position 0, to its output in the unbalanced direction (centred on "
+            "balanced strings), per failure group.",
+            group_bars(
+                feeders.group_medians(f.data.failure_groups),
+                title=f"What feeds head {feeders.head}",
+                y_label="median contribution",
+            ),
+        )
+    ]
+
+
 def all_figures(f: Findings) -> dict[str, list[Figure]]:
     """Every figure, grouped by report section."""
     return {
         "attribution": attribution_figures(f),
         "circuit": circuit_figures(f),
+        "negative": negative_figures(f),
         "patching": patching_figures(f),
     }

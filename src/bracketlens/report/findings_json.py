@@ -92,7 +92,30 @@ def _elevation(f: Findings) -> dict[str, object]:
     }
 
 
+def _feeders(f: Findings) -> dict[str, object] | None:
+    feeders = f.negative_feeders
+    if feeders is None:
+        return None
+    groups = f.data.failure_groups
+    negative_only = (groups == FailureGroup.NEGATIVE_ONLY).numpy()
+    wrong = feeders.from_wrong_way[:, negative_only]
+    return {
+        "head": feeders.head,
+        "ln1_fit_r2_paren_positions": _r(feeders.ln_fit_r2),
+        "median_by_group": {
+            label: {g: _r(v) for g, v in by_group.items()}
+            for label, by_group in feeders.group_medians(groups).items()
+        },
+        "median_from_wrong_way_positions_just_negative": {
+            label: _r(float(wrong[i].median())) if wrong.shape[1] else None
+            for i, label in enumerate(feeders.components.labels)
+        },
+    }
+
+
 def findings_to_json(f: Findings) -> dict[str, object]:
+    from bracketlens.verify.circuit import attribution_patching_json, path_patch_json
+
     """Every number of the report."""
     return {
         "meta": f.meta,
@@ -118,6 +141,7 @@ def findings_to_json(f: Findings) -> dict[str, object]:
             "uniform_baseline": f.negative_attention.uniform_baseline.to_dict(),
             "lift": _r(f.negative_attention.lift),
         },
+        "negative_head_feeders": _feeders(f),
         "elevation_circuit": _elevation(f),
         "patching": [
             {
@@ -133,12 +157,17 @@ def findings_to_json(f: Findings) -> dict[str, object]:
                 "hypothesis": s.hypothesis,
                 "activation": s.activation,
                 "loss_recovered": {k: _r(v) for k, v in s.recovered().items()},
+                "loss_recovered_ci95": {k: s.recovered_interval(k).to_dict() for k in s.recovered()}
+                if s.per_string is not None
+                else None,
                 "control_loss_recovered": {k: _r(v) for k, v in s.recovered("control").items()},
                 "loss_model": {k: _r(v, 8) for k, v in s.loss_model.items()},
                 "loss_random": {k: _r(v, 8) for k, v in s.loss_random.items()},
             }
             for s in f.scrubs
         ],
+        "path_patching": path_patch_json(f.path_patch),
+        "attribution_patching": attribution_patching_json(f.attribution_patching),
         "adversarial_examples": f.attack,
         "hypothesis": [
             {

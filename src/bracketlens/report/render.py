@@ -45,6 +45,7 @@ SECTIONS = [
     ("attribution", "Logit attribution"),
     ("localisation", "Where the circuit is"),
     ("circuit", "The total elevation circuit"),
+    ("negative", "The negative head"),
     ("patching", "The tallying head, patched"),
     ("hypothesis", "Hypothesis"),
     ("attack", "Adversarial examples"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from bracketlens.data.truth import FailureGroup
 from bracketlens.report.analyze import Findings
 from bracketlens.verify.localise import RoleFinding
 
@@ -75,8 +76,8 @@ def _localisation(f: Findings) -> str:
         + _table(["role", "where", "confidence", "strongest evidence"], rows)
         + f"<p>MLP neurons that turn the tally into a boolean: {html.escape(neurons)}.</p>"
         + f"<p>Roles used below: {html.escape(f.roles_source)}.</p>"
-        + _negative(f)
         + _start_close(f)
+        + _attribution_patching(f)
     )
 
 
@@ -107,6 +108,27 @@ def _negative(f: Findings) -> str:
         "positions whose suffix has more '(' than ')'; uniform attention over the parens "
         f"would put {base.value:.3f} there ({neg.lift:.2f}x).</p>"
     )
+
+
+def _negative_section(f: Findings) -> str:
+    feeders = f.negative_feeders
+    if f.negative_attention is None and feeders is None:
+        return "<p>No head passes the negative test in this model, or no string goes negative.</p>"
+    text = _negative(f)
+    if feeders is not None:
+        medians = feeders.group_medians(f.data.failure_groups)
+        group = FailureGroup.NEGATIVE_ONLY.label
+        ranked = sorted(medians, key=lambda k: -abs(medians[k].get(group, 0.0)))[:3]
+        top = ", ".join(f"{html.escape(k)} ({medians[k].get(group, 0.0):+.3f})" for k in ranked)
+        text += (
+            f"<p>What head {feeders.head} reads: each earlier component's output at every "
+            "position, in the head's input direction (the unbalanced direction pulled back "
+            "through its OV matrix and a linear fit of its ln1 over the paren positions, "
+            f"r&sup2; = {feeders.ln_fit_r2:.4f}), weighted by the head's attention from "
+            "position 0 and centred on balanced strings. On strings that only go negative "
+            f"the largest median contributions come from {top}.</p>"
+        )
+    return text
 
 
 def _circuit(f: Findings) -> str:
@@ -143,21 +165,61 @@ def _scrubs(f: Findings) -> str:
     rows = []
     for s in f.scrubs:
         rec, ctl = s.recovered(), s.recovered("control")
-        rows.append(
-            [s.hypothesis]
-            + [
-                "-" if k not in rec else f"{100 * rec[k]:.1f}% (control {100 * ctl[k]:.1f}%)"
-                for k in ("all", "just total elevation failure", "just neg failure")
-            ]
-        )
+        cells = []
+        for k in ("all", "just total elevation failure", "just neg failure"):
+            if k not in rec:
+                cells.append("-")
+                continue
+            ci = s.recovered_interval(k) if s.per_string is not None else None
+            interval = f" [{100 * ci.low:.1f}, {100 * ci.high:.1f}]" if ci else ""
+            cells.append(f"{100 * rec[k]:.1f}%{interval} (control {100 * ctl[k]:.1f}%)")
+        rows.append([s.hypothesis, *cells])
     return (
         "<p>Resampling tests on the half of the sample that localisation did not see: the "
         "named activation is replaced by its value on another string that shares the claimed "
         "feature. Share of loss recovered = (L<sub>random</sub> - L<sub>hypothesis</sub>) / "
         "(L<sub>random</sub> - L<sub>model</sub>), unclipped; the control resamples on a "
         "shuffled feature and should recover little. Where the random loss is barely above "
-        "the model's, a group's share is noisy.</p>"
+        "the model's, a group's share is noisy; brackets give its 95% bootstrap interval "
+        "over the strings.</p>"
         + _table(["hypothesis", "all strings", "just total elevation", "just negative"], rows)
+    )
+
+
+def _paths(f: Findings) -> str:
+    p = f.path_patch
+    if p is None:
+        return ""
+    groups = ["all", "balanced", "just total elevation failure", "just neg failure"]
+    rows = [
+        [key] + [f"{e.logit_diff_change.get(g, float('nan')):+.3f}" for g in groups]
+        for key, e in p.effects.items()
+    ]
+    share = p.share()
+    return (
+        f"<p>Path patching of the claimed route, {html.escape(p.route)}: the tallying head's "
+        "output at the read position is taken from another string, and the change may reach "
+        "the logits only along the named path (heads in between frozen). The table gives the "
+        "mean change of logit(balanced) - logit(unbalanced) at position 0; the claimed route "
+        f"carries <b>{100 * share['all']:.1f}%</b> of what the same patch does with every path "
+        "open (all strings).</p>"
+        + _table(["path", "all strings", "balanced", "just total elevation", "just negative"], rows)
+    )
+
+
+def _attribution_patching(f: Findings) -> str:
+    a = f.attribution_patching
+    rows = []
+    for group in ["all", *(g.label for g in FailureGroup)]:
+        if group != "all" and not (a.groups == FailureGroup.from_label(group)).any():
+            continue
+        top = ", ".join(f"{t.component} @ {t.position} ({t.effect:+.3f})" for t in a.top(group, 3))
+        rows.append([group, html.escape(top)])
+    return (
+        "<p>Attribution patching, the map that needs no hypothesis: for every component at "
+        "every position, the first-order estimate of how much mean-ablating it would raise "
+        "the loss, averaged per failure group (on the held-out half).</p>"
+        + _table(["strings", "component @ position (estimated loss change)"], rows)
     )
 
 
@@ -189,10 +251,11 @@ def section_texts(f: Findings, png_note: str) -> dict[str, str]:
         "attribution": _attribution(f),
         "localisation": _localisation(f),
         "circuit": _circuit(f),
+        "negative": _negative_section(f),
         "patching": (
             "<p>What the tallying head attends to from the read position when its keys (or "
             "queries) are replaced by those of all-'(' and all-')' strings.</p>"
         ),
-        "hypothesis": _hypothesis(f) + _scrubs(f),
+        "hypothesis": _hypothesis(f) + _scrubs(f) + _paths(f),
         "attack": _attack(f),
     }
