@@ -35,7 +35,9 @@ def _loss_moved_towards_mean(model, component, position, eps):
     return F.cross_entropy(logits, DATA.labels.long(), reduction="none")
 
 
-@pytest.mark.parametrize(("component", "position"), [("mlp 1", 1), ("head 2.0", 0), ("head 0.1", 3)])
+@pytest.mark.parametrize(
+    ("component", "position"), [("mlp 1", 1), ("head 2.0", 0), ("head 0.1", 3)]
+)
 def test_estimate_is_the_derivative_of_the_ablation(random_model, patched, component, position):
     eps = 2e-3
     with torch.no_grad():  # a central difference: its error is second order in eps

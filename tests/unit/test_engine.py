@@ -9,9 +9,9 @@ from sklearn.linear_model import LinearRegression
 
 from bracketlens.activations import get_activations
 from bracketlens.attribution import components_in_direction, fit_layernorm
-from bracketlens.attribution.neurons import out_by_neuron_in_direction
 from bracketlens.attribution.directions import unbalanced_direction_pre_ln
 from bracketlens.attribution.layernorm import score_fit
+from bracketlens.attribution.neurons import out_by_neuron_in_direction
 from bracketlens.circuits.heads import attention_patterns, head_input_direction, ov_matrix
 from bracketlens.data.generate import evaluation_set
 from bracketlens.engine import FitMoments, gather
@@ -115,7 +115,7 @@ def test_projections_match_the_step_functions(model, data, gathered):
     for layer in (0, 1):
         ref = out_by_neuron_in_direction(model, data.tokens, layer, direction, position=3)
         assert rel_err(gathered.neuron_contributions(model, layer, direction), ref) < 1e-4
-    with pytest.raises(BracketLensError, match="MLPs 0..1"):
+    with pytest.raises(BracketLensError, match=r"MLPs 0\.\.1"):
         gathered.neuron_contributions(model, 2, direction)
 
 
@@ -159,3 +159,18 @@ def test_gather_rejects_bad_roles_and_groups(model, data):
     gathered = gather(model, data[:50], layer=1, head=0, position=1)
     with pytest.raises(BracketLensError, match="no group 1"):
         gathered.final_fit([1])
+
+
+def test_float16_slices_keep_the_projections(model, data, gathered):
+    half = gather(
+        model, data, layer=2, head=1, position=3, groups=data.split_groups(seed=0),
+        keep_dtype=torch.float16,
+    )  # fmt: skip
+    assert half.z_0.dtype == torch.float16 and gathered.z_0.dtype == torch.float32
+    direction = gathered.final_fit().pull_back(model.W_U[:, 0] - model.W_U[:, 1])
+    full = gathered.components_at_0(model, data.tokens, direction).values
+    assert rel_err(half.components_at_0(model, data.tokens, direction).values, full) < 1e-3
+    read = gathered.components_at_read(model, data.tokens, direction).values
+    assert rel_err(half.components_at_read(model, data.tokens, direction).values, read) < 1e-3
+    # the fits never see the kept slices
+    assert np.array_equal(half.final_fit().regression.coef_, gathered.final_fit().regression.coef_)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
@@ -139,9 +140,9 @@ def classify_neurons(
     p_values, inverse, counts = np.unique(
         np.round(open_proportion.numpy(), 4), return_inverse=True, return_counts=True
     )
-    sums = np.zeros((len(p_values), contributions.shape[1]))
-    np.add.at(sums, inverse, contributions.numpy())
-    means = sums / counts[:, None]  # [p, neuron]
+    sums = torch.zeros(len(p_values), contributions.shape[1], dtype=torch.float64)
+    sums.index_add_(0, torch.from_numpy(inverse.reshape(-1)), contributions.double())
+    means = sums.numpy() / counts[:, None]  # [p, neuron]
     design = np.stack(
         [np.maximum(p_values - 0.5, 0), np.maximum(0.5 - p_values, 0), np.ones_like(p_values)], 1
     )

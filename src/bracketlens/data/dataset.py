@@ -149,12 +149,21 @@ class BracketDataset:
     @property
     def failure_types(self) -> FailureTypes[Bool[Tensor, " batch"]]:
         """Total-elevation and negative failure per string (read right to left)."""
-        return failure_types(self.tokens)
+        return self._truth()[0]
 
     @property
     def failure_groups(self) -> Int[Tensor, " batch"]:
         """:class:`~bracketlens.data.truth.FailureGroup` of each string."""
-        return failure_groups(self.tokens)
+        return self._truth()[1]
+
+    def _truth(self) -> tuple[FailureTypes[Bool[Tensor, " batch"]], Int[Tensor, " batch"]]:
+        """Failure types and groups, computed once per tokens tensor (a pass over all of it)."""
+        cached = getattr(self, "_truth_cache", None)
+        if cached is None or cached[0] is not self.tokens:
+            types = failure_types(self.tokens)
+            cached = (self.tokens, types, failure_groups(self.tokens, types))
+            self._truth_cache = cached
+        return cached[1], cached[2]
 
     def split(self, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:
         """Two halves of a seeded random permutation (for fit here, check there)."""

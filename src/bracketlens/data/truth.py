@@ -103,9 +103,11 @@ def is_balanced_tokens(tokens: Int[Tensor, "batch seq"]) -> Bool[Tensor, " batch
     return ~(ft.total_elevation | ft.negative)
 
 
-def failure_groups(tokens: Int[Tensor, "batch seq"]) -> Int[Tensor, " batch"]:
-    """The :class:`FailureGroup` of each string, as an int tensor."""
-    ft = failure_types(tokens)
+def failure_groups(
+    tokens: Int[Tensor, "batch seq"], types: FailureTypes[Bool[Tensor, " batch"]] | None = None
+) -> Int[Tensor, " batch"]:
+    """The :class:`FailureGroup` of each string, as an int tensor (from ``types`` if given)."""
+    ft = failure_types(tokens) if types is None else types
     groups = torch.full(ft.negative.shape, int(FailureGroup.BALANCED), dtype=torch.int64)
     groups[ft.total_elevation & ft.negative] = int(FailureGroup.BOTH)
     groups[~ft.total_elevation & ft.negative] = int(FailureGroup.NEGATIVE_ONLY)

@@ -14,9 +14,10 @@ activation is reduced on the spot to what later steps need:
 
 Per string that is a few hundred floats, written into buffers allocated once for
 the whole data set (per-batch copies fragment the heap). Batches are grouped by
-length and their padding trimmed; the pooled layer-0 fit, which the course takes
-over every position including padding, gets the trimmed padding rows back
-exactly: a pad token's residual at position ``p`` is the same in every string.
+length and their padding trimmed. The pooled layer-0 fit, which the course takes
+over every position including padding, needs no activation at all: layer 0's
+input is one of ``d_vocab x n_ctx`` rows, so its moments come from counting
+(token, position) pairs.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from torch import Tensor
 from bracketlens.attribution.components import ComponentStack, component_labels
 from bracketlens.attribution.layernorm import LayerNormFit
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.tokens import PAD
 from bracketlens.engine.moments import FitMoments
 from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH, Evaluation, iter_batches
 from bracketlens.model.transformer import BracketTransformer
+
+FLOAT32_BUDGET = 1 << 30  # bytes of float32 z/post slices before they are kept in float16
+HALF_MAX = 60_000.0  # float16 overflows just above 65,504
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ class Gathered:
         attention_from_0: ``[batch, seqK]``, the elevation head's row from query 0.
         final_ln, read_ln: moments per group (see :func:`gather`'s ``groups``) of
             ``ln_final`` at position 0 and of ``blocks.{layer}.ln1`` at ``position``.
-        pooled_ln0: moments of layer 0's ``ln1`` over every position, padding included.
+        pooled_ln0: moments of layer 0's ``ln1`` over every position, padding included
+            (from token/position counts: no activation needed).
     """
 
     layer: int
@@ -120,7 +124,7 @@ class Gathered:
                 f"the pass kept MLPs 0..{self.layer - 1} at the read position, not MLP {layer}"
             )
         weights = model.W_out[layer].detach() @ direction.float()
-        return self.post_read[:, layer] * weights
+        return self.post_read[:, layer].float() * weights
 
 
 def gather(
@@ -132,6 +136,7 @@ def gather(
     position: int,
     groups: Int[Tensor, " batch"] | None = None,
     batch_size: int = DEFAULT_BATCH,
+    keep_dtype: torch.dtype | None = None,
 ) -> Gathered:
     """Run the model once over ``data`` and keep what the section 3 analysis needs.
 
@@ -140,6 +145,11 @@ def gather(
         position: the position that head reads from query 0.
         groups: optional non-negative group id per string (e.g. the two halves of a
             fit/check split): the position-specific fits keep moments per group.
+        keep_dtype: the dtype of the kept ``z``/``post`` slices. By default float32,
+            or float16 once float32 slices would pass :data:`FLOAT32_BUDGET` bytes
+            (about 480,000 strings): half the memory, and projections that agree with
+            float32 to about 1e-4 relative (fits are unaffected: their moments are
+            accumulated in float64 from the float32 activations).
     """
     check_head(model, layer, head)
     cfg = model.cfg
@@ -151,21 +161,23 @@ def gather(
         raise BracketLensError("groups must hold one non-negative integer per string")
     n_groups = int(group_ids.max()) + 1 if n else 1
     nl, nh, dh, dm, dmlp = cfg.n_layers, cfg.n_heads, cfg.d_head, cfg.d_model, cfg.d_mlp
+    per_string = (nl + layer) * (nh * dh + dmlp)  # floats kept in z/post slices
+    if keep_dtype is None:
+        keep_dtype = torch.float16 if 4 * per_string * n > FLOAT32_BUDGET else torch.float32
     keep = Gathered(
         layer=layer,
         head=head,
         position=position,
         logits=torch.empty(n, cfg.d_vocab_out),
-        z_0=torch.empty(n, nl, nh, dh),
-        post_0=torch.empty(n, nl, dmlp),
-        z_read=torch.empty(n, layer, nh, dh),
-        post_read=torch.empty(n, layer, dmlp),
+        z_0=torch.empty(n, nl, nh, dh, dtype=keep_dtype),
+        post_0=torch.empty(n, nl, dmlp, dtype=keep_dtype),
+        z_read=torch.empty(n, layer, nh, dh, dtype=keep_dtype),
+        post_read=torch.empty(n, layer, dmlp, dtype=keep_dtype),
         attention_from_0=torch.zeros(n, width),
         final_ln=[FitMoments(dm, dm) for _ in range(n_groups)],
         read_ln=[FitMoments(dm, dm) for _ in range(n_groups)],
         pooled_ln0=FitMoments(dm, dm),
     )
-    pad_x, pad_y = _pad_rows(model, width)
     batch: dict[str, Tensor] = {}  # the current batch's indices and pending LN inputs
 
     def store(name: str, fn: Callable[[Tensor], None]) -> tuple[str, Callable[..., Any]]:
@@ -175,25 +187,29 @@ def gather(
         return name, hook
 
     def per_group(moments: list[FitMoments], x: Tensor, y: Tensor) -> None:
+        if n_groups == 1:
+            moments[0].add(x, y)
+            return
         g = group_ids[batch["idx"]]
         for gid in torch.unique(g).tolist():
             rows = g == gid
             moments[gid].add(x[rows], y[rows])
-
-    def pooled(y: Tensor) -> None:
-        x, w = batch.pop("x_pooled"), y.shape[1]
-        keep.pooled_ln0.add(x.flatten(0, 1), y.flatten(0, 1))
-        if w < width:  # the padding this batch trimmed, counted once per string
-            weight = torch.full((width - w,), float(len(y)))
-            keep.pooled_ln0.add(pad_x[w:], pad_y[w:], weight)
 
     def final(y: Tensor) -> None:
         y0 = y[:, 0]
         per_group(keep.final_ln, batch.pop("x_final"), y0)
         keep.logits[batch["idx"]] = y0 @ model.W_U.detach() + model.b_U.detach()
 
+    def fits(act: Tensor) -> Tensor:
+        if keep_dtype == torch.float16 and act.abs().max() > HALF_MAX:
+            raise BracketLensError(
+                "activations too large to keep in float16; pass keep_dtype=torch.float32"
+            )
+        return act.to(keep_dtype)
+
     def z_hook(lyr: int) -> Callable[[Tensor], None]:
         def fn(z: Tensor) -> None:
+            z = fits(z)
             keep.z_0[batch["idx"], lyr] = z[:, 0]
             if lyr < layer:
                 keep.z_read[batch["idx"], lyr] = z[:, position]
@@ -202,6 +218,7 @@ def gather(
 
     def post_hook(lyr: int) -> Callable[[Tensor], None]:
         def fn(post: Tensor) -> None:
+            post = fits(post)
             keep.post_0[batch["idx"], lyr] = post[:, 0]
             if lyr < layer:
                 keep.post_read[batch["idx"], lyr] = post[:, position]
@@ -221,8 +238,6 @@ def gather(
         per_group(keep.read_ln, batch.pop("x_read"), y[:, position])
 
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
-        store("blocks.0.hook_resid_pre", pending("x_pooled", None)),
-        store("blocks.0.ln1.hook_normalized", pooled),
         store(f"blocks.{layer}.hook_resid_pre", pending("x_read", position)),
         store(f"blocks.{layer}.ln1.hook_normalized", read_y),
         store(f"blocks.{layer}.attn.hook_pattern", pattern),
@@ -232,11 +247,14 @@ def gather(
     for lyr in range(nl):
         hooks.append(store(f"blocks.{lyr}.attn.hook_z", z_hook(lyr)))
         hooks.append(store(f"blocks.{lyr}.mlp.hook_post", post_hook(lyr)))
+    _pooled_layer0(model, data.tokens, keep.pooled_ln0)
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for idx, tokens in iter_batches(data.tokens, batch_size):
             # every batch keeps the read position, even if its strings are shorter
             batch["idx"] = idx
-            model(data.tokens[idx, : max(tokens.shape[1], position + 1)])
+            if tokens.shape[1] <= position:
+                tokens = data.tokens[idx, : position + 1]
+            model(tokens)
     return keep
 
 
@@ -250,12 +268,22 @@ def _pooled(moments: list[FitMoments], groups: list[int] | None) -> FitMoments:
     return out
 
 
-def _pad_rows(model: BracketTransformer, width: int) -> tuple[Tensor, Tensor]:
-    """Layer 0's ``ln1`` input and output for a pad token at each position < ``width``."""
+def _pooled_layer0(model: BracketTransformer, tokens: Tensor, moments: FitMoments) -> None:
+    """Moments of layer 0's ``ln1`` over every (string, position), padding included.
+
+    Its input at a position is ``W_E[token] + W_pos[position]``: at most
+    ``d_vocab x n_ctx`` distinct rows. Counting how often each occurs and adding each
+    distinct row once, weighted by its count, gives exactly the moments of all rows
+    at a tiny fraction of the cost, and needs no hook in the forward pass.
+    """
+    n_vocab, width = model.cfg.d_vocab, tokens.shape[1]
+    pair = tokens * width + torch.arange(width)  # (token, position) as one index
+    counts = torch.bincount(pair.flatten(), minlength=n_vocab * width).double()
+    seen = counts > 0
     with torch.no_grad():
-        x = model.W_E[PAD].detach() + model.W_pos[:width].detach()
+        x = (model.W_E.detach()[:, None, :] + model.W_pos.detach()[None, :width, :]).flatten(0, 1)
         ln1 = cast(torch.nn.Module, model.blocks[0].ln1)  # called before any hook is added
-        return x, ln1(x[None])[0]
+        moments.add(x[seen], ln1(x[seen][None])[0], counts[seen])
 
 
 def _embeds_at(
@@ -277,9 +305,9 @@ def _stack(
     parts = [embeds @ d]
     for lyr in range(n_layers):
         w_o = model.W_O[lyr].detach() @ d  # [head, d_head]: project W_O first
-        parts += [z[:, lyr, h] @ w_o[h] for h in range(model.cfg.n_heads)]
+        parts += [z[:, lyr, h].float() @ w_o[h] for h in range(model.cfg.n_heads)]
         w_out, b_out = model.W_out[lyr].detach(), model.b_out[lyr].detach()
-        parts.append(post[:, lyr] @ (w_out @ d) + b_out @ d)
+        parts.append(post[:, lyr].float() @ (w_out @ d) + b_out @ d)
     labels = component_labels(model.cfg)[: 1 + n_layers * (model.cfg.n_heads + 1)]
     bias = model.b_O.detach()[:n_layers].sum(0) @ d
     return ComponentStack(torch.stack(parts), labels, bias)

@@ -1,0 +1,50 @@
+"""Benchmark: `bracketlens circuit` at its default sample of 10,000 strings.
+
+Usage: python benchmarks/circuit.py [--weights PATH] [--n 10000]
+
+Times localisation (one half) and verification (the other: resampling tests,
+mean ablations, path patching, attribution patching) in this process and prints
+the ratio of the total to the 2-minute target of issue #8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from bracketlens import evaluation_set, load_model
+from bracketlens.verify.circuit import verify_circuit
+
+TARGET_SECONDS = 120
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--n", type=int, default=10_000)
+    args = parser.parse_args()
+    model = load_model(args.weights)
+    data = evaluation_set(args.n, seed=0)  # what `bracketlens circuit` uses by default
+    start = time.perf_counter()
+    verdict = verify_circuit(model, data, seed=0)
+    seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "weights": args.weights or "bundled default",
+                "n": args.n,
+                "torch_threads": torch.get_num_threads(),
+                "seconds": round(seconds, 1),
+                "ratio_to_2_min_target": round(seconds / TARGET_SECONDS, 3),
+                "loss_recovered": verdict.loss_recovered(),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
