@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.verify.ablate import component_hook_name
@@ -16,8 +15,8 @@ def patched(random_model):
     return attribution_patching(random_model, DATA, batch_size=25)
 
 
-def _loss_moved_towards_mean(model, component, position, eps):
-    """Per-string loss with the output moved a fraction eps of the way to its mean."""
+def _margin_moved_towards_mean(model, component, position, eps):
+    """Per-string correct-class margin with the output moved eps of the way to its mean."""
     name, head = component_hook_name(model, component)
     cache = {}
     model.run_with_hooks(DATA.tokens, fwd_hooks=[(name, lambda a, hook: cache.update(a=a))])
@@ -32,7 +31,8 @@ def _loss_moved_towards_mean(model, component, position, eps):
         return act
 
     logits = model.run_with_hooks(DATA.tokens, fwd_hooks=[(name, move)])[:, 0].double()
-    return F.cross_entropy(logits, DATA.labels.long(), reduction="none")
+    sign = DATA.labels.double() * 2 - 1
+    return sign * (logits[:, 1] - logits[:, 0])
 
 
 @pytest.mark.parametrize(
@@ -41,9 +41,9 @@ def _loss_moved_towards_mean(model, component, position, eps):
 def test_estimate_is_the_derivative_of_the_ablation(random_model, patched, component, position):
     eps = 2e-3
     with torch.no_grad():  # a central difference: its error is second order in eps
-        ahead = _loss_moved_towards_mean(random_model, component, position, eps)
-        behind = _loss_moved_towards_mean(random_model, component, position, -eps)
-    finite_difference = (ahead - behind) / (2 * eps)
+        ahead = _margin_moved_towards_mean(random_model, component, position, eps)
+        behind = _margin_moved_towards_mean(random_model, component, position, -eps)
+    finite_difference = -(ahead - behind) / (2 * eps)  # the drop, per unit of the move
     estimate = patched.effects[:, patched.components.index(component), position].double()
     scale = finite_difference.abs().max()
     assert scale > 1e-4  # the pair does something on this model

@@ -200,7 +200,7 @@ def gather(
         per_group(keep.final_ln, batch.pop("x_final"), y0)
         keep.logits[batch["idx"]] = y0 @ model.W_U.detach() + model.b_U.detach()
 
-    def fits(act: Tensor) -> Tensor:
+    def to_kept(act: Tensor) -> Tensor:
         if keep_dtype == torch.float16 and act.abs().max() > HALF_MAX:
             raise BracketLensError(
                 "activations too large to keep in float16; pass keep_dtype=torch.float32"
@@ -209,7 +209,7 @@ def gather(
 
     def z_hook(lyr: int) -> Callable[[Tensor], None]:
         def fn(z: Tensor) -> None:
-            z = fits(z)
+            z = to_kept(z)
             keep.z_0[batch["idx"], lyr] = z[:, 0]
             if lyr < layer:
                 keep.z_read[batch["idx"], lyr] = z[:, position]
@@ -218,7 +218,7 @@ def gather(
 
     def post_hook(lyr: int) -> Callable[[Tensor], None]:
         def fn(post: Tensor) -> None:
-            post = fits(post)
+            post = to_kept(post)
             keep.post_0[batch["idx"], lyr] = post[:, 0]
             if lyr < layer:
                 keep.post_read[batch["idx"], lyr] = post[:, position]

@@ -217,9 +217,10 @@ def _attribution_patching(f: Findings) -> str:
         rows.append([group, html.escape(top)])
     return (
         "<p>Attribution patching, the map that needs no hypothesis: for every component at "
-        "every position, the first-order estimate of how much mean-ablating it would raise "
-        "the loss, averaged per failure group (on the held-out half).</p>"
-        + _table(["strings", "component @ position (estimated loss change)"], rows)
+        "every position, the first-order estimate of how much mean-ablating it would lower "
+        "the correct-class margin (logit of the true class minus the other), averaged per "
+        "failure group (on the held-out half).</p>"
+        + _table(["strings", "component @ position (estimated margin drop)"], rows)
     )
 
 

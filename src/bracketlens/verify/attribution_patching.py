@@ -2,16 +2,19 @@
 
 The generic fallback when a role of the elevation circuit is not found (and a
 map of the whole model when it is). For every component (each head, each MLP)
-at every position, the change of the loss when its output is mean-ablated is
-estimated to first order from one forward and one backward pass:
+at every position, the drop of the correct-class margin (logit of the true class
+minus the other, at position 0) when its output is mean-ablated is estimated to
+first order from one forward and one backward pass:
 
-    delta_loss(c, p) ~ (mean_c,p - out_c,p) . d loss / d out_c,p
+    drop(c, p) ~ -(mean_c,p - out_c,p) . d margin / d out_c,p
 
-averaged over the strings of each failure group. Two passes over the data in all
-(one for the means, one with gradients), against one ablation run per
-(component, position) pair for the exact numbers: 9 x 42 runs for this model.
-The estimate is linear, so it is exact for small changes and can miss effects
-that only show once a saturated softmax flips; :func:`bracketlens.verify.ablate`
+averaged over the strings of each failure group. The margin, not the loss: a
+model that is right with high confidence has a loss whose gradient is nearly 0,
+so loss-based estimates of every component vanish together. Two passes over the
+data in all (one for the means, one with gradients), against one ablation run per
+(component, position) pair for the exact numbers: 9 x 42 runs for this model. The
+estimate is linear, so it is exact for small changes and can miss effects that
+only show once a saturated softmax flips; :func:`bracketlens.verify.ablate`
 measures any pair exactly.
 """
 
@@ -21,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
@@ -35,7 +37,7 @@ from bracketlens.verify.ablate import component_hook_name, component_names
 
 @dataclass(frozen=True)
 class PatchScore:
-    """The estimated loss change when one component is mean-ablated at one position."""
+    """The estimated margin drop when one component is mean-ablated at one position."""
 
     component: str
     position: int
@@ -47,7 +49,8 @@ class AttributionPatching:
     """Estimated mean-ablation effects, ``[string, component, position]``.
 
     Attributes:
-        effects: per-string estimated loss change for each (component, position).
+        effects: per-string estimated drop of the correct-class margin for each
+            (component, position): positive where ablating it would hurt.
         components: component names, in the order of the second axis.
         groups: each string's failure group.
     """
@@ -66,7 +69,7 @@ class AttributionPatching:
         return self.effects[rows].mean(0)
 
     def top(self, group: str = "all", k: int = 5) -> list[PatchScore]:
-        """The ``k`` (component, position) pairs whose ablation would raise the loss most."""
+        """The ``k`` (component, position) pairs whose ablation would hurt the margin most."""
         mean = self.mean(group)
         flat = mean.flatten().topk(min(k, mean.numel())).indices
         n_pos = mean.shape[1]
@@ -79,7 +82,7 @@ class AttributionPatching:
 def attribution_patching(
     model: BracketTransformer, data: BracketDataset, batch_size: int = DEFAULT_BATCH // 4
 ) -> AttributionPatching:
-    """Estimate every (component, position)'s mean-ablation effect on each string's loss."""
+    """Estimate every (component, position)'s mean-ablation effect on each string's margin."""
     if len(data) == 0:
         raise BracketLensError("attribution patching needs at least one string")
     names = component_names(model)
@@ -93,8 +96,7 @@ def attribution_patching(
         acts = _acts_and_grads(model, data.tokens[rows], data.labels[rows], hook_names)
         for i, (name, head) in enumerate(hooks):
             act, grad = acts[name]
-            delta = means[name] - act
-            per_dim = delta * grad
+            per_dim = (act - means[name]) * grad  # the margin lost by moving to the mean
             per_pos = per_dim[:, :, head] if head is not None else per_dim
             effects[rows, i] = per_pos.sum(-1)
     return AttributionPatching(effects=effects, components=names, groups=data.failure_groups)
@@ -121,7 +123,7 @@ def _means(
 def _acts_and_grads(
     model: BracketTransformer, tokens: Tensor, labels: Tensor, names: list[str]
 ) -> dict[str, tuple[Tensor, Tensor]]:
-    """Activations and the gradient of the summed loss with respect to them."""
+    """Activations and the gradient of the summed correct-class margin with respect to them."""
     kept: dict[str, Tensor] = {}
 
     def grad_from_here(act: Tensor, hook: Any) -> Tensor:
@@ -135,8 +137,9 @@ def _acts_and_grads(
             tokens,
             fwd_hooks=[("hook_embed", grad_from_here), *[(n, keep) for n in names]],
         )[:, 0]
-        # summed: each string's gradient is that of its own loss; autograd.grad leaves
+        # summed: each string's gradient is that of its own margin; autograd.grad leaves
         # the weights' .grad untouched
-        loss = F.cross_entropy(logits, labels.long(), reduction="sum")
-        grads = torch.autograd.grad(loss, [kept[n] for n in names])
+        sign = labels.float() * 2 - 1  # +1 balanced, -1 unbalanced
+        margin = (sign * (logits[:, 1] - logits[:, 0])).sum()
+        grads = torch.autograd.grad(margin, [kept[n] for n in names])
     return {n: (kept[n].detach(), g.detach()) for n, g in zip(names, grads, strict=True)}

@@ -159,7 +159,7 @@ def attribution_patching_json(
         if group != "all" and not (a.groups == FailureGroup.from_label(group)).any():
             continue
         out[group] = [
-            {"component": t.component, "position": t.position, "estimated_loss_change": t.effect}
+            {"component": t.component, "position": t.position, "estimated_margin_drop": t.effect}
             for t in a.top(group, k)
         ]
     return out
