@@ -145,7 +145,11 @@ def circuit_table(result: Mapping[str, Any]) -> None:
     paths = result.get("path_patching")
     if paths is not None:
         share = paths["route_share_of_sender_at_read_position"]["all"]
-        table.add_row("claimed route's share (path patching)", f"{100 * share:.1f}%")
+        shown = f"{100 * share:.1f}%"
+        ci = paths.get("route_share_ci95", {}).get("all")
+        if ci is not None:
+            shown += f" (95% CI {100 * ci['ci_low']:.1f} to {100 * ci['ci_high']:.1f})"
+        table.add_row("claimed route's share (path patching)", shown)
     for group, top in (result.get("attribution_patching") or {}).items():
         best = ", ".join(f"{t['component']} @ {t['position']}" for t in top[:3])
         table.add_row(f"matters most ({group})", best)

@@ -1,13 +1,14 @@
 """Path patching of the elevation route (verify.paths)."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
-from bracketlens.verify.paths import READ_ALL_PATHS, ROUTE, path_patch_elevation
+from bracketlens.verify.paths import READ_ALL_PATHS, ROUTE, PathPatch, path_patch_elevation
 
 DATA = evaluation_set(300, seed=8)
 
@@ -45,6 +46,13 @@ def test_effects_and_shares_on_a_random_model(random_model):
     )
     assert share["all"] == pytest.approx(expected)
     assert "head 0.1 at position 3" in result.route
+    ci = result.share_interval("all")
+    assert ci.value == pytest.approx(share["all"], rel=1e-9)
+    assert ci.low <= ci.value <= ci.high and ci.n == len(DATA)
+    assert result.share_interval("balanced").n == int(DATA.labels.sum())
+    means_only = {k: dataclasses.replace(e, per_string=None) for k, e in result.effects.items()}
+    with pytest.raises(BracketLensError, match="per-string"):
+        PathPatch(result.route, result.clean_loss, means_only).share_interval("all")
 
 
 def test_bad_roles_and_donors_are_refused(random_model):

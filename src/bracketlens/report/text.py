@@ -195,14 +195,15 @@ def _paths(f: Findings) -> str:
         [key] + [f"{e.logit_diff_change.get(g, float('nan')):+.3f}" for g in groups]
         for key, e in p.effects.items()
     ]
-    share = p.share()
+    share = p.share_interval("all")
     return (
         f"<p>Path patching of the claimed route, {html.escape(p.route)}: the tallying head's "
         "output at the read position is taken from another string, and the change may reach "
         "the logits only along the named path (heads in between frozen). The table gives the "
         "mean change of logit(balanced) - logit(unbalanced) at position 0; the claimed route "
-        f"carries <b>{100 * share['all']:.1f}%</b> of what the same patch does with every path "
-        "open (all strings).</p>"
+        f"carries <b>{100 * share.value:.1f}%</b> (95% interval {100 * share.low:.1f}% to "
+        f"{100 * share.high:.1f}%) of what the same patch does with every path open (all "
+        "strings).</p>"
         + _table(["path", "all strings", "balanced", "just total elevation", "just negative"], rows)
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import isnan
 
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
@@ -142,6 +143,9 @@ def path_patch_json(p: PathPatch | None) -> dict[str, object] | None:
     return {
         "route": p.route,
         "route_share_of_sender_at_read_position": p.share(),
+        "route_share_ci95": {
+            g: p.share_interval(g).to_dict() for g, v in p.share().items() if not isnan(v)
+        },
         "clean_loss": p.clean_loss,
         "logit_diff_change": {k: e.logit_diff_change for k, e in p.effects.items()},
         "loss": {k: e.loss for k, e in p.effects.items()},

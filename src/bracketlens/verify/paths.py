@@ -41,6 +41,7 @@ from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.stats import Estimate, bootstrap
 from bracketlens.verify.ablate import Hook
 
 
@@ -51,6 +52,7 @@ class PathEffect:
     path: str
     loss: dict[str, float]
     logit_diff_change: dict[str, float]
+    per_string: np.ndarray | None = None  # logit-difference change of each string
 
 
 ROUTE = "route"  # the claimed route's key in PathPatch.effects
@@ -70,6 +72,25 @@ class PathPatch:
     route: str
     clean_loss: dict[str, float]
     effects: dict[str, PathEffect]
+    groups: np.ndarray | None = None  # each string's failure group, for intervals
+
+    def share_interval(
+        self, group: str = "all", path: str = ROUTE, reference: str = READ_ALL_PATHS
+    ) -> Estimate:
+        """:meth:`share` in one group, with a 95% bootstrap interval over its strings."""
+        mine, ref = self.effects[path].per_string, self.effects[reference].per_string
+        if mine is None or ref is None or self.groups is None:
+            raise BracketLensError("this result kept no per-string effects to resample")
+        rows = np.ones(len(self.groups), dtype=bool)
+        if group != "all":
+            rows = self.groups == FailureGroup.from_label(group)
+
+        def ratio(x: np.ndarray) -> np.ndarray:
+            num, den = x.mean(axis=1).T  # each [resamples]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(np.abs(den) > 1e-9, num / den, np.nan)
+
+        return bootstrap(np.stack([mine[rows], ref[rows]], axis=1), ratio)
 
     def share(self, path: str = ROUTE, reference: str = READ_ALL_PATHS) -> dict[str, float]:
         """A path's logit-difference change over the reference's, per group (unclipped)."""
@@ -118,14 +139,15 @@ def path_patch_elevation(
     labels = data.labels.long()
     clean = merged.pop("clean")
     clean_diff = clean[:, 1] - clean[:, 0]
-    effects = {
-        key: PathEffect(
+    effects = {}
+    for key, value in merged.items():
+        change = value[:, 1] - value[:, 0] - clean_diff
+        effects[key] = PathEffect(
             path=key,
             loss=_by_group(F.cross_entropy(value, labels, reduction="none"), data),
-            logit_diff_change=_by_group(value[:, 1] - value[:, 0] - clean_diff, data),
+            logit_diff_change=_by_group(change, data),
+            per_string=change.numpy(),
         )
-        for key, value in merged.items()
-    }
     return PathPatch(
         route=(
             f"head 0.{tally} at position {pos} -> MLPs at position {pos} -> head "
@@ -133,6 +155,7 @@ def path_patch_elevation(
         ),
         clean_loss=_by_group(F.cross_entropy(clean, labels, reduction="none"), data),
         effects=effects,
+        groups=data.failure_groups.numpy(),
     )
 
 
