@@ -146,22 +146,20 @@ def naive(model, data) -> dict[str, np.ndarray]:
 def ours(model, data) -> dict[str, np.ndarray]:
     import torch
 
-    from bracketlens.attribution.components import centre_on_balanced
     from bracketlens.attribution.directions import unbalanced_direction_post_ln
-    from bracketlens.circuits.elevation import Roles, elevation_from_pass
-    from bracketlens.engine import gather
+    from bracketlens.circuits.elevation import Roles, elevation_from_pass, gather_for
 
     roles = Roles(LAYER, HEAD, READ, TALLY)
-    gathered = gather(model, data, layer=LAYER, head=HEAD, position=READ)
+    gathered = gather_for(model, data, roles)
     fit = gathered.final_fit()
     direction = fit.pull_back(unbalanced_direction_post_ln(model))
-    at_0 = gathered.components_at_0(model, data.tokens, direction)
+    attribution = gathered.components_at_0(model, data.tokens, direction).centred(data.labels)
     elevation = elevation_from_pass(model, data, roles, gathered)
     return {
         "accuracy": np.array(gathered.evaluation(data).accuracy),
         "final_r2": np.array(fit.r2),
         "direction": direction.numpy(),
-        "attribution": centre_on_balanced(at_0.values, data.labels).numpy(),
+        "attribution": attribution.values.numpy(),
         "read_r2": np.array(elevation.ln_fit_r2),
         "pre_head_direction": elevation.pre_head_direction.numpy(),
         "components_read": elevation.components.values.numpy(),

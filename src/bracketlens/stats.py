@@ -54,3 +54,17 @@ def bootstrap(
     alpha = (1 - LEVEL) / 2
     low, high = np.quantile(estimates, [alpha, 1 - alpha])
     return Estimate(float(stat(values[None])[0]), float(low), float(high), n)
+
+
+def bootstrap_ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
+    """``mean(numerator) / mean(denominator)`` over paired per-string values, with an interval.
+
+    A resample whose denominator's mean is (near) 0 gives NaN rather than a huge ratio.
+    """
+
+    def ratio(x: np.ndarray) -> np.ndarray:
+        num, den = x.mean(axis=1).T  # each [resamples]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(np.abs(den) > 1e-9, num / den, np.nan)
+
+    return bootstrap(np.stack([numerator, denominator], axis=1), ratio)

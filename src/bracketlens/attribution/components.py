@@ -55,6 +55,15 @@ class ComponentStack:
     def __getitem__(self, label: str) -> Tensor:
         return self.values[self.labels.index(label)]
 
+    def centred(self, balanced: Bool[Tensor, " batch"]) -> ComponentStack:
+        """Each component minus its mean over the balanced strings.
+
+        Centring a constant leaves 0, so the bias drops out and the centred stack
+        still sums to the centred total.
+        """
+        values = centre_on_balanced(self.values, balanced)
+        return ComponentStack(values, self.labels, torch.zeros_like(self.bias))
+
 
 def _component_hooks(cfg: ModelConfig, reduce: Callable[[Tensor], Tensor]) -> dict:
     hooks = {"hook_embed": [reduce], "hook_pos_embed": [reduce]}
@@ -125,7 +134,4 @@ def unbalanced_attribution(
     batch_size: int = DEFAULT_BATCH,
 ) -> ComponentStack:
     """Each component's output in ``direction`` at position 0, centred on balanced strings."""
-    stack = components_in_direction(model, tokens, direction, 0, batch_size)
-    # centring a constant leaves 0, so the centred stack still sums to the centred total
-    centred = centre_on_balanced(stack.values, balanced)
-    return ComponentStack(centred, stack.labels, torch.zeros_like(stack.bias))
+    return components_in_direction(model, tokens, direction, 0, batch_size).centred(balanced)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from bracketlens.attribution.components import ComponentStack, centre_on_balanced
+from bracketlens.attribution.components import ComponentStack
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.attribution.neurons import (
     NeuronClass,
@@ -88,14 +88,24 @@ def analyse_elevation(
     """
     roles = roles or Roles()
     _check_roles(model, data, roles)
-    gathered = gather(
+    return elevation_from_pass(model, data, roles, gather_for(model, data, roles))
+
+
+def gather_for(
+    model: BracketTransformer,
+    data: BracketDataset,
+    roles: Roles,
+    groups: Int[Tensor, " batch"] | None = None,
+) -> Gathered:
+    """The engine's pass over ``data`` for these roles (:func:`bracketlens.engine.gather`)."""
+    return gather(
         model,
         data,
         layer=roles.elevation_layer,
         head=roles.elevation_head,
         position=roles.read_position,
+        groups=groups,
     )
-    return elevation_from_pass(model, data, roles, gathered)
 
 
 def elevation_from_pass(
@@ -122,10 +132,7 @@ def elevation_from_pass(
     unbalanced = final_fit.pull_back(unbalanced_direction_post_ln(model))
     ln1_fit = gathered.read_fit(fit_groups)
     direction = ln1_fit.pull_back(ov_matrix(model, layer, head) @ unbalanced)
-    stack = gathered.components_at_read(model, data.tokens, direction)
-    components = ComponentStack(
-        centre_on_balanced(stack.values, data.labels), stack.labels, torch.zeros_like(stack.bias)
-    )
+    components = gathered.components_at_read(model, data.tokens, direction).centred(data.labels)
     contributions = {
         mlp: gathered.neuron_contributions(model, mlp, direction)[opens] for mlp in range(layer)
     }

@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
@@ -60,6 +61,19 @@ class FailureGroup(enum.IntEnum):
                 return group
         known = ", ".join(repr(g.label) for g in cls)
         raise BracketLensError(f"unknown failure group {label!r}; use one of {known}")
+
+
+G = TypeVar("G", Tensor, np.ndarray)
+
+
+def group_rows(groups: G, label: str) -> G:
+    """Which strings are in the failure group named ``label`` (every string for ``"all"``)."""
+    return groups >= 0 if label == "all" else groups == FailureGroup.from_label(label)
+
+
+def labels_present(groups: Tensor | np.ndarray) -> list[str]:
+    """``"all"``, then the label of every failure group with at least one string."""
+    return ["all", *(g.label for g in FailureGroup if (groups == g).any())]
 
 
 _GROUP_LABELS = {

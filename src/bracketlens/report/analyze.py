@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bracketlens.attribution.components import ComponentStack, centre_on_balanced
+from bracketlens.attribution.components import ComponentStack
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
-from bracketlens.circuits.elevation import ElevationCircuit, Roles, elevation_from_pass
+from bracketlens.circuits.elevation import ElevationCircuit, Roles, elevation_from_pass, gather_for
 from bracketlens.circuits.negative import (
     NegativeAttention,
     NegativeFeeders,
@@ -27,7 +27,6 @@ from bracketlens.circuits.patching import PatchedAttention, patched_attention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
-from bracketlens.engine import gather
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import Evaluation, predict_proba
 from bracketlens.model.transformer import BracketTransformer
@@ -108,21 +107,11 @@ def analyze(
     else:
         source = "given"
     step("one pass over the data")
-    gathered = gather(
-        model,
-        data,
-        layer=roles.elevation_layer,
-        head=roles.elevation_head,
-        position=roles.read_position,
-        groups=data.split_groups(seed=0),
-    )
+    gathered = gather_for(model, data, roles, groups=data.split_groups(seed=0))
     evaluation = gathered.evaluation(data)
     fit = gathered.final_fit([0])
     direction = fit.pull_back(unbalanced_direction_post_ln(model))
-    at_0 = gathered.components_at_0(model, data.tokens, direction)
-    attribution = ComponentStack(
-        centre_on_balanced(at_0.values, data.labels), at_0.labels, torch.zeros_like(at_0.bias)
-    )
+    attribution = gathered.components_at_0(model, data.tokens, direction).centred(data.labels)
     elevation = elevation_from_pass(model, data, roles, gathered)
     step("resampling tests")
     scrubs = _scrubs(model, half_b, roles, found)
@@ -131,8 +120,7 @@ def analyze(
     step("attribution patching")
     patching = attribution_patching(model, half_b)
     step("the negative head")
-    negative_attention = _negative_attention(model, data, found)
-    feeders = _negative_feeders(model, data, found, direction)
+    negative_attention, feeders = _negative_head(model, data, found, direction)
     step("patching views")
     return Findings(
         meta=_meta(model, data, weights),
@@ -203,10 +191,10 @@ def _scrubs(
 ) -> list[ScrubResult]:
     """Resampling tests of the hypotheses, on the half that localisation did not see."""
     out = [scrub_elevation(model, held_out, roles)]
-    if found.negative_head.location is not None:
-        neg = tuple(int(x) for x in found.negative_head.location.split("."))
-        out.append(scrub_negative(model, held_out, neg[0], neg[1]))
-        out.append(scrub_both(model, held_out, roles, (neg[0], neg[1])))
+    if found.negative_head.found:
+        neg = found.negative_head.layer_head()
+        out.append(scrub_negative(model, held_out, *neg))
+        out.append(scrub_both(model, held_out, roles, neg))
     return out
 
 
@@ -222,24 +210,17 @@ def _rescore(model: BracketTransformer, strings: list[str]) -> list[dict[str, ob
     return sorted(rows, key=lambda r: -abs(float(r["label"]) - float(r["p_balanced"])))
 
 
-def _negative_attention(
-    model: BracketTransformer, data: BracketDataset, found: Localisation
-) -> NegativeAttention | None:
-    location = found.negative_head.location
-    if location is None or not data.failure_types.negative.any():
-        return None
-    layer, head = (int(x) for x in location.split("."))
-    return negative_head_attention(model, data, layer, head)
-
-
-def _negative_feeders(
+def _negative_head(
     model: BracketTransformer, data: BracketDataset, found: Localisation, direction: torch.Tensor
-) -> NegativeFeeders | None:
-    location = found.negative_head.location
-    if location is None or not data.failure_types.negative.any():
-        return None
-    layer, head = (int(x) for x in location.split("."))
-    return negative_feeders(model, data, layer, head, output_direction=direction)
+) -> tuple[NegativeAttention | None, NegativeFeeders | None]:
+    """Where the negative head looks and what feeds it (None, None without one)."""
+    if not found.negative_head.found or not data.failure_types.negative.any():
+        return None, None
+    layer, head = found.negative_head.layer_head()
+    return (
+        negative_head_attention(model, data, layer, head),
+        negative_feeders(model, data, layer, head, output_direction=direction),
+    )
 
 
 def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:

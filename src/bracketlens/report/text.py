@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import FailureGroup, labels_present
 from bracketlens.report.analyze import Findings
 from bracketlens.verify.localise import RoleFinding
 
@@ -211,9 +211,7 @@ def _paths(f: Findings) -> str:
 def _attribution_patching(f: Findings) -> str:
     a = f.attribution_patching
     rows = []
-    for group in ["all", *(g.label for g in FailureGroup)]:
-        if group != "all" and not (a.groups == FailureGroup.from_label(group)).any():
-            continue
+    for group in labels_present(a.groups):
         top = ", ".join(f"{t.component} @ {t.position} ({t.effect:+.3f})" for t in a.top(group, 3))
         rows.append([group, html.escape(top)])
     return (

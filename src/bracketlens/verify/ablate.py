@@ -18,7 +18,7 @@ from torch import Tensor
 
 from bracketlens.activations import get_activations
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH
@@ -68,6 +68,15 @@ def replacement_hook(
         return act
 
     return hook
+
+
+def group_means(values: Tensor, data: BracketDataset) -> dict[str, float]:
+    """Mean of per-string values over all strings and over each failure group present."""
+    values = values.double()  # so that bootstrap intervals (float64) agree to the last digit
+    groups = data.failure_groups
+    return {
+        label: float(values[group_rows(groups, label)].mean()) for label in labels_present(groups)
+    }
 
 
 @torch.no_grad()

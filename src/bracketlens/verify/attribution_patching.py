@@ -28,7 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
@@ -61,9 +61,7 @@ class AttributionPatching:
 
     def mean(self, group: str = "all") -> Float[Tensor, "component position"]:
         """Mean estimated effect over the strings of a failure group (or all)."""
-        rows = torch.ones(len(self.groups), dtype=torch.bool)
-        if group != "all":
-            rows = self.groups == FailureGroup.from_label(group)
+        rows = group_rows(self.groups, group)
         if not rows.any():
             raise BracketLensError(f"no string of the sample is in group {group!r}")
         return self.effects[rows].mean(0)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from math import isnan
 
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import FailureGroup, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate
@@ -64,14 +64,13 @@ def verify_circuit(
         roles = found.roles()
     except BracketLensError:
         roles = None
-    neg = found.negative_head.location
     if roles is not None:
         elevation = scrub_elevation(model, test_half, roles, seed)
-    if neg is not None:
-        neg_layer, neg_head = (int(x) for x in neg.split("."))
-        negative = scrub_negative(model, test_half, neg_layer, neg_head, seed)
+    if found.negative_head.found:
+        neg = found.negative_head.layer_head()
+        negative = scrub_negative(model, test_half, *neg, seed)
         if roles is not None:
-            both = scrub_both(model, test_half, roles, (neg_layer, neg_head), seed)
+            both = scrub_both(model, test_half, roles, neg, seed)
     ablations = [ablate(model, test_half, c, "mean") for c in component_names(model)]
     paths = None
     if roles is not None and roles.elevation_layer > 0:
@@ -159,9 +158,7 @@ def attribution_patching_json(
     if a is None:
         return None
     out = {}
-    for group in ["all", *(g.label for g in FailureGroup)]:
-        if group != "all" and not (a.groups == FailureGroup.from_label(group)).any():
-            continue
+    for group in labels_present(a.groups):
         out[group] = [
             {"component": t.component, "position": t.position, "estimated_margin_drop": t.effect}
             for t in a.top(group, k)

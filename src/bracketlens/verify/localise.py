@@ -49,6 +49,13 @@ class RoleFinding:
     def found(self) -> bool:
         return self.location is not None
 
+    def layer_head(self) -> tuple[int, int]:
+        """``(layer, head)`` of a head found in this role (``"L.H"``)."""
+        if self.location is None:
+            raise BracketLensError(f"no component was found for the role {self.role!r}")
+        layer, head = (int(x) for x in self.location.split("."))
+        return layer, head
+
 
 @dataclass(frozen=True)
 class Localisation:
@@ -70,7 +77,7 @@ class Localisation:
         """
         if not (self.elevation_head.found and self.read_position.found):
             raise BracketLensError("the elevation circuit was not found in this model")
-        layer, head = (int(x) for x in str(self.elevation_head.location).split("."))
+        layer, head = self.elevation_head.layer_head()
         tally = int(str(self.tally_head.location or self.tally_head.candidate).split(".")[1])
         return Roles(layer, head, int(str(self.read_position.location)), tally)
 
@@ -117,7 +124,7 @@ def _pick_heads(medians: dict[str, dict[str, float]]) -> tuple[RoleFinding, Role
 def _read_position(
     model: BracketTransformer, data: BracketDataset, elevation: RoleFinding
 ) -> RoleFinding:
-    layer, head = (int(x) for x in str(elevation.location).split("."))
+    layer, head = elevation.layer_head()
     opens = data[data.starts_open]
     row = attention_patterns(model, opens.tokens, layer, head)[:, 0].mean(0)
     scores = {str(k): float(row[k]) for k in range(1, len(row))}  # position 0 is itself
@@ -212,7 +219,7 @@ def localise(
     elevation, negative = _pick_heads(group_medians(stack, data))
     read = _read_position(model, data, elevation)
     tally = _tally_head(model, data, int(str(read.location)))
-    layer, head = (int(x) for x in str(elevation.location).split("."))
+    layer, head = elevation.layer_head()
     roles = Roles(
         elevation_layer=layer,
         elevation_head=head,

@@ -34,15 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.stats import Estimate, bootstrap
-from bracketlens.verify.ablate import Hook
+from bracketlens.stats import Estimate, bootstrap_ratio
+from bracketlens.verify.ablate import Hook, group_means
 
 
 @dataclass(frozen=True)
@@ -81,16 +82,8 @@ class PathPatch:
         mine, ref = self.effects[path].per_string, self.effects[reference].per_string
         if mine is None or ref is None or self.groups is None:
             raise BracketLensError("this result kept no per-string effects to resample")
-        rows = np.ones(len(self.groups), dtype=bool)
-        if group != "all":
-            rows = self.groups == FailureGroup.from_label(group)
-
-        def ratio(x: np.ndarray) -> np.ndarray:
-            num, den = x.mean(axis=1).T  # each [resamples]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(np.abs(den) > 1e-9, num / den, np.nan)
-
-        return bootstrap(np.stack([mine[rows], ref[rows]], axis=1), ratio)
+        rows = group_rows(self.groups, group)
+        return bootstrap_ratio(mine[rows], ref[rows])
 
     def share(self, path: str = ROUTE, reference: str = READ_ALL_PATHS) -> dict[str, float]:
         """A path's logit-difference change over the reference's, per group (unclipped)."""
@@ -144,8 +137,8 @@ def path_patch_elevation(
         change = value[:, 1] - value[:, 0] - clean_diff
         effects[key] = PathEffect(
             path=key,
-            loss=_by_group(F.cross_entropy(value, labels, reduction="none"), data),
-            logit_diff_change=_by_group(change, data),
+            loss=group_means(F.cross_entropy(value, labels, reduction="none"), data),
+            logit_diff_change=group_means(change, data),
             per_string=change.numpy(),
         )
     return PathPatch(
@@ -153,7 +146,7 @@ def path_patch_elevation(
             f"head 0.{tally} at position {pos} -> MLPs at position {pos} -> head "
             f"{layer}.{head}'s value at position {pos} -> position 0"
         ),
-        clean_loss=_by_group(F.cross_entropy(clean, labels, reduction="none"), data),
+        clean_loss=group_means(F.cross_entropy(clean, labels, reduction="none"), data),
         effects=effects,
         groups=data.failure_groups.numpy(),
     )
@@ -173,8 +166,8 @@ def _batch_logits(
     frozen = [f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)]
     mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
     resid_name = f"blocks.{layer}.hook_resid_pre"
-    donor_out = _cache(model, donor, [sender])[sender]
-    clean_out = _cache(model, clean, [sender, *frozen, *mlps, resid_name])
+    donor_out = get_activations(model, donor, sender, batch_size=len(donor))[sender]
+    clean_out = get_activations(model, clean, [sender, *frozen, *mlps, resid_name], len(clean))
     recorded: dict[str, Tensor] = {}
 
     def at_read(act: Tensor, hook: object) -> Tensor:
@@ -233,27 +226,8 @@ def _at(pos: int, head: int | None, value: Tensor) -> Hook:
     return hook
 
 
-def _cache(model: BracketTransformer, tokens: Tensor, names: list[str]) -> dict[str, Tensor]:
-    out: dict[str, Tensor] = {}
-
-    def keep(act: Tensor, hook: object) -> None:
-        out[hook.name] = act.clone()  # type: ignore[attr-defined]
-
-    model.run_with_hooks(tokens, fwd_hooks=[(name, keep) for name in names])
-    return out
-
-
 def _constant(value: Tensor) -> Hook:
     def hook(act: Tensor, hook: object) -> Tensor:
         return value
 
     return hook
-
-
-def _by_group(losses: Tensor, data: BracketDataset) -> dict[str, float]:
-    groups = data.failure_groups
-    out = {"all": float(losses.mean())}
-    for g in FailureGroup:
-        if (groups == g).any():
-            out[g.label] = float(losses[groups == g].mean())
-    return out

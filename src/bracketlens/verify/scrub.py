@@ -26,11 +26,11 @@ from torch import Tensor
 from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import FailureGroup
+from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.stats import Estimate, bootstrap
-from bracketlens.verify.ablate import Hook, replacement_hook, run_with_replacements
+from bracketlens.stats import Estimate, bootstrap_ratio
+from bracketlens.verify.ablate import Hook, group_means, replacement_hook, run_with_replacements
 
 
 @dataclass(frozen=True)
@@ -52,20 +52,12 @@ class ScrubResult:
         """The share recovered in ``group`` with a bootstrap interval over its strings."""
         if self.per_string is None or self.groups is None:
             raise BracketLensError("this result kept no per-string losses to resample")
-        rows = np.ones(len(self.groups), dtype=bool)
-        if group != "all":
-            rows = self.groups == FailureGroup.from_label(group)
-        cols = np.stack(
-            [self.per_string[k][rows] for k in ("random", which, "model")], axis=1
-        )  # [n, 3]
-
-        def share(x: np.ndarray) -> np.ndarray:
-            l_rand, l_x, l_model = x.mean(axis=1).T  # each [resamples]
-            gap = l_rand - l_model
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(np.abs(gap) > 1e-9, (l_rand - l_x) / gap, np.nan)
-
-        return bootstrap(cols, share)
+        rows = group_rows(self.groups, group)
+        random = self.per_string["random"][rows].astype(np.float64)
+        # (L_random - L_x) / (L_random - L_model) is a ratio of means of per-string gaps
+        return bootstrap_ratio(
+            random - self.per_string[which][rows], random - self.per_string["model"][rows]
+        )
 
     def recovered(self, which: str = "hypothesis") -> dict[str, float]:
         """(L_random - L_x) / (L_random - L_model) per group, for x = hypothesis or control."""
@@ -92,15 +84,6 @@ def matched_donors(keys: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _string_losses(logits: Tensor, data: BracketDataset) -> Tensor:
     return F.cross_entropy(logits, data.labels.long(), reduction="none")
-
-
-def _group_losses(losses: Tensor, data: BracketDataset) -> dict[str, float]:
-    groups, losses = data.failure_groups, losses.double()  # the intervals average in float64
-    out = {"all": float(losses.mean())}
-    for g in FailureGroup:
-        if (groups == g).any():
-            out[g.label] = float(losses[groups == g].mean())
-    return out
 
 
 @dataclass(frozen=True)
@@ -149,10 +132,10 @@ def resample_test(
     return ScrubResult(
         hypothesis=hypothesis,
         activation="; ".join(f"{s.hook_name}[:, {s.position}, {s.head}]" for s in sites),
-        loss_model=_group_losses(losses["model"], data),
-        loss_hypothesis=_group_losses(losses["hypothesis"], data),
-        loss_random=_group_losses(losses["random"], data),
-        loss_control=_group_losses(losses["control"], data),
+        loss_model=group_means(losses["model"], data),
+        loss_hypothesis=group_means(losses["hypothesis"], data),
+        loss_random=group_means(losses["random"], data),
+        loss_control=group_means(losses["control"], data),
         per_string={k: v.numpy() for k, v in losses.items()},
         groups=data.failure_groups.numpy(),
     )
