@@ -15,18 +15,8 @@ from torch import Tensor
 
 from bracketlens.circuits.heads import check_head, queries_and_keys
 from bracketlens.data.tokens import tokenize
+from bracketlens.interventions import patch
 from bracketlens.model.transformer import BracketTransformer
-
-
-def replace_head(new_value: Tensor, head: int) -> Callable[[Tensor, object], Tensor]:
-    """A hook that overwrites one head's slice ``[..., head, :]`` with ``new_value``'s."""
-
-    def hook(value: Tensor, hook: object) -> Tensor:
-        value = value.clone()
-        value[..., head, :] = new_value[..., head, :]
-        return value
-
-    return hook
 
 
 @torch.no_grad()
@@ -81,7 +71,7 @@ def patched_attention(
     for kind, sources in (("k", keys_from), ("q", queries_from)):
         if sources:
             mean = _mean_activation(model, sources, layer, kind, pad_to=n)
-            patches[f"blocks.{layer}.attn.hook_{kind}"] = replace_head(mean, head)
+            patches[f"blocks.{layer}.attn.hook_{kind}"] = patch(mean, head=head)
             parts.append(
                 f"{'keys' if kind == 'k' else 'queries'} of head {layer}.{head} "
                 f"averaged over {len(sources)} strings"

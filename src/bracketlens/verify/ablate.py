@@ -8,7 +8,7 @@ the same data set (a fixed random permutation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +20,9 @@ from bracketlens.activations import get_activations
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
+from bracketlens.interventions import patch, run_patched
 from bracketlens.model.checks import check_head
-from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
-
-Hook = Callable[[Tensor, object], Tensor]
 
 
 def component_hook_name(model: BracketTransformer, component: str) -> tuple[str, int | None]:
@@ -49,25 +47,6 @@ def component_names(model: BracketTransformer) -> list[str]:
     for layer in range(model.cfg.n_layers):
         names += [f"head {layer}.{h}" for h in range(model.cfg.n_heads)] + [f"mlp {layer}"]
     return names
-
-
-def replacement_hook(
-    replacement: Tensor, head: int | None, positions: Sequence[int] | None
-) -> Hook:
-    """A hook writing ``replacement`` (broadcast to the activation) into one component."""
-
-    def hook(act: Tensor, hook: object) -> Tensor:
-        act = act.clone()
-        pos = slice(None) if positions is None else list(positions)
-        width = act.shape[1]
-        rep = replacement[..., :width, :, :] if head is not None else replacement[..., :width, :]
-        if head is None:
-            act[:, pos] = rep.expand_as(act)[:, pos]
-        else:
-            act[:, pos, head] = rep.expand_as(act)[:, pos, head]
-        return act
-
-    return hook
 
 
 def group_means(values: Tensor, data: BracketDataset) -> dict[str, float]:
@@ -98,23 +77,6 @@ class AblationEffect:
     accuracy: float
     p_balanced: Float[Tensor, " batch"]
     by_group: dict[str, dict[str, float]]
-
-
-@torch.no_grad()
-def run_with_replacements(
-    model: BracketTransformer,
-    tokens: Int[Tensor, "batch seq"],
-    hooks: Sequence[tuple[str, Hook]],
-    batch_size: int = DEFAULT_BATCH,
-    per_batch: Callable[[slice], Sequence[tuple[str, Hook]]] | None = None,
-) -> Float[Tensor, "batch 2"]:
-    """Logits at position 0 with hooks applied (``per_batch`` builds batch-specific ones)."""
-    out = torch.empty(len(tokens), model.cfg.d_vocab_out)
-    for start in range(0, len(tokens), batch_size):
-        rows = slice(start, min(start + batch_size, len(tokens)))
-        extra = list(per_batch(rows)) if per_batch is not None else []
-        out[rows] = model.run_with_hooks(tokens[rows], fwd_hooks=[*hooks, *extra])[:, 0]
-    return out
 
 
 def summarise(
@@ -164,17 +126,16 @@ def ablate(
     name, head = component_hook_name(model, component)
     if method == "mean":
         mean = mean_activation(model, (reference or data).tokens, component)
-        logits = run_with_replacements(
-            model, data.tokens, [(name, replacement_hook(mean, head, positions))]
+        logits = run_patched(
+            model, data.tokens, [(name, patch(mean, head=head, positions=positions))]
         )
     elif method == "resample":
         perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
         source = get_activations(model, data.tokens, name)[name][perm]
-        logits = run_with_replacements(
+        logits = run_patched(
             model,
             data.tokens,
-            [],
-            per_batch=lambda rows: [(name, replacement_hook(source[rows], head, positions))],
+            per_batch=lambda rows: [(name, patch(source[rows], head=head, positions=positions))],
         )
     else:
         raise BracketLensError(f"unknown ablation method {method!r}: use 'mean' or 'resample'")

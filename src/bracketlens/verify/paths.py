@@ -39,11 +39,12 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
+from bracketlens.interventions import Hook, constant, set_at
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
-from bracketlens.verify.ablate import Hook, group_means
+from bracketlens.verify.ablate import group_means
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def _batch_logits(
     def record(act: Tensor, hook: Any) -> None:
         recorded[hook.name] = act[:, pos].clone()
 
-    freeze: list[tuple[str, Hook]] = [(name, _constant(clean_out[name])) for name in frozen]
+    freeze: list[tuple[str, Hook]] = [(name, constant(clean_out[name])) for name in frozen]
     model.run_with_hooks(
         clean, fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]]
     )
@@ -199,35 +200,14 @@ def _batch_logits(
             new = ln1(via_mlps) @ w[layer, h].detach() + b[layer, h].detach()
             key = ROUTE if (h, kind) == (head, "value") else f"MLPs -> head {layer}.{h}'s {kind}"
             hook_name = f"blocks.{layer}.attn.hook_{'v' if kind == 'value' else 'k'}"
-            runs[key] = [(hook_name, _at(pos, h, new))]
+            runs[key] = [(hook_name, set_at(new, pos, h))]
     direct_v = ln1(direct) @ model.W_V[layer, head].detach() + model.b_V[layer, head].detach()
     runs[f"sender -> head {layer}.{head}'s value directly"] = [
-        (f"blocks.{layer}.attn.hook_v", _at(pos, head, direct_v))
+        (f"blocks.{layer}.attn.hook_v", set_at(direct_v, pos, head))
     ]
-    runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, _at(pos, None, via_mlps))]
+    runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, set_at(via_mlps, pos, None))]
     runs[READ_ALL_PATHS] = [(sender, at_read)]
     runs["sender at every position"] = [(sender, everywhere)]
     return {
         key: model.run_with_hooks(clean, fwd_hooks=list(hooks))[:, 0] for key, hooks in runs.items()
     }
-
-
-def _at(pos: int, head: int | None, value: Tensor) -> Hook:
-    """A hook writing ``value`` at one position (and head) of an activation."""
-
-    def hook(act: Tensor, hook: object) -> Tensor:
-        act = act.clone()
-        if head is None:
-            act[:, pos] = value
-        else:
-            act[:, pos, head] = value
-        return act
-
-    return hook
-
-
-def _constant(value: Tensor) -> Hook:
-    def hook(act: Tensor, hook: object) -> Tensor:
-        return value
-
-    return hook

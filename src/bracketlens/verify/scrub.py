@@ -28,9 +28,10 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
+from bracketlens.interventions import Hook, patch, run_patched
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
-from bracketlens.verify.ablate import Hook, group_means, replacement_hook, run_with_replacements
+from bracketlens.verify.ablate import group_means
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,11 @@ def resample_test(
 
         def hooks(rows: slice) -> list[tuple[str, Hook]]:
             return [
-                (s.hook_name, replacement_hook(src[rows], s.head, [s.position]))
+                (s.hook_name, patch(src[rows], head=s.head, positions=s.position))
                 for s, src in zip(sites, sources, strict=True)
             ]
 
-        logits = run_with_replacements(model, data.tokens, [], per_batch=hooks)
+        logits = run_patched(model, data.tokens, per_batch=hooks)
         return _string_losses(logits, data)
 
     n = len(data)

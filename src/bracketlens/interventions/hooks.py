@@ -1,0 +1,133 @@
+"""The one replacement hook and its small setters, in the manner of TransformerLens' patching.
+
+Activations are laid out ``[batch, pos, d]`` (residual stream, MLP ``hook_post``,
+``hook_mlp_out``) or ``[batch, pos, head, d]`` (``attn.hook_z``, ``hook_result``,
+``hook_q/k/v``). A *source* has the same layout as the activation it replaces,
+with batch 1 (a mean, broadcast over the batch) or the same batch (another
+string's activations), and at least as many positions: batches that the engine
+trims to their longest string read only the first ``width`` positions.
+
+With ``basis`` (``[d, k]``, orthonormal columns), only the part of the
+activation in that subspace is taken from the source: the interchange
+intervention of distributed alignment search (Geiger et al. 2023). The hook is
+differentiable in ``basis`` and ``source``, so the same code trains rotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+Hook = Callable[[Tensor, object], Tensor]
+#: ``None`` for every position, else a list of positions (or one int).
+Positions = Sequence[int] | int | None
+
+
+def _index(positions: Positions) -> slice | list[int]:
+    if positions is None:
+        return slice(None)
+    return [positions] if isinstance(positions, int) else list(positions)
+
+
+def _mix(old: Tensor, new: Tensor, basis: Tensor | None) -> Tensor:
+    """``new`` where there is no basis; else ``old`` with its part in span(basis) from ``new``."""
+    if basis is None:
+        return new
+    basis = basis.to(old.dtype)
+    return old + ((new - old) @ basis) @ basis.T
+
+
+def patch(
+    source: Tensor,
+    *,
+    head: int | None = None,
+    positions: Positions = None,
+    basis: Float[Tensor, "d k"] | None = None,
+) -> Hook:
+    """A hook writing ``source``'s values into the activation at ``positions`` (and ``head``).
+
+    Args:
+        source: same layout as the activation; batch 1 broadcasts.
+        head: the head to write, for activations with a head axis (None: all heads,
+            or an activation without one).
+        positions: positions to write (None: every position).
+        basis: write only the part in the span of these orthonormal columns.
+    """
+    pos = _index(positions)
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        src = source[:, : act.shape[1]].to(act.dtype).expand_as(act)
+        act = act.clone()
+        if head is None:
+            act[:, pos] = _mix(act[:, pos], src[:, pos], basis)
+        else:
+            act[:, pos, head] = _mix(act[:, pos, head], src[:, pos, head], basis)
+        return act
+
+    return hook
+
+
+def set_at(value: Tensor, position: int, head: int | None = None) -> Hook:
+    """A hook writing ``value`` (``[batch, d]``) at one position (and head)."""
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        if head is None:
+            act[:, position] = value
+        else:
+            act[:, position, head] = value
+        return act
+
+    return hook
+
+
+def zero(*, head: int | None = None, positions: Positions = None) -> Hook:
+    """Zero ablation of the activation (one head's slice when ``head`` is given)."""
+    pos = _index(positions)
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        act = act.clone()
+        if head is None:
+            act[:, pos] = 0.0
+        else:
+            act[:, pos, head] = 0.0
+        return act
+
+    return hook
+
+
+def constant(value: Tensor) -> Hook:
+    """Replace the whole activation by ``value`` (e.g. freeze it at its clean run)."""
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        return value
+
+    return hook
+
+
+@torch.no_grad()
+def run_patched(
+    model: torch.nn.Module,
+    tokens: Int[Tensor, "batch seq"],
+    hooks: Sequence[tuple[str, Hook]] = (),
+    batch_size: int = 2048,
+    per_batch: Callable[[slice], Sequence[tuple[str, Hook]]] | None = None,
+) -> Float[Tensor, "batch 2"]:
+    """Class logits (position 0) with ``hooks`` applied; ``per_batch(rows)`` adds batch-specific ones.
+
+    ``per_batch`` is how a source with one row per string (resampling, interchange)
+    is lined up with the batch being run.
+    """
+    run_with_hooks: Callable[..., Tensor] = getattr(model, "run_with_hooks")  # noqa: B009
+    out: Tensor | None = None
+    for start in range(0, len(tokens), batch_size):
+        rows = slice(start, min(start + batch_size, len(tokens)))
+        extra = list(per_batch(rows)) if per_batch is not None else []
+        logits = run_with_hooks(tokens[rows], fwd_hooks=[*hooks, *extra])[:, 0]
+        if out is None:
+            out = torch.empty(len(tokens), logits.shape[-1], dtype=logits.dtype)
+        out[rows] = logits
+    return out if out is not None else torch.empty(0, 2)
