@@ -12,6 +12,7 @@ import io
 import shlex
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -89,6 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     error (one line, or the traceback with ``--debug``); 130 interrupted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    previous = warnings.showwarning
+    if "--debug" not in argv:
+        warnings.showwarning = _show_warning
+    try:
+        return _guarded(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _guarded(argv: list[str]) -> int:
+    """Parse and run; user mistakes exit 2, anything unexpected exits 1 (the guard)."""
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
@@ -112,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _one_line(e: BaseException) -> str:
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
+    """A library's warning as one plain line (``--debug`` shows Python's usual two)."""
+    print(f"bracketlens: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(e: BaseException | str) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
@@ -342,6 +359,7 @@ def _warn(warnings: list[str]) -> None:
 
 def _run_analysis(args: argparse.Namespace) -> tuple[Any, list[str]]:  # (Findings, warnings)
     from bracketlens.data.sample import check_sample
+    from bracketlens.model.checks import check_circuit_model
     from bracketlens.report import analyze
     from bracketlens.terminal import progress_steps
 
@@ -349,6 +367,7 @@ def _run_analysis(args: argparse.Namespace) -> tuple[Any, list[str]]:  # (Findin
     warnings = check_sample(data, purpose="the analysis", minimum=20, split_seed=0)
     attack = load_attack_strings(args.attack)
     model = load_weights(args)
+    check_circuit_model(model, "the analysis")
     weights = args.weights or "bundled default"
     _warn(warnings)
     with progress_steps(enabled=sys.stderr.isatty()) as step:
@@ -382,11 +401,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.data.sample import check_sample
+    from bracketlens.model.checks import check_circuit_model
     from bracketlens.verify.circuit import verdict_json, verify_circuit
 
     data = load_data(args)
     warnings = check_sample(data, purpose="the circuit search", minimum=40, split_seed=args.seed)
     model = load_weights(args)
+    check_circuit_model(model, "the circuit search")
     _warn(warnings)
     result = verdict_json(verify_circuit(model, data, seed=args.seed))
     if args.json:
