@@ -8,79 +8,39 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import os
 import shlex
 import sys
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from bracketlens import __version__
-from bracketlens.errors import BracketLensError
-from bracketlens.jsonout import has_nonfinite, strict_dumps
-from bracketlens.limits import (
-    MAX_BUDGET,
-    MAX_MODELS,
-    MAX_SEED,
-    MAX_STEPS,
-    MAX_STRINGS,
+from bracketlens.cli_support import (
+    Parser,
+    int_range,
+    n_strings_type,
+    one_line,
+    positive_int,
+    seed_type,
+    show_warning,
+    strict_json_stdout,
 )
+from bracketlens.errors import BracketLensError
+from bracketlens.jsonout import strict_dumps
+from bracketlens.limits import MAX_BUDGET, MAX_MODELS, MAX_SEED, MAX_STEPS, MAX_STRINGS
 
 if TYPE_CHECKING:
     from bracketlens.data.dataset import BracketDataset
     from bracketlens.model.transformer import BracketTransformer
 
+# the argument types are re-exported: new subcommands use them from here
+__all__ = ["build_parser", "int_range", "main", "n_strings_type", "positive_int", "seed_type"]
+
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line on stderr, exit code 2.
-
-    Every parser, so every subcommand, takes ``--debug`` (read by :func:`main`).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.add_argument(
-            "--debug",
-            action="store_true",
-            default=argparse.SUPPRESS,
-            help="on an internal error, print the full traceback",
-        )
-
-    def error(self, message: str) -> NoReturn:
-        message = " ".join(message.split())
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def int_range(low: int, high: int) -> Callable[[str], int]:
-    """An argparse ``type=`` accepting whole numbers in ``low..high``; the error states the range."""
-
-    def parse(text: str) -> int:
-        allowed = f"must be a whole number from {low:,} to {high:,}"
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{allowed}; got {text[:40]!r}") from None
-        if not low <= value <= high:
-            shown = f"{value:,}" if abs(value) < 10**40 else text[:40] + "..."
-            raise argparse.ArgumentTypeError(f"{allowed}; got {shown}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
-def positive_int(high: int) -> Callable[[str], int]:
-    """An argparse ``type=`` for a count from 1 to ``high``."""
-    return int_range(1, high)
-
-
-seed_type = int_range(0, MAX_SEED)  # every random generator here takes 0..2**32-1
-n_strings_type = positive_int(MAX_STRINGS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     previous = warnings.showwarning
     if "--debug" not in argv:
-        warnings.showwarning = _show_warning
+        warnings.showwarning = show_warning
     try:
         return _guarded(argv)
     finally:
@@ -104,33 +64,28 @@ def _guarded(argv: list[str]) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.argv = argv
-        with _strict_json_stdout(bool(getattr(args, "json", False))):
+        with strict_json_stdout(bool(getattr(args, "json", False))):
             return int(args.func(args) or 0)
     except BracketLensError as e:
-        print(f"bracketlens: error: {_one_line(e)}", file=sys.stderr)
+        print(f"bracketlens: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bracketlens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to tell anyone
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as e:  # the guard: no traceback unless asked for
         if "--debug" in argv:
             traceback.print_exc()
         else:
             print(
-                f"bracketlens: internal error: {type(e).__name__}: {_one_line(e)[:300]}; "
+                f"bracketlens: internal error: {type(e).__name__}: {one_line(e)[:300]}; "
                 "run with --debug for the traceback",
                 file=sys.stderr,
             )
         return 1
-
-
-def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
-    """A library's warning as one plain line (``--debug`` shows Python's usual two)."""
-    print(f"bracketlens: warning: {_one_line(message)}", file=sys.stderr)
-
-
-def _one_line(e: BaseException | str) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _print_json(obj: object, *, indent: int | None = None) -> None:
@@ -138,37 +93,13 @@ def _print_json(obj: object, *, indent: int | None = None) -> None:
     print(strict_dumps(obj, indent=indent))
 
 
-@contextlib.contextmanager
-def _strict_json_stdout(enabled: bool) -> Iterator[None]:
-    """Hold a ``--json`` command's stdout and make it strict JSON before it is written.
-
-    Whatever a command prints (``json.dumps`` included) is checked, so no output of
-    any subcommand carries a bare ``NaN``; output that is not JSON passes unchanged.
-    Nothing is written if the command fails, so a failed run never leaves half a
-    JSON document.
-    """
-    if not enabled:
-        yield
-        return
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        yield
-    text = buffer.getvalue()
-    if has_nonfinite(text):
-        import json
-
-        indent = 2 if "\n  " in text else None
-        text = strict_dumps(json.loads(text), indent=indent) + "\n"
-    sys.stdout.write(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="bracketlens",
         description="Mechanistic interpretability of a balanced-bracket classifier.",
     )
     parser.add_argument("--version", action="version", version=f"bracketlens {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("predict", help="P(balanced) of paren strings")
     p.add_argument("strings", nargs="+", help='paren strings, e.g. "(())" "())("')
