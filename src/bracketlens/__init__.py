@@ -11,6 +11,7 @@ transformer-lens until a name that needs them is touched.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from bracketlens.errors import BracketLensError
@@ -91,7 +92,11 @@ def __getattr__(name: str) -> Any:
     """Import a public name's module on first access and cache the name here."""
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'bracketlens' has no attribute {name!r}")
+        # `import bracketlens; bracketlens.data.tokenize(...)` worked while this
+        # file imported data and model eagerly: subpackages load on access too
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'bracketlens' has no attribute {name!r}")
+        return importlib.import_module(f"{__name__}.{name}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value

@@ -72,7 +72,8 @@ n_strings_type = positive_int(MAX_STRINGS)
 
 def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kw: Any) -> None:
     """A library's warning as one plain line (``--debug`` shows Python's usual two)."""
-    print(f"bracketlens: warning: {one_line(message)}", file=sys.stderr)
+    text = one_line(message).split(" (Triggered internally at")[0]  # torch's C++ location
+    print(f"bracketlens: warning: {text}", file=sys.stderr)
 
 
 def one_line(e: BaseException | str) -> str:

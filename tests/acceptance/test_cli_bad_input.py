@@ -252,6 +252,9 @@ def test_help_does_not_import_torch():
 
     assert set(bracketlens.__all__) <= set(dir(bracketlens))
     assert all(getattr(bracketlens, name) is not None for name in bracketlens.__all__)
+    assert bracketlens.data.tokenize is bracketlens.tokenize  # subpackages load on access
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        bracketlens.nothing  # noqa: B018
 
 
 @pytest.mark.parametrize("command", ["analyze", "circuit"])

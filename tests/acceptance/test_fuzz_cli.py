@@ -44,7 +44,7 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-SLOW = settings(FAST, max_examples=500, derandomize=False)
+SLOW = settings(FAST, max_examples=300, derandomize=False)
 
 # --- strategies ----------------------------------------------------------------------------
 
