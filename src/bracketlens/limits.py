@@ -14,6 +14,7 @@ from bracketlens.errors import BracketLensError
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding, which training uses, takes no more
 MAX_STRINGS = 2_000_000  # tokens alone take 336 bytes a string; the analysis about 4 KB
 MAX_DATA_BYTES = 64 * 2**20  # about 2,000,000 course-style records
+MAX_CHECKPOINT_BYTES = 2**30  # read whole into memory; our models are about 300 KB
 MAX_JSON_DEPTH = 2  # a list of [string, label] pairs, or of {"string": ...} objects
 MAX_BUDGET = 5_000_000  # attack: every scored string is kept to score it only once
 MAX_STEPS = 1_000_000  # training steps (the bundled model took 11,000)

@@ -148,3 +148,11 @@ def test_output_path_that_is_a_folder(tmp_path):
     (tmp_path / "m.json").mkdir()
     with pytest.raises(BracketLensError, match="is a folder"):
         check_output_path(tmp_path / "m.safetensors", force=True)
+
+
+def test_oversized_checkpoint_is_refused_by_size(tmp_path):
+    path = tmp_path / "m.pt"
+    with path.open("wb") as f:
+        f.truncate(3 * 2**30)  # sparse
+    with pytest.raises(BracketLensError, match="checkpoints are limited to 1 GiB"):
+        load_model(path)

@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bracketlens.errors import BracketLensError
+from bracketlens.limits import MAX_CHECKPOINT_BYTES
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
 DEFAULT_WEIGHTS = "default.safetensors"
@@ -77,6 +78,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], Mo
         raise BracketLensError(f"checkpoint {path} is a folder; pass the checkpoint file inside it")
     if not path.is_file():
         raise BracketLensError(f"checkpoint {path} does not exist")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise BracketLensError(
+            f"checkpoint {path} is {path.stat().st_size / 2**30:.1f} GiB; checkpoints are limited "
+            f"to {MAX_CHECKPOINT_BYTES // 2**30} GiB (the bracket classifiers are a few hundred KB)"
+        )
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     if path.suffix in (".pt", ".pth"):
