@@ -7,50 +7,99 @@ Heavy imports (torch, transformer-lens) happen inside the commands so that
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import os
 import shlex
 import sys
+import traceback
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any
 
+from bracketlens import __version__
+from bracketlens.cli_support import (
+    Parser,
+    int_range,
+    n_strings_type,
+    one_line,
+    positive_int,
+    seed_type,
+    show_warning,
+    strict_json_stdout,
+)
 from bracketlens.errors import BracketLensError
+from bracketlens.jsonout import strict_dumps
+from bracketlens.limits import MAX_BUDGET, MAX_MODELS, MAX_SEED, MAX_STEPS, MAX_STRINGS
 
 if TYPE_CHECKING:
     from bracketlens.data.dataset import BracketDataset
+    from bracketlens.model.transformer import BracketTransformer
+
+# the argument types are re-exported: new subcommands use them from here
+__all__ = ["build_parser", "int_range", "main", "n_strings_type", "positive_int", "seed_type"]
 
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line on stderr, exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``bracketlens`` console script."""
+    """Entry point of the ``bracketlens`` console script.
+
+    Exit codes: 0 done; 2 a usage mistake (one line on stderr); 1 an internal
+    error (one line, or the traceback with ``--debug``); 130 interrupted.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
+    previous = warnings.showwarning
+    if "--debug" not in argv:
+        warnings.showwarning = show_warning
     try:
-        return int(args.func(args) or 0)
+        return _guarded(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _guarded(argv: list[str]) -> int:
+    """Parse and run; user mistakes exit 2, anything unexpected exits 1 (the guard)."""
+    try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        with strict_json_stdout(bool(getattr(args, "json", False))):
+            return int(args.func(args) or 0)
     except BracketLensError as e:
-        print(f"bracketlens: error: {e}", file=sys.stderr)
+        print(f"bracketlens: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("bracketlens: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to tell anyone
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as e:  # the guard: no traceback unless asked for
+        if "--debug" in argv:
+            traceback.print_exc()
+        else:
+            print(
+                f"bracketlens: internal error: {type(e).__name__}: {one_line(e)[:300]}; "
+                "run with --debug for the traceback",
+                file=sys.stderr,
+            )
+        return 1
+
+
+def _print_json(obj: object, *, indent: int | None = None) -> None:
+    """Print ``obj`` as strict JSON: non-finite numbers become null with a reason."""
+    print(strict_dumps(obj, indent=indent))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="bracketlens",
         description="Mechanistic interpretability of a balanced-bracket classifier.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"bracketlens {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("predict", help="P(balanced) of paren strings")
     p.add_argument("strings", nargs="+", help='paren strings, e.g. "(())" "())("')
@@ -86,15 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_circuit)
 
     p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
-    p.add_argument("--models", type=int, default=3, help="how many seeds to train (0..K-1)")
-    p.add_argument("--steps", type=int, default=None, help="steps per model (default 3000)")
+    p.add_argument(
+        "--models", type=positive_int(MAX_MODELS), default=3, help="how many seeds (0..K-1)"
+    )
+    p.add_argument(
+        "--steps", type=positive_int(MAX_STEPS), default=None, help="steps per model (default 3000)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
-    p.add_argument("--seed", type=int, default=0, help="random seed (integer)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: recipe)")
+    p.add_argument("--seed", type=seed_type, default=0, help=f"random seed (0..{MAX_SEED})")
+    p.add_argument(
+        "--steps",
+        type=positive_int(MAX_STEPS),
+        default=None,
+        help="optimizer steps (default: recipe)",
+    )
     p.add_argument("--reference", metavar="PATH", help="also evaluate on this JSON data set")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -102,9 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attack", help="search for strings the model gets confidently wrong")
     _add_weights(p)
-    p.add_argument("--budget", type=int, default=200_000, help="model evaluations (strings)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the search's random choices")
-    p.add_argument("--top", type=int, default=10, help="strings shown of each label")
+    p.add_argument(
+        "--budget",
+        type=positive_int(MAX_BUDGET),
+        default=200_000,
+        help="model evaluations (strings)",
+    )
+    p.add_argument("--seed", type=seed_type, default=0, help="seed of the search's random choices")
+    p.add_argument(
+        "--top", type=positive_int(MAX_BUDGET), default=10, help="strings shown of each label"
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list, wrongest first")
     p.set_defaults(func=cmd_attack)
     return parser
@@ -116,6 +181,18 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="checkpoint (.safetensors or course .pt); default: bundled",
     )
+    p.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="load a checkpoint even if it holds NaN or infinite weights",
+    )
+
+
+def load_weights(args: argparse.Namespace) -> BracketTransformer:
+    """The model named by ``--weights`` (and ``--allow-nonfinite``) of any subcommand."""
+    from bracketlens.model import load_model
+
+    return load_model(args.weights, allow_nonfinite=getattr(args, "allow_nonfinite", False))
 
 
 def _add_attack_results(p: argparse.ArgumentParser) -> None:
@@ -128,14 +205,10 @@ def load_attack_strings(path: str | None) -> list[str] | None:
     """The strings of a saved `bracketlens attack --json` list."""
     if path is None:
         return None
-    from pathlib import Path
+    from bracketlens.data.files import read_json_list
 
-    try:
-        records = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BracketLensError(f"attack results {path} do not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BracketLensError(f"attack results {path} are not valid JSON ({e})") from None
+    expected = "the JSON list `bracketlens attack --json` prints"
+    records = read_json_list(path, what="attack results file", expected=expected)
     ok = isinstance(records, list) and all(
         isinstance(r, dict) and isinstance(r.get("string"), str) for r in records
     )
@@ -146,7 +219,7 @@ def load_attack_strings(path: str | None) -> list[str] | None:
         )
     from bracketlens.data import tokenize
 
-    strings = [r["string"] for r in records]
+    strings = [r["string"] for r in records if isinstance(r, dict)]
     tokenize(strings)  # validates characters and lengths, naming the first bad one
     return strings
 
@@ -155,9 +228,14 @@ def _add_data(p: argparse.ArgumentParser, default_n: int) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--data", metavar="PATH", help="JSON list of [string, is_balanced] pairs")
     group.add_argument(
-        "--n", type=int, default=None, help=f"generate N strings (default {default_n})"
+        "--n",
+        type=n_strings_type,
+        default=None,
+        help=f"generate N strings, 1..{MAX_STRINGS:,} (default {default_n:,})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated strings")
+    p.add_argument(
+        "--seed", type=seed_type, default=0, help=f"seed of the generated strings (0..{MAX_SEED})"
+    )
     p.set_defaults(default_n=default_n)
 
 
@@ -168,23 +246,21 @@ def load_data(args: argparse.Namespace) -> BracketDataset:
     if args.data is not None:
         return BracketDataset.from_json(args.data)
     n = args.default_n if args.n is None else args.n
-    if n < 1:
-        raise BracketLensError(f"--n must be a positive number of strings, got {n}")
     return evaluation_set(n, seed=args.seed)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from bracketlens.data import is_balanced, tokenize
-    from bracketlens.model import load_model, predict_proba
+    from bracketlens.model import predict_proba
 
     tokens = tokenize(args.strings)  # validates before the model loads
-    p = predict_proba(load_model(args.weights), tokens)
+    p = predict_proba(load_weights(args), tokens)
     rows = [
         {"string": s, "p_balanced": float(pb), "label": is_balanced(s)}
         for s, pb in zip(args.strings, p, strict=True)
     ]
     if args.json:
-        print(json.dumps(rows))
+        _print_json(rows)
         return 0
     from bracketlens.terminal import prediction_table
 
@@ -193,13 +269,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from bracketlens.model import evaluate, load_model
+    from bracketlens.model import evaluate
 
     data = load_data(args)
-    model = load_model(args.weights)
+    model = load_weights(args)
     result = evaluate(model, data, progress=not args.json and sys.stderr.isatty())
     if args.json:
-        print(json.dumps(result.to_dict()))
+        _print_json(result.to_dict())
         return 0
     from bracketlens.terminal import evaluation_table
 
@@ -207,23 +283,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_analysis(args: argparse.Namespace):  # -> Findings
-    from bracketlens.model import load_model
+def _warn(warnings: list[str]) -> None:
+    for line in warnings:
+        print(f"bracketlens: warning: {line}", file=sys.stderr)
+
+
+def _run_analysis(args: argparse.Namespace) -> tuple[Any, list[str]]:  # (Findings, warnings)
+    from bracketlens.data.sample import check_sample
+    from bracketlens.model.checks import check_circuit_model
     from bracketlens.report import analyze
     from bracketlens.terminal import progress_steps
 
     data = load_data(args)
+    warnings = check_sample(data, purpose="the analysis", minimum=20, split_seed=0)
     attack = load_attack_strings(args.attack)
-    model = load_model(args.weights)
+    model = load_weights(args)
+    check_circuit_model(model, "the analysis")
     weights = args.weights or "bundled default"
+    _warn(warnings)
     with progress_steps(enabled=sys.stderr.isatty()) as step:
-        return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
+        findings = analyze(model, data, weights=weights, progress=step, attack_strings=attack)
+    return findings, warnings
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    findings = _run_analysis(args)
+    findings, warnings = _run_analysis(args)
     if args.json:
-        print(json.dumps(findings.to_json(), indent=2))
+        _print_json(findings.to_json() | ({"warnings": warnings} if warnings else {}), indent=2)
         return 0
     from bracketlens.terminal import findings_summary
 
@@ -232,12 +318,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from bracketlens.report.write import check_report_dir, write_report
 
-    check_report_dir(Path(args.out))  # fail before minutes of work
-    findings = _run_analysis(args)
+    check_report_dir(args.out)  # fail before minutes of work
+    findings, _ = _run_analysis(args)
     out = write_report(findings, args.out, png=not args.no_png)
     from bracketlens.terminal import findings_summary
 
@@ -247,16 +331,18 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
-    from bracketlens.model import load_model
+    from bracketlens.data.sample import check_sample
+    from bracketlens.model.checks import check_circuit_model
     from bracketlens.verify.circuit import verdict_json, verify_circuit
 
     data = load_data(args)
-    if len(data) < 40:
-        raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
-    verdict = verify_circuit(load_model(args.weights), data, seed=args.seed)
-    result = verdict_json(verdict)
+    warnings = check_sample(data, purpose="the circuit search", minimum=40, split_seed=args.seed)
+    model = load_weights(args)
+    check_circuit_model(model, "the circuit search")
+    _warn(warnings)
+    result = verdict_json(verify_circuit(model, data, seed=args.seed))
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result | ({"warnings": warnings} if warnings else {}), indent=2)
         return 0
     from bracketlens.terminal import circuit_table
 
@@ -267,8 +353,6 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 def cmd_seeds(args: argparse.Namespace) -> int:
     from bracketlens.verify.seeds import seeds_json, short_recipe, train_and_localise
 
-    if args.models < 1:
-        raise BracketLensError(f"--models must be at least 1, got {args.models}")
     base = short_recipe() if args.steps is None else short_recipe(args.steps)  # validated
     say = (
         None
@@ -277,7 +361,7 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     )
     result = seeds_json(train_and_localise(range(args.models), base=base, on_seed=say))
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result, indent=2)
         return 0
     from bracketlens.terminal import seeds_table
 
@@ -287,10 +371,12 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bracketlens.data import BracketDataset
+    from bracketlens.model.checkpoint import check_output_path
     from bracketlens.model.train import TrainConfig, train_to_file
 
     steps = {} if args.steps is None else {"steps": args.steps}
     cfg = TrainConfig(seed=args.seed, **steps)
+    check_output_path(args.out, force=args.force)  # checkpoint and sidecar, before any work
     reference = None if args.reference is None else BracketDataset.from_json(args.reference)
     command = shlex.join(["bracketlens", *args.argv])
     result = train_to_file(
@@ -310,17 +396,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     from bracketlens.adversarial import attack
-    from bracketlens.model import load_model
 
-    if args.budget < 1:
-        raise BracketLensError(f"--budget must be a positive number of strings, got {args.budget}")
-    if args.top < 1:
-        raise BracketLensError(f"--top must be a positive number of strings, got {args.top}")
-    model = load_model(args.weights)
+    model = load_weights(args)
     progress = not args.json and sys.stderr.isatty()
     result = attack(model, budget=args.budget, seed=args.seed, top=args.top, progress=progress)
     if args.json:
-        print(result.to_json(args.top))
+        print(result.to_json(args.top))  # strict: main checks every --json output
         return 0
     from bracketlens.terminal import attack_tables
 

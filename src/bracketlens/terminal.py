@@ -21,7 +21,7 @@ _console = Console()
 
 def prediction_table(rows: Sequence[Mapping[str, Any]]) -> None:
     """One row per string: P(balanced), the model's verdict, the truth."""
-    table = Table("string", "P(balanced)", "model says", "truth", "")
+    table = Table("string", "P(balanced)", "model says", "truth", "result")
     for r in rows:
         says = r["p_balanced"] > 0.5
         table.add_row(
@@ -29,7 +29,7 @@ def prediction_table(rows: Sequence[Mapping[str, Any]]) -> None:
             f"{100 * r['p_balanced']:.4f}%",
             _verdict(says),
             _verdict(r["label"]),
-            "" if says == r["label"] else "[bold red]wrong[/]",
+            "right" if says == r["label"] else "[bold red]wrong[/]",
         )
     _console.print(table)
 

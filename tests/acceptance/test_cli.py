@@ -62,15 +62,15 @@ def test_predict_table_on_bundled_model(capsys):
     [
         (["predict", "(a)"], "has 'a' at position 1"),
         (["predict", "(" * 41], "at most 40"),
-        (["evaluate", "--n", "0"], "--n must be a positive number"),
+        (["evaluate", "--n", "0"], "argument --n: must be a whole number from 1 to"),
         (["evaluate", "--data", "/nonexistent.json"], "does not exist"),
         (["evaluate", "--weights", "/nonexistent.pt"], "does not exist"),
-        (["evaluate", "--n", "x"], "invalid int value"),
-        (["train", "--seed", "abc"], "invalid int value"),
+        (["evaluate", "--n", "x"], "must be a whole number"),
+        (["train", "--seed", "abc"], "must be a whole number from 0 to 4,294,967,295"),
         (["train", "--out", "/nonexistent-dir/m.safetensors"], "does not exist"),
         (["nonsense"], "invalid choice"),
-        (["seeds", "--models", "0"], "--models must be at least 1"),
-        (["seeds", "--models", "1", "--steps", "0"], "steps must be a positive integer"),
+        (["seeds", "--models", "0"], "argument --models: must be a whole number from 1"),
+        (["seeds", "--models", "1", "--steps", "0"], "argument --steps: must be a whole"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, argv, message):

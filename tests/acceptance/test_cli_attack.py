@@ -39,9 +39,9 @@ def test_attack_table(capsys, weights):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--budget", "0"], "--budget must be a positive number"),
-        (["--top", "0"], "--top must be a positive number"),
-        (["--budget", "x"], "invalid int value"),
+        (["--budget", "0"], "argument --budget: must be a whole number from 1 to"),
+        (["--top", "0"], "argument --top: must be a whole number from 1 to"),
+        (["--budget", "x"], "must be a whole number from 1 to 5,000,000; got 'x'"),
         (["--weights", "/nonexistent.pt"], "does not exist"),
     ],
 )

@@ -80,7 +80,7 @@ def test_report_page_renders_offline(report_dir):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["report", "--n", "0"], "--n must be a positive number"),
+        (["report", "--n", "0"], "argument --n: must be a whole number from 1"),
         (["report", "--weights", "/nonexistent.safetensors"], "does not exist"),
         (["analyze", "--n", "5"], "at least 20 strings"),
     ],

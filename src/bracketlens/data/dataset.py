@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from bracketlens.data.files import read_json_list
 from bracketlens.data.tokens import CLOSE, OPEN, PAD, open_proportion, tokenize
 from bracketlens.data.truth import (
     FailureTypes,
@@ -18,6 +18,9 @@ from bracketlens.data.truth import (
     is_balanced_tokens,
 )
 from bracketlens.errors import BracketLensError
+from bracketlens.limits import MAX_STRINGS
+
+_EXPECTED = 'a list of ["(())", true] pairs'
 
 
 class BracketDataset:
@@ -68,7 +71,7 @@ class BracketDataset:
                 raise BracketLensError(
                     f"record {i} {self.strings[i]!r} is labelled "
                     f"{bool(self.labels[i])} but is {'' if truth[i] else 'not '}balanced; "
-                    "fix the label or load with validate=False"
+                    "fix or remove that record (the library's validate=False keeps wrong labels)"
                 )
         self.description = description
 
@@ -82,16 +85,21 @@ class BracketDataset:
 
     @classmethod
     def from_json(cls, path: str | Path, *, validate: bool = True) -> BracketDataset:
-        """From a JSON file holding a list of ``[string, is_balanced]`` pairs."""
-        path = Path(path)
-        try:
-            records = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BracketLensError(f"data file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        """From a JSON file holding a list of ``[string, is_balanced]`` pairs.
+
+        The file is checked before it is parsed whole (see
+        :func:`bracketlens.data.files.read_json_list`): at most ``MAX_DATA_BYTES``,
+        a JSON list nested two levels deep; then it must hold 1 to ``MAX_STRINGS``
+        records.
+        """
+        records = read_json_list(path, what="data file", expected=_EXPECTED)
+        if not records:
+            raise BracketLensError(f"data file {path} holds no records; expected {_EXPECTED}")
+        if len(records) > MAX_STRINGS:
             raise BracketLensError(
-                f'data file {path} is not valid JSON ({e}); expected a list of ["(())", true] pairs'
-            ) from None
+                f"data file {path} holds {len(records):,} records; at most {MAX_STRINGS:,} "
+                "are allowed: split it"
+            )
         strings, labels = _check_records(records, source=str(path))
         return cls(strings, labels, validate=validate, description=f"file {path}")
 

@@ -23,6 +23,7 @@ import torch
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.errors import BracketLensError
+from bracketlens.limits import check_seed
 
 EVEN_LENGTHS = np.arange(2, MAX_PARENS + 1, 2)
 NEAR_MISS_FAMILIES = ("swap", "flip", "a_close_open_b", "odd")
@@ -31,6 +32,7 @@ NEAR_MISS_FAMILIES = ("swap", "flip", "a_close_open_b", "odd")
 def evaluation_set(n: int, seed: int) -> BracketDataset:
     """The pinned evaluation distribution (module docstring), ``n`` strings."""
     _check_n(n)
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     lengths = rng.choice(EVEN_LENGTHS, size=n)
     balanced = np.zeros(n, dtype=bool)
@@ -55,6 +57,7 @@ def evaluation_set(n: int, seed: int) -> BracketDataset:
 def near_miss_set(n: int, seed: int) -> BracketDataset:
     """Near-miss strings, an equal share of each family in ``NEAR_MISS_FAMILIES``."""
     _check_n(n)
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     families = np.resize(np.arange(len(NEAR_MISS_FAMILIES)), n)
     rng.shuffle(families)
@@ -74,6 +77,7 @@ def training_set(n: int, seed: int) -> BracketDataset:
     by a one-character flip, which never is.
     """
     _check_n(n)
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     n_bal = n // 2
     bal_lengths = rng.choice(np.arange(0, MAX_PARENS + 1, 2), size=n_bal)

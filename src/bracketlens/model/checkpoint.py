@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
+import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -22,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from bracketlens.errors import BracketLensError
+from bracketlens.limits import MAX_CHECKPOINT_BYTES
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
 DEFAULT_WEIGHTS = "default.safetensors"
@@ -37,15 +40,20 @@ def bundled_weights_path() -> Path:
     return Path(str(resources.files("bracketlens.weights").joinpath(DEFAULT_WEIGHTS)))
 
 
-def load_model(path: str | os.PathLike[str] | None = None) -> BracketTransformer:
+def load_model(
+    path: str | os.PathLike[str] | None = None, *, allow_nonfinite: bool = False
+) -> BracketTransformer:
     """Load a model ready for analysis: eval mode, gradients off.
 
     Args:
         path: ``None`` for the bundled default; a ``.pt`` TransformerLens state dict
             (e.g. the course checkpoint); or one of our ``.safetensors`` checkpoints.
+        allow_nonfinite: load weights holding NaN or infinity (refused by default:
+            such a model's predictions mean nothing).
 
     Raises:
-        BracketLensError: missing file, unknown format, or weights of the wrong shape.
+        BracketLensError: missing file, unknown format, a bad config, weights of the
+            wrong shape or type, or non-finite weights.
     """
     if path is None:
         path = bundled_weights_path()
@@ -55,8 +63,9 @@ def load_model(path: str | os.PathLike[str] | None = None) -> BracketTransformer
                 "or train one with `bracketlens train`"
             )
     state, cfg = read_checkpoint(path)
+    state = check_state(state, cfg, source=str(path), allow_nonfinite=allow_nonfinite)
     model = BracketTransformer(cfg)
-    load_state(model, state, source=str(path))
+    model.load_state_dict(state, strict=True)
     model.eval()
     model.requires_grad_(False)
     return model
@@ -65,57 +74,141 @@ def load_model(path: str | os.PathLike[str] | None = None) -> BracketTransformer
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], ModelConfig]:
     """Read a checkpoint file into a state dict and the config it was saved with."""
     path = Path(path)
+    if path.is_dir():
+        raise BracketLensError(f"checkpoint {path} is a folder; pass the checkpoint file inside it")
     if not path.is_file():
         raise BracketLensError(f"checkpoint {path} does not exist")
+    if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+        raise BracketLensError(
+            f"checkpoint {path} is {path.stat().st_size / 2**30:.1f} GiB; checkpoints are limited "
+            f"to {MAX_CHECKPOINT_BYTES // 2**30} GiB (the bracket classifiers are a few hundred KB)"
+        )
     if path.suffix == ".safetensors":
-        try:
-            state = load_file(path, device="cpu")
-            with safe_open(path, framework="pt") as f:
-                header = f.metadata() or {}
-        except (SafetensorError, ValueError, OSError) as e:
-            raise BracketLensError(f"{path} is not a readable safetensors file: {e}") from None
-        cfg = ModelConfig.from_dict(json.loads(header.get("config", "{}")))
-        return state, cfg
+        return _read_safetensors(path)
     if path.suffix in (".pt", ".pth"):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for corrupt or unsafe pickles
-            raise BracketLensError(
-                f"{path} is not a loadable torch state dict ({type(e).__name__}: {e})"
-            ) from None
-        if not isinstance(state, Mapping):
-            raise BracketLensError(f"{path} holds a {type(state).__name__}, not a state dict")
-        return dict(state), ModelConfig()
+        return _read_torch(path), ModelConfig()
     raise BracketLensError(
         f"unknown checkpoint format {path.suffix!r} for {path}: use .safetensors or .pt"
     )
 
 
-def load_state(model: BracketTransformer, state: Mapping[str, Tensor], source: str) -> None:
-    """Load a state dict with strict key and shape matching, naming every mismatch."""
-    state = {k: v for k, v in state.items() if not _is_tl_buffer(k)}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], ModelConfig]:
+    try:
+        state = load_file(path, device="cpu")
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BracketLensError(f"{path} is not a readable safetensors file: {first}") from None
+    version = header.get("format_version", str(FORMAT_VERSION))
+    if version != str(FORMAT_VERSION):
+        raise BracketLensError(
+            f"checkpoint {path} has format version {version!r}; this bracketlens reads "
+            f"version {FORMAT_VERSION}: upgrade bracketlens or re-save the checkpoint"
+        )
+    try:
+        cfg = ModelConfig.from_dict(json.loads(header.get("config", "{}")))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise BracketLensError(
+            f"checkpoint {path} has a config that is not valid JSON ({e})"
+        ) from None
+    except BracketLensError as e:
+        raise BracketLensError(f"checkpoint {path} has a bad config: {e}") from None
+    return state, cfg
+
+
+def _read_torch(path: Path) -> dict[str, Tensor]:
+    # torch's own messages are never shown: they advise weights_only=False, which
+    # would run whatever code the file holds.
+    try:
+        with warnings.catch_warnings():  # e.g. about pickle protocols: more lines on stderr
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e) or "global" in str(e):
+            raise BracketLensError(
+                f"{path} holds Python objects besides tensors, which could run code when "
+                "loaded, so it is not read; re-save it as a state dict of tensors "
+                "(torch.save(model.state_dict(), path)) or as .safetensors"
+            ) from None
+        raise BracketLensError(
+            f"{path} is not a loadable torch state dict (corrupt, or another format)"
+        ) from None
+    except Exception as e:  # torch raises many types for corrupt or truncated files
+        raise BracketLensError(
+            f"{path} is not a loadable torch state dict ({type(e).__name__}; corrupt or truncated?)"
+        ) from None
+    if not isinstance(state, Mapping):
+        raise BracketLensError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return dict(state)
+
+
+def check_state(
+    state: Mapping[Any, Any],
+    cfg: ModelConfig,
+    source: str,
+    *,
+    allow_nonfinite: bool = False,
+) -> dict[str, Tensor]:
+    """The state dict as float32 tensors, once it fits ``cfg`` exactly.
+
+    Keys, value types, shapes and finiteness are checked before any model is built,
+    so a config that disagrees with its tensors is named, not run.
+
+    Raises:
+        BracketLensError: naming every missing, unexpected, non-tensor or misshapen
+            entry; or the entries holding NaN or infinity unless ``allow_nonfinite``.
+    """
+    state = {k: v for k, v in state.items() if not (isinstance(k, str) and _is_tl_buffer(k))}
+    expected = cfg.param_shapes()
+    bad_keys = sorted(repr(k) for k in state if not isinstance(k, str))
+    missing = [k for k in expected if k not in state]
+    extra = sorted(k for k in state if isinstance(k, str) and k not in expected)
+    not_tensor = [
+        f"{k} ({v.dtype if isinstance(v, Tensor) else type(v).__name__})"
+        for k, v in state.items()
+        if k in expected and not (isinstance(v, Tensor) and v.is_floating_point())
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected keys: {', '.join(extra)}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong)}")
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {shape})"
+        for k, shape in expected.items()  # in model order, whatever order the file has
+        if isinstance(state.get(k), Tensor) and tuple(state[k].shape) != shape
+    ]
+    problems = [
+        f"{label}: {_few(items)}"
+        for label, items in (
+            ("keys that are not names", bad_keys),
+            ("missing keys", missing),
+            ("unexpected keys", extra),
+            ("not float tensors", not_tensor),
+            ("wrong shapes", wrong),
+        )
+        if items
+    ]
     if problems:
         raise BracketLensError(
             f"checkpoint {source} does not fit a bracket classifier of this architecture "
-            f"({model.cfg.n_layers} layers, {model.cfg.n_heads} heads, d_model "
-            f"{model.cfg.d_model}): " + "; ".join(problems)
+            f"({cfg.n_layers} layers, {cfg.n_heads} heads, d_model "
+            f"{cfg.d_model}): " + "; ".join(problems)
         )
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    tensors = {k: cast(Tensor, v).to(torch.float32) for k, v in state.items() if k in expected}
+    nonfinite = [k for k, v in tensors.items() if not bool(torch.isfinite(v).all())]
+    if nonfinite and not allow_nonfinite:
+        raise BracketLensError(
+            f"checkpoint {source} has NaN or infinite weights in {', '.join(nonfinite)}, so its "
+            "predictions mean nothing; pass --allow-nonfinite to load it anyway"
+        )
+    return tensors
+
+
+def _few(items: list[str], shown: int = 6) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
+def load_state(model: BracketTransformer, state: Mapping[str, Tensor], source: str) -> None:
+    """Load a state dict with strict key and shape matching, naming every mismatch."""
+    model.load_state_dict(check_state(state, model.cfg, source), strict=True)
 
 
 def save_checkpoint(
@@ -144,17 +237,47 @@ def save_checkpoint(
 
 
 def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> Path:
-    """Check that a checkpoint can be written at ``path`` before any work is done."""
+    """Check that a checkpoint and its sidecar can be written at ``path`` before any work.
+
+    ``force`` allows replacing an earlier checkpoint and its training record, never
+    another file that happens to have the sidecar's name (``data.json`` for
+    ``data.safetensors``).
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         raise BracketLensError(f"checkpoint path must end in .safetensors, got {path}")
+    side = sidecar_path(path)
+    for target in (path, side):
+        if target.is_dir():
+            raise BracketLensError(f"{target} is a folder; choose another checkpoint path")
     if path.exists() and not force:
         raise BracketLensError(f"{path} exists; choose another path or pass --force")
+    if side.exists() and not force:
+        raise BracketLensError(
+            f"{side} exists and the training record would be written there; choose another "
+            "path or pass --force"
+        )
+    if side.exists() and not _is_sidecar(side):
+        raise BracketLensError(
+            f"{side} exists and is not a bracketlens training record, so it is never "
+            "overwritten (the record goes beside the checkpoint); choose another checkpoint path"
+        )
     if not path.parent.is_dir():
         raise BracketLensError(f"folder {path.parent} does not exist; create it first")
     if not os.access(path.parent, os.W_OK):
         raise BracketLensError(f"folder {path.parent} is not writable; choose another path")
     return path
+
+
+def _is_sidecar(side: Path) -> bool:
+    """Whether ``side`` is a training record that :func:`save_checkpoint` wrote."""
+    try:
+        if side.stat().st_size > 2**20:  # records are a few KB
+            return False
+        record = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(record, dict) and {"format_version", "config"} <= set(record)
 
 
 def sidecar_path(path: str | os.PathLike[str]) -> Path:

@@ -15,3 +15,16 @@ def check_head(model: BracketTransformer, layer: int, head: int | None = None) -
         isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n_heads
     ):
         raise BracketLensError(f"unknown head {head!r}: each layer has heads 0..{n_heads - 1}")
+
+
+MIN_CIRCUIT_LAYERS = 2  # the circuit is a tally in layer 0 read by a head in a later layer
+
+
+def check_circuit_model(model: BracketTransformer, purpose: str) -> None:
+    """Raise :class:`BracketLensError` unless ``model`` has room for the circuit the analyses seek."""
+    n_layers = model.cfg.n_layers
+    if n_layers < MIN_CIRCUIT_LAYERS:
+        raise BracketLensError(
+            f"{purpose} needs a model of at least {MIN_CIRCUIT_LAYERS} layers (a tally in layer 0 "
+            f"that a head in a later layer reads); this one has {n_layers}"
+        )

@@ -95,7 +95,8 @@ class Evaluation:
 
     @property
     def accuracy(self) -> float:
-        return 1 - self.n_wrong / self.n
+        """Share predicted right; NaN for an empty data set."""
+        return 1 - self.n_wrong / self.n if self.n else float("nan")
 
     @property
     def by_group(self) -> dict[str, GroupAccuracy]:

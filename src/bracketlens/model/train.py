@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set, near_miss_set, training_set
 from bracketlens.errors import BracketLensError
+from bracketlens.limits import check_seed
 from bracketlens.model.checkpoint import check_output_path, save_checkpoint
 from bracketlens.model.predict import evaluate
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
@@ -37,8 +38,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise BracketLensError(f"seed must be an integer, got {self.seed!r}")
+        check_seed(self.seed)
         for name in ("n_train", "steps", "batch_size", "n_eval", "n_near_miss"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

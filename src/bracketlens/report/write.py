@@ -6,31 +6,86 @@ place at the end, so a failure never leaves a half-written report.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from bracketlens.errors import BracketLensError
+from bracketlens.jsonout import strict_dumps
 from bracketlens.report.analyze import Findings
 from bracketlens.report.figures import Figure, all_figures
 from bracketlens.report.render import render_html
 
+REPORT_FILES = ("index.html", "findings.json")
+FIGURES = "figures"  # a folder of *.png
 
-def check_report_dir(out: Path) -> None:
-    """Refuse a target that exists and is not an earlier report (we never clobber other files)."""
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / "findings.json").exists())
-    ):
+
+def check_report_dir(out: str | os.PathLike[str]) -> None:
+    """Refuse an ``--out`` that a report may not replace, before any work is done.
+
+    A report replaces its whole folder, so ``out`` must be new, empty, or hold
+    nothing but an earlier report (``index.html``, ``findings.json``,
+    ``figures/*.png``); it must not be a link, the working folder or one above it;
+    and both it and the folder it sits in must be writable.
+    """
+    out = Path(out)
+    target = Path(os.path.abspath(out))
+    if out.is_symlink():
+        raise BracketLensError(f"{out} is a symbolic link; pass the folder it points to")
+    cwd = Path.cwd()
+    if target == cwd or target in cwd.parents:
         raise BracketLensError(
-            f"{out} exists and is not a bracketlens report folder; choose another --out"
+            f"--out {out} is the folder you are in (or holds it); a report replaces its whole "
+            "folder, so name a new one, e.g. --out report"
         )
-    parent = out.resolve().parent
+    _check_replaceable(out)
+    if out.exists() and not os.access(out, os.W_OK | os.X_OK):
+        raise BracketLensError(f"folder {out} is not writable; choose another --out")
+    parent = target.parent
     if not parent.is_dir():
         raise BracketLensError(f"folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise BracketLensError(f"folder {parent} is not writable; choose another --out")
+
+
+def _check_replaceable(out: Path) -> None:
+    """Raise unless ``out`` is absent, empty, or holds only what a report writes."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise BracketLensError(f"{out} exists and is not a folder; choose another --out")
+    foreign = _foreign_entries(out)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        )
+        raise BracketLensError(
+            f"{out} holds {shown}, which bracketlens did not write; a report replaces only a "
+            "folder holding nothing but an earlier report: choose another --out"
+        )
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """What in ``out`` a report does not write (all of it when there is no findings.json)."""
+    entries = sorted(out.iterdir())
+    if entries and not (out / "findings.json").is_file():
+        return [e.name for e in entries]
+    foreign = []
+    for entry in entries:
+        if entry.is_symlink():
+            foreign.append(entry.name)
+        elif entry.name == FIGURES and entry.is_dir():
+            foreign += [
+                f"{FIGURES}/{f.name}"
+                for f in sorted(entry.iterdir())
+                if f.is_symlink() or not f.is_file() or f.suffix != ".png"
+            ]
+        elif entry.name not in REPORT_FILES or not entry.is_file():
+            foreign.append(entry.name)
+    return foreign
 
 
 def export_pngs(figures: list[Figure], folder: Path) -> str:
@@ -61,23 +116,62 @@ def write_report(findings: Findings, out: str | os.PathLike[str], *, png: bool =
     check_report_dir(out)
     figures = all_figures(findings)
     flat = [fig for section in figures.values() for fig in section]
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
+    tmp = new_folder_beside(out)
     try:
         note = export_pngs(flat, tmp / "figures") if png else "PNG export was turned off."
-        (tmp / "findings.json").write_text(json.dumps(findings.to_json(), indent=2))
+        (tmp / "findings.json").write_text(strict_dumps(findings.to_json(), indent=2))
         (tmp / "index.html").write_text(render_html(findings, figures, note), encoding="utf-8")
-        _replace(tmp, out)
+        swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _replace(new: Path, out: Path) -> None:
-    """Move ``new`` to ``out``, replacing an earlier report there."""
-    if not out.exists():
-        os.replace(new, out)
-        return
+def new_folder_beside(out: Path) -> Path:
+    """An empty hidden folder next to ``out``, with the permissions ``mkdir`` would give."""
+    target = Path(os.path.abspath(out))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)  # mkdtemp makes it 0700; reading the umask means setting it
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    return tmp
+
+
+def swap_in(new: Path, out: str | os.PathLike[str]) -> None:
+    """Move the folder ``new`` to ``out``, replacing an earlier report there atomically.
+
+    Runs racing on the same ``out`` take turns on a lock held on the folder that
+    holds it, so each check-then-rename is whole and the last run's report wins.
+    What ``out`` holds is checked again under the lock: files the user put there
+    while the analysis ran are never deleted.
+    """
+    out = Path(os.path.abspath(out))
     old = new.with_name(new.name + ".old")
-    os.replace(out, old)
-    os.replace(new, out)
+    with _folder_lock(out.parent):
+        _check_replaceable(out)
+        if not out.exists():
+            os.rename(new, out)
+            return
+        os.rename(out, old)
+        try:
+            os.rename(new, out)
+        except BaseException:
+            os.rename(old, out)  # put the earlier report back
+            raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive advisory lock on a folder (no lock file); none where flock is missing."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: renames there fail cleanly rather than race
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
