@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
+DEFAULT_CAUSAL_N = 5_000  # bracketlens.pipeline.DEFAULT_CAUSAL_N (not imported: --help stays fast)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
+    _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
+    _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_report)
 
@@ -83,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_CIRCUIT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_causal(p)
     p.set_defaults(func=cmd_circuit)
 
     p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
@@ -115,6 +119,17 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
         "--weights",
         metavar="PATH",
         help="checkpoint (.safetensors or course .pt); default: bundled",
+    )
+
+
+def _add_causal(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--causal-n",
+        type=int,
+        default=DEFAULT_CAUSAL_N,
+        metavar="N",
+        help="held-out strings the interventions run on "
+        f"(default {DEFAULT_CAUSAL_N:,}; --seed also seeds the fit/held-out split)",
     )
 
 
@@ -207,17 +222,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_analysis(args: argparse.Namespace):  # -> Findings
+def _run_analysis(  # -> Analysis
+    args: argparse.Namespace, stages: tuple[str, ...] | None = None, min_n: int = 0
+):
     from bracketlens.model import load_model
-    from bracketlens.report import analyze
+    from bracketlens.pipeline import EVERY_STAGE, run
     from bracketlens.terminal import progress_steps
 
+    if args.causal_n < 1:
+        raise BracketLensError(
+            f"--causal-n must be a positive number of strings, got {args.causal_n}"
+        )
     data = load_data(args)
-    attack = load_attack_strings(args.attack)
+    if len(data) < min_n:
+        raise BracketLensError(f"the circuit search needs at least {min_n} strings; use --n 10000")
+    attack = load_attack_strings(getattr(args, "attack", None))
     model = load_model(args.weights)
-    weights = args.weights or "bundled default"
     with progress_steps(enabled=sys.stderr.isatty()) as step:
-        return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
+        return run(
+            model,
+            data,
+            seed=args.seed,
+            causal_n=args.causal_n,
+            stages=EVERY_STAGE if stages is None else stages,
+            weights=args.weights or "bundled default",
+            attack_strings=attack,
+            progress=step,
+        )
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -247,14 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
-    from bracketlens.model import load_model
-    from bracketlens.verify.circuit import verdict_json, verify_circuit
-
-    data = load_data(args)
-    if len(data) < 40:
-        raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
-    verdict = verify_circuit(load_model(args.weights), data, seed=args.seed)
-    result = verdict_json(verdict)
+    result = _run_analysis(args, stages=("interventions",), min_n=40).to_json()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -21,15 +21,23 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from bracketlens.model.predict import iter_batches
+
 Hook = Callable[[Tensor, object], Tensor]
 #: ``None`` for every position, else a list of positions (or one int).
 Positions = Sequence[int] | int | None
 
 
-def _index(positions: Positions) -> slice | list[int]:
+def _index(positions: Positions, width: int) -> slice | list[int]:
+    """The positions that exist in an activation ``width`` positions wide.
+
+    A position past a trimmed batch's width is padding in every string of it: pad
+    keys are masked, so what is written there never reaches a real position.
+    """
     if positions is None:
         return slice(None)
-    return [positions] if isinstance(positions, int) else list(positions)
+    chosen = [positions] if isinstance(positions, int) else list(positions)
+    return [p for p in chosen if -width <= p < width]
 
 
 def _mix(old: Tensor, new: Tensor, basis: Tensor | None) -> Tensor:
@@ -56,9 +64,9 @@ def patch(
         positions: positions to write (None: every position).
         basis: write only the part in the span of these orthonormal columns.
     """
-    pos = _index(positions)
 
     def hook(act: Tensor, hook: object) -> Tensor:
+        pos = _index(positions, act.shape[1])
         src = source[:, : act.shape[1]].to(act.dtype).expand_as(act)
         act = act.clone()
         if head is None:
@@ -74,6 +82,8 @@ def set_at(value: Tensor, position: int, head: int | None = None) -> Hook:
     """A hook writing ``value`` (``[batch, d]``) at one position (and head)."""
 
     def hook(act: Tensor, hook: object) -> Tensor:
+        if not -act.shape[1] <= position < act.shape[1]:
+            return act  # a padding position of every string in this trimmed batch
         act = act.clone()
         if head is None:
             act[:, position] = value
@@ -86,9 +96,9 @@ def set_at(value: Tensor, position: int, head: int | None = None) -> Hook:
 
 def zero(*, head: int | None = None, positions: Positions = None) -> Hook:
     """Zero ablation of the activation (one head's slice when ``head`` is given)."""
-    pos = _index(positions)
 
     def hook(act: Tensor, hook: object) -> Tensor:
+        pos = _index(positions, act.shape[1])
         act = act.clone()
         if head is None:
             act[:, pos] = 0.0
@@ -114,20 +124,18 @@ def run_patched(
     tokens: Int[Tensor, "batch seq"],
     hooks: Sequence[tuple[str, Hook]] = (),
     batch_size: int = 2048,
-    per_batch: Callable[[slice], Sequence[tuple[str, Hook]]] | None = None,
+    per_batch: Callable[[Tensor], Sequence[tuple[str, Hook]]] | None = None,
 ) -> Float[Tensor, "batch 2"]:
     """Class logits (position 0) with ``hooks`` applied; ``per_batch(rows)`` adds batch-specific ones.
 
-    ``per_batch`` is how a source with one row per string (resampling, interchange)
+    Batches are grouped by length and their padding trimmed (pad keys are masked,
+    so a string's logits do not change). ``per_batch`` gets the batch's string
+    indices: it is how a source with one row per string (resampling, interchange)
     is lined up with the batch being run.
     """
     run_with_hooks: Callable[..., Tensor] = getattr(model, "run_with_hooks")  # noqa: B009
-    out: Tensor | None = None
-    for start in range(0, len(tokens), batch_size):
-        rows = slice(start, min(start + batch_size, len(tokens)))
+    out = torch.empty(len(tokens), 2)
+    for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
-        logits = run_with_hooks(tokens[rows], fwd_hooks=[*hooks, *extra])[:, 0]
-        if out is None:
-            out = torch.empty(len(tokens), logits.shape[-1], dtype=logits.dtype)
-        out[rows] = logits
-    return out if out is not None else torch.empty(0, 2)
+        out[rows] = run_with_hooks(batch, fwd_hooks=[*hooks, *extra])[:, 0]
+    return out

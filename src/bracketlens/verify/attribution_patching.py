@@ -28,7 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import group_rows
+from bracketlens.data.truth import group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
@@ -65,6 +65,20 @@ class AttributionPatching:
         if not rows.any():
             raise BracketLensError(f"no string of the sample is in group {group!r}")
         return self.effects[rows].mean(0)
+
+    def to_json(self, k: int = 5) -> dict[str, list[dict[str, object]]]:
+        """The ``k`` most important (component, position) pairs per failure group."""
+        return {
+            group: [
+                {
+                    "component": t.component,
+                    "position": t.position,
+                    "estimated_margin_drop": t.effect,
+                }
+                for t in self.top(group, k)
+            ]
+            for group in labels_present(self.groups)
+        }
 
     def top(self, group: str = "all", k: int = 5) -> list[PatchScore]:
         """The ``k`` (component, position) pairs whose ablation would hurt the margin most."""

@@ -1,4 +1,9 @@
-"""Universality: train several seeds, localise each, and count which roles recur where."""
+"""Universality: train several seeds, localise each, and count which roles recur where.
+
+Each seed's roles come from the pipeline's localisation stages
+(:func:`bracketlens.pipeline.run` with no further stage): found on one half of a
+fresh sample, the start-close component by ablations on the other half.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from bracketlens.analysis import SCHEMA_VERSION
 from bracketlens.data.generate import evaluation_set
-from bracketlens.model.predict import evaluate
+from bracketlens.localisation import ROLE_NAMES, Localisation, RoleFinding
 from bracketlens.model.train import TrainConfig, train
-from bracketlens.verify.localise import Localisation, RoleFinding, localise
 
 SHORT_STEPS = 3000  # a shorter recipe than the default: enough for the circuit to form
-ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")
+ROLES = ROLE_NAMES
 
 
 def short_recipe(steps: int = SHORT_STEPS) -> TrainConfig:
@@ -37,10 +42,16 @@ def train_and_localise(
     seeds: Sequence[int],
     *,
     base: TrainConfig | None = None,
-    n_eval: int = 4000,
+    n_eval: int = 8000,
     on_seed: Callable[[int], None] | None = None,
 ) -> list[SeedRun]:
-    """Train one model per seed (``base`` recipe, short by default) and localise each."""
+    """Train one model per seed (``base`` recipe, short by default) and localise each.
+
+    Args:
+        n_eval: strings per seed: localisation fits on half of them (split seed 0).
+    """
+    from bracketlens.pipeline import run
+
     base = base or short_recipe()
     runs = []
     for seed in seeds:
@@ -48,8 +59,8 @@ def train_and_localise(
             on_seed(seed)
         model = train(replace(base, seed=seed), progress=False).model
         data = evaluation_set(n_eval, seed=10_000 + seed)  # the same kind of sample per seed
-        accuracy = evaluate(model, data).accuracy
-        runs.append(SeedRun(seed, accuracy, localise(model, data)))
+        found = run(model, data, stages=())
+        runs.append(SeedRun(seed, found.evaluation.accuracy, found.localisation))
     return runs
 
 
@@ -63,11 +74,10 @@ def recurrence(runs: Sequence[SeedRun]) -> dict[str, dict[str, int]]:
 
 def seeds_json(runs: Sequence[SeedRun]) -> dict[str, object]:
     """The JSON of ``bracketlens seeds``: per-seed roles with evidence, and the recurrence."""
-    from bracketlens.report.findings_json import localisation_json
-
     return {
+        "schema_version": SCHEMA_VERSION,
         "runs": [
-            {"seed": r.seed, "accuracy": r.accuracy, "roles": localisation_json(r.localisation)}
+            {"seed": r.seed, "accuracy": r.accuracy, "roles": r.localisation.to_json()}
             for r in runs
         ],
         "recurrence": recurrence(runs),
