@@ -278,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
-    result = _run_analysis(args, stages=("interventions",), min_n=40).to_json()
+    result = _run_analysis(args, stages=("interventions", "mean_ablation"), min_n=40).to_json()
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

@@ -11,13 +11,14 @@ Passes over the data, in order (each stage is named after what it adds):
 4. read: one pass for the slices at the read position (and what feeds the
    negative head), from which the MLP neurons are named;
 5. ablate: mean ablation of every component on min(``causal_n``, held-out half)
-   strings, which names the start-close component;
+   strings (those starting with ')' unless the "mean_ablation" table is asked
+   for), which names the start-close component;
 6. circuits: the elevation and negative-head analyses, from the two passes;
 7. interventions: resampling tests, path patching and attribution patching on
    the same held-out strings, with bootstrap intervals.
 
-``analyze``/``report`` run every stage, ``circuit`` skips "circuits", ``seeds``
-stops after localisation. A new stage adds a field to :class:`Analysis` and a line here.
+``analyze``/``report`` run "circuits" and "interventions", ``circuit`` runs
+"interventions" and "mean_ablation", ``seeds`` stops after localisation. A new stage adds a field to :class:`Analysis` and a line here.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.engine import observe
-from bracketlens.localisation import Localisation, locate_heads, locate_start_close
-from bracketlens.model.predict import predict_proba
+from bracketlens.localisation import Localisation, locate_heads
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.verify.ablate import mean_ablations
 
 DEFAULT_CAUSAL_N = 5_000
 EVERY_STAGE = ("circuits", "interventions")
@@ -65,8 +64,7 @@ def run(
     read = st.read_pass(model, data, roles, heads, groups, "circuits" in stages)
     neurons = st.neurons(model, read, data, fit, roles, direction)
     step("ablating every component")
-    ablations = mean_ablations(model, causal)
-    start_close = locate_start_close(ablations, predict_proba(model, causal.tokens), causal)
+    clean, ablations, start_close = st.ablate(model, causal, "mean_ablation" in stages)
     result = Analysis(
         meta=meta(model, data, weights),
         data=data,
@@ -84,7 +82,7 @@ def run(
         result = st.circuits(result, model, seen, read, direction)
     if "interventions" in stages:
         step("resampling, path and attribution patching")
-        result = st.interventions(result, model, causal, seed)
+        result = st.interventions(result, model, causal, seed, clean)
     return result
 
 

@@ -18,10 +18,17 @@ from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
 from bracketlens.engine import Gathered, Observation, ReadSlices, read_slices
 from bracketlens.errors import BracketLensError
-from bracketlens.localisation import HeadRoles, Localisation, locate_neurons
+from bracketlens.localisation import (
+    HeadRoles,
+    Localisation,
+    RoleFinding,
+    locate_neurons,
+    locate_start_close,
+)
 from bracketlens.model.predict import predict_proba
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import bootstrap
+from bracketlens.verify.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
 from bracketlens.verify.attribution_patching import attribution_patching
 from bracketlens.verify.paths import path_patch_elevation
 from bracketlens.verify.scrub import scrub_both, scrub_elevation, scrub_negative
@@ -136,8 +143,30 @@ def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAtte
     ]
 
 
+def ablate(
+    model: BracketTransformer, causal: BracketDataset, table: bool
+) -> tuple[CleanRun, list[AblationEffect], RoleFinding]:
+    """Mean ablations on the held-out strings, and the start-close component they name.
+
+    Without ``table`` only the strings starting with ')' (what the start-close role
+    needs) are ablated, and no ablation is kept for the report.
+    """
+    clean = clean_run(model, causal)
+    closes = ~causal.starts_open & (causal.seq_length > 0)
+    rows = None if table else closes
+    ablations = mean_ablations(model, causal, rows, clean)
+    chosen = causal if rows is None else causal[rows]
+    base = predict_proba(model, chosen.tokens)
+    start_close = locate_start_close(ablations, base, chosen)
+    return clean, ablations if table else [], start_close
+
+
 def interventions(
-    result: Analysis, model: BracketTransformer, causal: BracketDataset, seed: int
+    result: Analysis,
+    model: BracketTransformer,
+    causal: BracketDataset,
+    seed: int,
+    clean: CleanRun,
 ) -> Analysis:
     """Resampling tests, path patching and attribution patching on the held-out strings."""
     roles, found = result.roles, result.localisation
@@ -154,7 +183,7 @@ def interventions(
         result,
         scrubs=scrubs,
         path_patch=paths,
-        attribution_patching=attribution_patching(model, causal),
+        attribution_patching=attribution_patching(model, causal, means=clean.means),
     )
 
 

@@ -123,19 +123,28 @@ def run_patched(
     model: torch.nn.Module,
     tokens: Int[Tensor, "batch seq"],
     hooks: Sequence[tuple[str, Hook]] = (),
-    batch_size: int = 2048,
+    batch_size: int = 512,
     per_batch: Callable[[Tensor], Sequence[tuple[str, Hook]]] | None = None,
+    start: tuple[int, Tensor] | None = None,
 ) -> Float[Tensor, "batch 2"]:
     """Class logits (position 0) with ``hooks`` applied; ``per_batch(rows)`` adds batch-specific ones.
 
     Batches are grouped by length and their padding trimmed (pad keys are masked,
     so a string's logits do not change). ``per_batch`` gets the batch's string
     indices: it is how a source with one row per string (resampling, interchange)
-    is lined up with the batch being run.
+    is lined up with the batch being run. With ``start = (layer, resid)``, every
+    hook sits at ``layer`` or later and the run starts from ``resid``, the clean
+    ``blocks.{layer}.hook_resid_pre`` of every string (the layers before it would
+    compute it again). Batches of about 512 strings are fastest on CPU.
     """
-    run_with_hooks: Callable[..., Tensor] = getattr(model, "run_with_hooks")  # noqa: B009
     out = torch.empty(len(tokens), 2)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
-        out[rows] = run_with_hooks(batch, fwd_hooks=[*hooks, *extra])[:, 0]
+        with model.hooks(fwd_hooks=[*hooks, *extra]):  # type: ignore[operator]
+            if start is None:
+                out[rows] = model(batch)[:, 0]
+            else:
+                layer, resid = start
+                forward_from = getattr(model, "forward_from")  # noqa: B009
+                out[rows] = forward_from(layer, resid[rows, : batch.shape[1]], batch)[:, 0]
     return out

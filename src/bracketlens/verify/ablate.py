@@ -8,7 +8,7 @@ the same data set (a fixed random permutation).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,30 +147,71 @@ def ablate(
     return summarise(logits, data, component, method)
 
 
-@torch.no_grad()
-def mean_ablations(
-    model: BracketTransformer, data: BracketDataset, batch_size: int = 1000
-) -> list[AblationEffect]:
-    """Mean ablation of every head and MLP on ``data`` (means over ``data``, per position).
+@dataclass(frozen=True)
+class CleanRun:
+    """One clean pass: each component's mean output per position, and each block's input.
 
-    The same numbers as :func:`ablate` with ``"mean"`` for each component, with every
-    mean taken in one pass instead of one pass per component.
+    Attributes:
+        means: hook name -> mean over the strings, ``[1, seq, (head,) d_model]``
+            (full width: padding positions included, as :func:`mean_activation` takes it).
+        resid_pre: ``[layer, batch, seq, d_model]``, the residual entering each block.
     """
-    names = component_names(model)
-    hooks = {component_hook_name(model, c)[0] for c in names}
+
+    means: dict[str, Tensor]
+    resid_pre: Tensor
+
+
+@torch.no_grad()
+def clean_run(model: BracketTransformer, data: BracketDataset, batch_size: int = 512) -> CleanRun:
+    """The component means and block inputs that mean ablation starts from."""
+    names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
+    n, width = data.tokens.shape
     sums: dict[str, Tensor] = {}
+    resid = torch.empty(model.cfg.n_layers, n, width, model.cfg.d_model)
+    rows: dict[str, slice] = {}
 
     def add(act: Tensor, hook: Any) -> None:
         total = act.sum(0)
         sums[hook.name] = sums[hook.name] + total if hook.name in sums else total
 
-    with model.hooks(fwd_hooks=[(name, add) for name in sorted(hooks)]):
-        for start in range(0, len(data), batch_size):
-            model(data.tokens[start : start + batch_size])
+    def keep(layer: int) -> Any:
+        def hook(act: Tensor, hook: Any) -> None:
+            resid[layer, rows["now"]] = act
+
+        return hook
+
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [(n, add) for n in names]
+    hooks += [(f"blocks.{lyr}.hook_resid_pre", keep(lyr)) for lyr in range(model.cfg.n_layers)]
+    with model.hooks(fwd_hooks=hooks):
+        for start in range(0, n, batch_size):
+            rows["now"] = slice(start, min(start + batch_size, n))
+            model(data.tokens[rows["now"]])
+    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid)
+
+
+def mean_ablations(
+    model: BracketTransformer,
+    data: BracketDataset,
+    rows: Tensor | None = None,
+    clean: CleanRun | None = None,
+) -> list[AblationEffect]:
+    """Mean ablation of every head and MLP (means over ``data``, per position).
+
+    The numbers of :func:`ablate` with ``"mean"`` for each component, from one clean
+    pass: each ablated run starts at the component's own layer.
+
+    Args:
+        rows: the strings to ablate on (all by default); the means are over all of ``data``.
+        clean: :func:`clean_run` of ``data``, if already run.
+    """
+    clean = clean or clean_run(model, data)
+    chosen = data if rows is None else data[rows]
+    resid = clean.resid_pre if rows is None else clean.resid_pre[:, rows]
     out = []
-    for component in names:
+    for component in component_names(model):
         name, head = component_hook_name(model, component)
-        mean = (sums[name] / len(data))[None]
-        logits = run_patched(model, data.tokens, [(name, patch(mean, head=head))])
-        out.append(summarise(logits, data, component, "mean"))
+        layer = int(name.split(".")[1])
+        hook = [(name, patch(clean.means[name], head=head))]
+        logits = run_patched(model, chosen.tokens, hook, start=(layer, resid[layer]))
+        out.append(summarise(logits, chosen, component, "mean"))
     return out

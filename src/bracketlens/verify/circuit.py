@@ -7,7 +7,7 @@ from bracketlens.analysis import Analysis
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.model.transformer import BracketTransformer
 
-CIRCUIT_STAGES = ("interventions",)
+CIRCUIT_STAGES = ("interventions", "mean_ablation")
 
 
 def verify_circuit(

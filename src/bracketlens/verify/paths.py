@@ -227,8 +227,13 @@ def _batch_logits(
         (f"blocks.{layer}.attn.hook_v", set_at(direct_v, pos, head))
     ]
     runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, set_at(via_mlps, pos, None))]
-    runs[READ_ALL_PATHS] = [(sender, at_read)]
-    runs["sender at every position"] = [(sender, everywhere)]
-    return {
-        key: model.run_with_hooks(clean, fwd_hooks=list(hooks))[:, 0] for key, hooks in runs.items()
-    }
+    # every run so far patches the elevation layer or later: start from its clean input
+    out = {}
+    for key, hooks in runs.items():
+        with model.hooks(fwd_hooks=list(hooks)):
+            out[key] = model.forward_from(layer, clean_out[resid_name], clean)[:, 0]
+    out[READ_ALL_PATHS] = model.run_with_hooks(clean, fwd_hooks=[(sender, at_read)])[:, 0]
+    out["sender at every position"] = model.run_with_hooks(clean, fwd_hooks=[(sender, everywhere)])[
+        :, 0
+    ]
+    return out

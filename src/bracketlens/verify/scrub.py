@@ -126,8 +126,9 @@ def resample_test(
 ) -> ScrubResult:
     """Resample every site at once from donors that share its feature (or at random)."""
     rng = np.random.default_rng(seed)
-    names = sorted({s.hook_name for s in sites})
-    acts = get_activations(model, data.tokens, names)
+    first = min(int(s.hook_name.split(".")[1]) for s in sites)  # every site is in a block
+    resid_name = f"blocks.{first}.hook_resid_pre"
+    acts = get_activations(model, data.tokens, sorted({s.hook_name for s in sites} | {resid_name}))
 
     def run(donors: list[np.ndarray]) -> Tensor:
         sources = [
@@ -140,7 +141,7 @@ def resample_test(
                 for s, src in zip(sites, sources, strict=True)
             ]
 
-        logits = run_patched(model, data.tokens, per_batch=hooks)
+        logits = run_patched(model, data.tokens, per_batch=hooks, start=(first, acts[resid_name]))
         return _string_losses(logits, data)
 
     n = len(data)
