@@ -289,7 +289,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from bracketlens.verify.seeds import seeds_json, short_recipe, train_and_localise
+    from bracketlens.seeds import seeds_json, short_recipe, train_and_localise
 
     if args.models < 1:
         raise BracketLensError(f"--models must be at least 1, got {args.models}")

@@ -1,4 +1,11 @@
-"""Least-squares LayerNorm fits from sufficient statistics, accumulated batch by batch.
+"""The one LayerNorm fitter: least-squares fits from float64 sufficient statistics.
+
+LayerNorm is not linear, but on the data a model sees its scale varies little,
+so a least-squares affine fit explains almost all of it (r^2 close to 1). With
+the fit, directions can be pulled back through a LayerNorm by a matrix transpose.
+The fitted output is ``hook_normalized``, *after* the affine map (see
+:mod:`bracketlens.model.transformer`).
+
 
 An affine least-squares fit ``y ~ coef @ x + intercept`` depends on the data only
 through the row count, the sums of ``x`` and ``y``, ``X^T X``, ``X^T Y`` and the
@@ -13,13 +20,41 @@ shift, which keeps float64 cancellation far below float32 noise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from jaxtyping import Float
 from sklearn.linear_model import LinearRegression
 from torch import Tensor
 
-from bracketlens.attribution.layernorm import LayerNormFit
 from bracketlens.errors import BracketLensError
+
+
+@dataclass(frozen=True)
+class LayerNormFit:
+    """A linear fit ``normalized ~ coef @ input + intercept`` of one LayerNorm.
+
+    Attributes:
+        regression: the fitted sklearn ``LinearRegression`` (with intercept).
+        r2: coefficient of determination on the data it was fitted on.
+        layernorm: which LayerNorm (``"ln_final"``, ``"blocks.L.ln1"``...).
+        position: the sequence position fitted, or ``None`` for all positions pooled.
+    """
+
+    regression: LinearRegression
+    r2: float
+    layernorm: str
+    position: int | None
+
+    @property
+    def coef(self) -> Float[Tensor, "d_out d_in"]:
+        """The fitted linear map as a float32 tensor (sklearn's ``coef_``)."""
+        return torch.from_numpy(np.asarray(self.regression.coef_, dtype=np.float32))
+
+    def pull_back(self, direction: Float[Tensor, " d_out"]) -> Float[Tensor, " d_in"]:
+        """The input direction whose dot product gives ``direction``'s after the LN."""
+        return self.coef.T @ direction
 
 
 class FitMoments:

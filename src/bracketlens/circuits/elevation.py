@@ -30,6 +30,7 @@ from bracketlens.circuits.tally import (
     mlp_input_cosines,
     tally_vectors,
 )
+from bracketlens.components import Component
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.engine import Gathered, gather
@@ -46,6 +47,16 @@ class Roles:
     elevation_head: int = 0
     read_position: int = 1
     tally_head: int = 0  # in layer 0
+
+    @property
+    def elevation(self) -> Component:
+        """The head that carries the total-elevation test."""
+        return Component.at(self.elevation_layer, self.elevation_head)
+
+    @property
+    def tally(self) -> Component:
+        """The layer-0 head that tallies the parens."""
+        return Component.at(0, self.tally_head)
 
 
 @dataclass(frozen=True)
@@ -227,7 +238,7 @@ def _check_roles(model: BracketTransformer, data: BracketDataset, roles: Roles) 
 
 def _with_claims(result: ElevationCircuit, data: BracketDataset) -> ElevationCircuit:
     roles = result.roles
-    head = f"{roles.elevation_layer}.{roles.elevation_head}"
+    head = roles.elevation.short
     row = result.attention_from_0
     others = torch.cat([row[: roles.read_position], row[roles.read_position + 1 :]])
     elevation = data.failure_groups == FailureGroup.ELEVATION_ONLY
@@ -249,7 +260,7 @@ def _with_claims(result: ElevationCircuit, data: BracketDataset) -> ElevationCir
             set(top2) == set(mlps[:2]),
         ),
         Claim(
-            f"head 0.{roles.tally_head} tallies the string: what it writes for '(' and for ')' "
+            f"{roles.tally.label} tallies the string: what it writes for '(' and for ')' "
             "point in opposite directions (cosine close to -1)",
             {"cos_vL_vR": result.tally.cosine},
             result.tally.cosine < -0.9,

@@ -18,36 +18,29 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from bracketlens.activations import get_activations
+from bracketlens.components import Component, all_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import patch, run_patched
-from bracketlens.model.checks import check_head
 from bracketlens.model.transformer import BracketTransformer
 
 
-def component_hook_name(model: BracketTransformer, component: str) -> tuple[str, int | None]:
-    """Hook name and head index (None for an MLP) of ``"head L.H"`` or ``"mlp L"``."""
-    kind, _, where = component.partition(" ")
-    try:
-        if kind == "head":
-            layer, head = (int(x) for x in where.split("."))
-            check_head(model, layer, head)
-            return f"blocks.{layer}.attn.hook_result", head
-        if kind == "mlp":
-            check_head(model, int(where))
-            return f"blocks.{int(where)}.hook_mlp_out", None
-    except ValueError:
-        pass
-    raise BracketLensError(f"unknown component {component!r}: use 'head L.H' or 'mlp L'")
+def component_hook_name(
+    model: BracketTransformer, component: str | Component
+) -> tuple[str, int | None]:
+    """Hook name and head index (None for an MLP) of a component (or ``"head L.H"``, ``"mlp L"``)."""
+    if isinstance(component, str):
+        if not component.startswith(("head ", "mlp ")):
+            raise BracketLensError(f"unknown component {component!r}: use 'head L.H' or 'mlp L'")
+        component = Component.parse(component)
+    component.check(model.cfg)
+    return component.hook_name, component.head
 
 
 def component_names(model: BracketTransformer) -> list[str]:
-    """Every head and MLP of the model, in forward order."""
-    names = []
-    for layer in range(model.cfg.n_layers):
-        names += [f"head {layer}.{h}" for h in range(model.cfg.n_heads)] + [f"mlp {layer}"]
-    return names
+    """Every head and MLP of the model, in forward order (their labels)."""
+    return [c.label for c in all_components(model.cfg)]
 
 
 def group_means(values: Tensor, data: BracketDataset) -> dict[str, float]:
