@@ -77,6 +77,7 @@ class ScrubResult:
                 k: round(v, 6) for k, v in self.recovered("control").items()
             },
             "loss_model": {k: round(v, 8) for k, v in self.loss_model.items()},
+            "loss_hypothesis": {k: round(v, 8) for k, v in self.loss_hypothesis.items()},
             "loss_random": {k: round(v, 8) for k, v in self.loss_random.items()},
         }
 
