@@ -151,9 +151,9 @@ def ablate(
     Without ``table`` only the strings starting with ')' (what the start-close role
     needs) are ablated, and no ablation is kept for the report.
     """
-    clean = clean_run(model, causal)
     closes = ~causal.starts_open & (causal.seq_length > 0)
     rows = None if table else closes
+    clean = clean_run(model, causal, rows)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]
     base = predict_proba(model, chosen.tokens)

@@ -147,7 +147,8 @@ class CleanRun:
     Attributes:
         means: hook name -> mean over the strings, ``[1, seq, (head,) d_model]``
             (full width: padding positions included, as :func:`mean_activation` takes it).
-        resid_pre: ``[layer, batch, seq, d_model]``, the residual entering each block.
+        resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
+            the strings :func:`clean_run` was asked to keep.
     """
 
     means: dict[str, Tensor]
@@ -155,13 +156,20 @@ class CleanRun:
 
 
 @torch.no_grad()
-def clean_run(model: BracketTransformer, data: BracketDataset, batch_size: int = 512) -> CleanRun:
-    """The component means and block inputs that mean ablation starts from."""
+def clean_run(
+    model: BracketTransformer,
+    data: BracketDataset,
+    rows: Tensor | None = None,
+    batch_size: int = 512,
+) -> CleanRun:
+    """The component means over ``data``, and the block inputs of the strings in ``rows``."""
     names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
     n, width = data.tokens.shape
+    kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
+    slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
-    resid = torch.empty(model.cfg.n_layers, n, width, model.cfg.d_model)
-    rows: dict[str, slice] = {}
+    resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
+    batch: dict[str, slice] = {}
 
     def add(act: Tensor, hook: Any) -> None:
         total = act.sum(0)
@@ -169,16 +177,19 @@ def clean_run(model: BracketTransformer, data: BracketDataset, batch_size: int =
 
     def keep(layer: int) -> Any:
         def hook(act: Tensor, hook: Any) -> None:
-            resid[layer, rows["now"]] = act
+            mine = kept[batch["now"]]
+            resid[layer, slot[batch["now"]][mine]] = act[mine]
 
         return hook
 
-    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [(n, add) for n in names]
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+        (name, add) for name in names
+    ]
     hooks += [(f"blocks.{lyr}.hook_resid_pre", keep(lyr)) for lyr in range(model.cfg.n_layers)]
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):
-            rows["now"] = slice(start, min(start + batch_size, n))
-            model(data.tokens[rows["now"]])
+            batch["now"] = slice(start, min(start + batch_size, n))
+            model(data.tokens[batch["now"]])
     return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid)
 
 
@@ -195,11 +206,13 @@ def mean_ablations(
 
     Args:
         rows: the strings to ablate on (all by default); the means are over all of ``data``.
-        clean: :func:`clean_run` of ``data``, if already run.
+        clean: ``clean_run(model, data, rows)``, if already run.
     """
-    clean = clean or clean_run(model, data)
+    clean = clean or clean_run(model, data, rows)
     chosen = data if rows is None else data[rows]
-    resid = clean.resid_pre if rows is None else clean.resid_pre[:, rows]
+    resid = clean.resid_pre
+    if resid.shape[1] != len(chosen):
+        raise BracketLensError("clean must be the clean run of data kept for the same rows")
     out = []
     for component in component_names(model):
         name, head = component_hook_name(model, component)
