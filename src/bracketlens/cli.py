@@ -41,6 +41,7 @@ __all__ = ["build_parser", "int_range", "main", "n_strings_type", "positive_int"
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
+DEFAULT_CAUSAL_N = 5_000  # bracketlens.pipeline.DEFAULT_CAUSAL_N (not imported: --help stays fast)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
+    _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
+    _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_report)
 
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_CIRCUIT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_causal(p)
     p.set_defaults(func=cmd_circuit)
 
     p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
@@ -195,6 +199,17 @@ def load_weights(args: argparse.Namespace) -> BracketTransformer:
     return load_model(args.weights, allow_nonfinite=getattr(args, "allow_nonfinite", False))
 
 
+def _add_causal(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--causal-n",
+        type=positive_int(MAX_STRINGS),
+        default=DEFAULT_CAUSAL_N,
+        metavar="N",
+        help="held-out strings the interventions run on "
+        f"(default {DEFAULT_CAUSAL_N:,}; --seed also seeds the fit/held-out split)",
+    )
+
+
 def _add_attack_results(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--attack", metavar="PATH", help="JSON from `bracketlens attack --json` to include"
@@ -234,7 +249,10 @@ def _add_data(p: argparse.ArgumentParser, default_n: int) -> None:
         help=f"generate N strings, 1..{MAX_STRINGS:,} (default {default_n:,})",
     )
     p.add_argument(
-        "--seed", type=seed_type, default=0, help=f"seed of the generated strings (0..{MAX_SEED})"
+        "--seed",
+        type=seed_type,
+        default=0,
+        help=f"seed of the generated strings and of the fit/held-out split (0..{MAX_SEED})",
     )
     p.set_defaults(default_n=default_n)
 
@@ -288,22 +306,35 @@ def _warn(warnings: list[str]) -> None:
         print(f"bracketlens: warning: {line}", file=sys.stderr)
 
 
-def _run_analysis(args: argparse.Namespace) -> tuple[Any, list[str]]:  # (Findings, warnings)
+def _run_analysis(
+    args: argparse.Namespace,
+    stages: tuple[str, ...] | None = None,
+    purpose: str = "the analysis",
+    min_n: int = 20,
+) -> tuple[Any, list[str]]:  # (Analysis, warnings)
     from bracketlens.data.sample import check_sample
     from bracketlens.model.checks import check_circuit_model
-    from bracketlens.report import analyze
+    from bracketlens.pipeline import EVERY_STAGE, run
     from bracketlens.terminal import progress_steps
 
     data = load_data(args)
-    warnings = check_sample(data, purpose="the analysis", minimum=20, split_seed=0)
-    attack = load_attack_strings(args.attack)
+    warnings = check_sample(data, purpose=purpose, minimum=min_n, split_seed=args.seed)
+    attack = load_attack_strings(getattr(args, "attack", None))
     model = load_weights(args)
-    check_circuit_model(model, "the analysis")
-    weights = args.weights or "bundled default"
+    check_circuit_model(model, purpose)
     _warn(warnings)
     with progress_steps(enabled=sys.stderr.isatty()) as step:
-        findings = analyze(model, data, weights=weights, progress=step, attack_strings=attack)
-    return findings, warnings
+        analysis = run(
+            model,
+            data,
+            seed=args.seed,
+            causal_n=args.causal_n,
+            stages=EVERY_STAGE if stages is None else stages,
+            weights=args.weights or "bundled default",
+            attack_strings=attack,
+            progress=step,
+        )
+    return analysis, warnings
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -331,16 +362,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
-    from bracketlens.data.sample import check_sample
-    from bracketlens.model.checks import check_circuit_model
-    from bracketlens.verify.circuit import verdict_json, verify_circuit
-
-    data = load_data(args)
-    warnings = check_sample(data, purpose="the circuit search", minimum=40, split_seed=args.seed)
-    model = load_weights(args)
-    check_circuit_model(model, "the circuit search")
-    _warn(warnings)
-    result = verdict_json(verify_circuit(model, data, seed=args.seed))
+    analysis, warnings = _run_analysis(
+        args, stages=("interventions", "mean_ablation"), purpose="the circuit search", min_n=40
+    )
+    result = analysis.to_json()
     if args.json:
         _print_json(result | ({"warnings": warnings} if warnings else {}), indent=2)
         return 0
@@ -351,7 +376,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from bracketlens.verify.seeds import seeds_json, short_recipe, train_and_localise
+    from bracketlens.seeds import seeds_json, short_recipe, train_and_localise
 
     base = short_recipe() if args.steps is None else short_recipe(args.steps)  # validated
     say = (

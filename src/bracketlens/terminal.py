@@ -121,27 +121,29 @@ def findings_summary(findings: Findings) -> None:
         table.add_row(
             role.role, f"{role.location or 'not found'} (confidence {role.confidence:.2f})"
         )
-    table.add_row("attention on read position", str(findings.attention_read))
-    table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")
-    table.add_row("claims that hold", f"{sum(c.holds for c in e.claims)} of {len(e.claims)}")
+    if e is not None:
+        table.add_row("attention on read position", str(findings.attention_read))
+        table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")
+        table.add_row("claims that hold", f"{sum(c.holds for c in e.claims)} of {len(e.claims)}")
     _console.print(table)
 
 
 def circuit_table(result: Mapping[str, Any]) -> None:
     """Roles found and the share of loss each hypothesis recovers."""
     table = Table("role", "where", title="bracketlens circuit")
+    found = result["localisation"]
     for key in ("elevation_head", "negative_head", "read_position", "tally_head",
                 "start_close_component"):  # fmt: skip
-        value = result[key]
+        value = found[key]["location"]
         table.add_row(key.replace("_", " "), "not found" if value is None else str(value))
-    table.add_row("mlp neurons", ", ".join(result["mlp_neurons"]) or "none")
-    intervals = result.get("loss_recovered_ci95", {})
-    for key, value in result["loss_recovered"].items():
-        shown = "-" if value is None else f"{100 * value:.1f}%"
-        ci = intervals.get(key)
-        if value is not None and ci is not None:
+    table.add_row("mlp neurons", ", ".join(found["mlp_neurons"]) or "none")
+    for test in result["resampling_tests"]:
+        group = test["headline_group"]
+        value, ci = test["loss_recovered"][group], (test["loss_recovered_ci95"] or {}).get(group)
+        shown = f"{100 * value:.1f}%"
+        if ci is not None:
             shown += f" (95% CI {100 * ci['ci_low']:.1f} to {100 * ci['ci_high']:.1f})"
-        table.add_row(f"loss recovered ({key.replace('_', ' ')})", shown)
+        table.add_row(f"loss recovered ({group}): {test['hypothesis']}", shown)
     paths = result.get("path_patching")
     if paths is not None:
         share = paths["route_share_of_sender_at_read_position"]["all"]

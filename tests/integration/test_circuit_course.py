@@ -14,21 +14,31 @@ def verdict(course_model, course_data):
 
 def test_roles_and_loss_recovered(verdict):
     result = verdict_json(verdict)
-    assert (result["elevation_head"], result["negative_head"], result["tally_head"]) == (
-        "2.0",
-        "2.1",
-        "0.0",
-    )
-    assert result["read_position"] == 1
-    recovered = result["loss_recovered"]
-    assert recovered["total_elevation"] >= 0.95
-    assert recovered["negative"] >= 0.95
-    assert recovered["all"] >= 0.95
+    found = result["localisation"]
+    roles = [found[k]["location"] for k in ("elevation_head", "negative_head", "tally_head")]
+    assert roles == ["2.0", "2.1", "0.0"]
+    assert found["read_position"]["location"] == "1"
+    recovered = [t["loss_recovered"][t["headline_group"]] for t in result["resampling_tests"]]
+    assert [t["headline_group"] for t in result["resampling_tests"]] == [
+        "just total elevation failure",
+        "just neg failure",
+        "all",
+    ]
+    assert min(recovered) >= 0.95
+    assert result["split"] == {
+        "seed": 0,
+        "n": 4000,
+        "n_fit": 2000,
+        "n_held_out": 2000,
+        "n_causal": 2000,
+    }
+    assert result["elevation_circuit"] is None  # the circuit command skips the analyses
 
 
 def test_controls_recover_little(verdict):
-    assert verdict.elevation.recovered("control")["all"] < 0.5
-    assert verdict.negative.recovered("control")["all"] < 0.5
+    elevation, negative, _ = verdict.scrubs
+    assert elevation.recovered("control")["all"] < 0.5
+    assert negative.recovered("control")["all"] < 0.5
 
 
 def test_elevation_scrub_is_seeded(course_model, course_data):

@@ -60,9 +60,13 @@ def test_get_ln_fit_takes_the_module(random_model, module, name):
     fit = fit_layernorm(random_model, DATA.toks, name, 1)
     assert isinstance(regression, LinearRegression)
     assert isinstance(r2, float)
-    assert r2 == pytest.approx(fit.r2)
+    assert r2 == pytest.approx(fit.r2, abs=1e-6)
+    # the course's sklearn fit on float32 rows against the library's float64 moments
     torch.testing.assert_close(
-        torch.from_numpy(regression.coef_), torch.from_numpy(fit.regression.coef_)
+        torch.from_numpy(regression.coef_).double(),
+        torch.from_numpy(fit.regression.coef_),
+        rtol=1e-3,
+        atol=1e-4,
     )
 
 

@@ -62,9 +62,13 @@ def test_localise_names_roles_of_any_model(random_model):
 
 def test_no_neurons_before_an_elevation_head_in_layer_0(random_model):
     from bracketlens.circuits import Roles
-    from bracketlens.verify.localise import _neurons
+    from bracketlens.engine import read_slices
+    from bracketlens.localisation import locate_neurons
 
     direction = torch.randn(56)
-    assert _neurons(random_model, DATA, Roles(0, 1, 1, 0), direction) == ([], {})
-    names, _ = _neurons(random_model, DATA, Roles(2, 0, 1, 0), direction)
+    rows = torch.ones(len(DATA), dtype=torch.bool)
+    at_0 = read_slices(random_model, DATA, layer=0, position=1)
+    assert locate_neurons(random_model, at_0, DATA, rows, Roles(0, 1, 1, 0), direction) == ([], {})
+    at_2 = read_slices(random_model, DATA, layer=2, position=1)
+    names, _ = locate_neurons(random_model, at_2, DATA, rows, Roles(2, 0, 1, 0), direction)
     assert names and all(n.split(".")[0] in ("0", "1") for n in names)

@@ -32,8 +32,9 @@ from bracketlens.arena._compare import (
     run_cases,
     to_tensor,
 )
+from bracketlens.arena._sklearn_fit import course_ln_fit
 from bracketlens.arena.datasets import CourseData, tokens_of
-from bracketlens.attribution.layernorm import LayerNormFit, fit_layernorm
+from bracketlens.layernorm_fit import LayerNormFit
 from bracketlens.model.transformer import BracketTransformer, LayerNorm
 
 LearnerFn = Callable[..., Any]
@@ -154,7 +155,7 @@ def _ln_fit_case(
 ) -> Case:
     tokens = tokens_of(data)
     module = model.get_submodule(name)
-    fit = fit_layernorm(model, tokens, name, seq_pos)
+    fit = course_ln_fit(model, tokens, name, seq_pos)
     expr = (
         "model.ln_final"
         if name == "ln_final"
@@ -218,7 +219,7 @@ def _ln_fit_mistakes(model: BracketTransformer, tokens: Tensor, fit: LayerNormFi
                 looks_like(
                     _position_text(seq_pos, other),
                     lambda other=other: _fit_parts(  # type: ignore[misc]
-                        *_fit_tuple(fit_layernorm(model, tokens, name, other))
+                        *_fit_tuple(course_ln_fit(model, tokens, name, other))
                     ),
                 )
             )
@@ -257,7 +258,7 @@ def check_get_pre_final_ln_dir(
     """The unbalanced direction before the final LayerNorm, at position 0."""
     tokens = tokens_of(data)
     post = course.get_post_final_ln_dir(model)
-    fit_at = cache(lambda pos: fit_layernorm(model, tokens, "ln_final", pos))
+    fit_at = cache(lambda pos: course_ln_fit(model, tokens, "ln_final", pos))
     mistakes = [
         looks_like(
             "you returned the post-LN direction; pull it back through the linear fit of "

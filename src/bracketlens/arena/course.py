@@ -18,13 +18,13 @@ from transformer_lens import ActivationCache
 from transformer_lens.hook_points import HookPoint
 
 from bracketlens import activations
+from bracketlens.arena._sklearn_fit import course_ln_fit
 from bracketlens.arena.datasets import CourseData, SimpleTokenizer, tokens_of
 from bracketlens.attribution.components import out_by_components
 from bracketlens.attribution.directions import (
     unbalanced_direction_post_ln,
     unbalanced_direction_pre_ln,
 )
-from bracketlens.attribution.layernorm import fit_layernorm
 from bracketlens.attribution.neurons import out_by_neuron, out_by_neuron_in_direction
 from bracketlens.circuits.heads import (
     attention_patterns,
@@ -77,8 +77,8 @@ def get_ln_fit(
     layernorm: nn.Module | str,
     seq_pos: int | None = None,
 ) -> tuple[LinearRegression, float]:
-    """Wraps :func:`bracketlens.attribution.layernorm.fit_layernorm`: (regression, r^2)."""
-    fit = fit_layernorm(model, tokens_of(data), layernorm_name(model, layernorm), seq_pos)
+    """Wraps :func:`bracketlens.arena._sklearn_fit.course_ln_fit` (the course's sklearn fit)."""
+    fit = course_ln_fit(model, tokens_of(data), layernorm_name(model, layernorm), seq_pos)
     return fit.regression, fit.r2
 
 

@@ -11,7 +11,7 @@ head (``head L.H``, without ``b_O``) and the MLP (``mlp L``, with its ``b_out``)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +19,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from bracketlens.activations import run_and_reduce
+from bracketlens.components import Component, all_components
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
@@ -26,10 +27,7 @@ from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
 def component_labels(cfg: ModelConfig) -> list[str]:
     """``["embeds", "head 0.0", "head 0.1", "mlp 0", "head 1.0", ...]``."""
-    labels = ["embeds"]
-    for layer in range(cfg.n_layers):
-        labels += [f"head {layer}.{h}" for h in range(cfg.n_heads)] + [f"mlp {layer}"]
-    return labels
+    return ["embeds", *(c.label for c in all_components(cfg))]
 
 
 @dataclass(frozen=True)
@@ -73,14 +71,30 @@ def _component_hooks(cfg: ModelConfig, reduce: Callable[[Tensor], Tensor]) -> di
     return hooks
 
 
-def _stack(cfg: ModelConfig, acts: dict[str, list[Tensor]]) -> Tensor:
-    """Order reduced activations as components: [component, batch, ...]."""
-    parts = [acts["hook_embed"][0] + acts["hook_pos_embed"][0]]
+def stack_components(
+    embeds: Tensor, layers: Sequence[tuple[Sequence[Tensor], Tensor]], bias: Tensor
+) -> ComponentStack:
+    """Stack ``embeds``, then each layer's heads and its MLP, labelled in that order.
+
+    The one place components are put in order (as ``decompose_resid(return_labels=True)``
+    does in TransformerLens); ``layers[l]`` is ``(head values, MLP value)`` of layer ``l``.
+    """
+    values, labels = [embeds], ["embeds"]
+    for layer, (heads, mlp) in enumerate(layers):
+        values += [*heads, mlp]
+        labels += [Component.at(layer, h).label for h in range(len(heads))]
+        labels.append(Component.at(layer).label)
+    return ComponentStack(torch.stack(values), labels, bias)
+
+
+def _stack(cfg: ModelConfig, acts: dict[str, list[Tensor]], bias: Tensor) -> ComponentStack:
+    """Reduced hook outputs as a component stack: [component, batch, ...]."""
+    layers = []
     for layer in range(cfg.n_layers):
         heads = acts[f"blocks.{layer}.attn.hook_result"][0]  # [batch, (seq,) head, ...]
         head_dim = 2 if heads.dim() == 4 else 1
-        parts += [*heads.unbind(head_dim), acts[f"blocks.{layer}.hook_mlp_out"][0]]
-    return torch.stack(parts)
+        layers.append((heads.unbind(head_dim), acts[f"blocks.{layer}.hook_mlp_out"][0]))
+    return stack_components(acts["hook_embed"][0] + acts["hook_pos_embed"][0], layers, bias)
 
 
 def out_by_components(
@@ -93,7 +107,7 @@ def out_by_components(
     """
     acts = run_and_reduce(model, tokens, _component_hooks(model.cfg, lambda a: a), batch_size)
     bias = model.b_O.sum(0).detach()
-    return ComponentStack(_stack(model.cfg, acts), component_labels(model.cfg), bias)
+    return _stack(model.cfg, acts, bias)
 
 
 def components_in_direction(
@@ -114,7 +128,7 @@ def components_in_direction(
 
     acts = run_and_reduce(model, tokens, _component_hooks(model.cfg, project), batch_size)
     bias = model.b_O.sum(0).detach() @ direction
-    return ComponentStack(_stack(model.cfg, acts), component_labels(model.cfg), bias)
+    return _stack(model.cfg, acts, bias)
 
 
 def centre_on_balanced(

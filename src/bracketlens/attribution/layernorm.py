@@ -1,51 +1,56 @@
-"""Linear fits of LayerNorms: the map from a LayerNorm's input to its output.
+"""Linear fits of LayerNorms from a model's activations, through the one fitter.
 
-LayerNorm is not linear, but on the data a model sees its scale varies little,
-so a least-squares affine fit explains almost all of it (r^2 close to 1). With
-the fit, directions can be pulled back through a LayerNorm by a matrix transpose.
-The fitted output is ``hook_normalized``, *after* the affine map (see
-:mod:`bracketlens.model.transformer`).
+Every fit accumulates float64 sufficient statistics batch by batch
+(:class:`bracketlens.layernorm_fit.FitMoments`), so no activation is kept and a
+held-out score needs only the other strings' moments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
-from jaxtyping import Float, Int
-from sklearn.linear_model import LinearRegression
+from jaxtyping import Int
 from torch import Tensor
 
-from bracketlens.activations import get_activations, layernorm_hook_names
+from bracketlens.activations import layernorm_hook_names
 from bracketlens.errors import BracketLensError
+from bracketlens.layernorm_fit import FitMoments, LayerNormFit
+from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 
 
-@dataclass(frozen=True)
-class LayerNormFit:
-    """A linear fit ``normalized ~ coef @ input + intercept`` of one LayerNorm.
+def _moments(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    layernorm: str,
+    position: int | None,
+    batch_size: int = DEFAULT_BATCH,
+) -> FitMoments:
+    """Moments of a LayerNorm's input and output at ``position`` (or every position)."""
+    before, after = layernorm_hook_names(model, layernorm)
+    if position is not None and not -tokens.shape[1] <= position < tokens.shape[1]:
+        raise BracketLensError(
+            f"position {position} is outside the {tokens.shape[1]} positions of these tokens"
+        )
+    d = model.cfg.d_model
+    moments = FitMoments(d, d)
+    pending: dict[str, Tensor] = {}
 
-    Attributes:
-        regression: the fitted sklearn ``LinearRegression`` (with intercept).
-        r2: coefficient of determination on the data it was fitted on.
-        layernorm: which LayerNorm (``"ln_final"``, ``"blocks.L.ln1"``...).
-        position: the sequence position fitted, or ``None`` for all positions pooled.
-    """
+    def keep_x(act: Tensor, hook: object) -> None:
+        pending["x"] = act
 
-    regression: LinearRegression
-    r2: float
-    layernorm: str
-    position: int | None
+    def add(y: Tensor, hook: object) -> None:
+        x = pending.pop("x")
+        if position is None:
+            moments.add(x.flatten(0, 1), y.flatten(0, 1))
+        else:
+            moments.add(x[:, position], y[:, position])
 
-    @property
-    def coef(self) -> Float[Tensor, "d_out d_in"]:
-        """The fitted linear map as a float32 tensor (sklearn's ``coef_``)."""
-        return torch.from_numpy(np.asarray(self.regression.coef_, dtype=np.float32))
-
-    def pull_back(self, direction: Float[Tensor, " d_out"]) -> Float[Tensor, " d_in"]:
-        """The input direction whose dot product gives ``direction``'s after the LN."""
-        return self.coef.T @ direction
+    # batches at the tokens' full width: a pooled fit takes every position as given
+    with torch.no_grad(), model.hooks(fwd_hooks=[(before, keep_x), (after, add)]):
+        for start in range(0, len(tokens), batch_size):
+            model(tokens[start : start + batch_size])
+    return moments
 
 
 def fit_layernorm(
@@ -62,42 +67,24 @@ def fit_layernorm(
     Raises:
         BracketLensError: unknown LayerNorm name or position out of range.
     """
-    before, after = layernorm_hook_names(model, layernorm)
-    if position is not None and not -tokens.shape[1] <= position < tokens.shape[1]:
-        raise BracketLensError(
-            f"position {position} is outside the {tokens.shape[1]} positions of these tokens"
-        )
-    acts = get_activations(model, tokens, [before, after])
-    x, y = acts[before], acts[after]
-    if position is None:
-        x, y = x.flatten(0, 1), y.flatten(0, 1)
-    else:
-        x, y = x[:, position], y[:, position]
-    return fit_arrays(x.numpy(), y.numpy(), layernorm=layernorm, position=position)
+    moments = _moments(model, tokens, layernorm, position)
+    return moments.fit(layernorm=layernorm, position=position)
 
 
 def fit_arrays(
     x: np.ndarray, y: np.ndarray, *, layernorm: str, position: int | None
 ) -> LayerNormFit:
     """Least-squares affine fit of rows ``y`` on rows ``x``."""
-    regression = LinearRegression().fit(x, y)
-    return LayerNormFit(
-        regression=regression,
-        r2=float(regression.score(x, y)),
-        layernorm=layernorm,
-        position=position,
-    )
+    moments = FitMoments(x.shape[1], y.shape[1])
+    moments.add(torch.from_numpy(np.asarray(x)), torch.from_numpy(np.asarray(y)))
+    return moments.fit(layernorm=layernorm, position=position)
 
 
 def score_fit(
     model: BracketTransformer, fit: LayerNormFit, tokens: Int[Tensor, "batch seq"]
 ) -> float:
     """R^2 of a fit on other strings than those it was fitted on (held-out r^2)."""
-    before, after = layernorm_hook_names(model, fit.layernorm)
-    acts = get_activations(model, tokens, [before, after])
-    x, y = acts[before], acts[after]
-    if fit.position is None:
-        x, y = x.flatten(0, 1), y.flatten(0, 1)
-    else:
-        x, y = x[:, fit.position], y[:, fit.position]
-    return float(fit.regression.score(x.numpy(), y.numpy()))
+    return _moments(model, tokens, fit.layernorm, fit.position).score(fit)
+
+
+__all__ = ["LayerNormFit", "fit_arrays", "fit_layernorm", "score_fit"]

@@ -9,7 +9,7 @@ heads a model uses: the roles are arguments, never constants.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from jaxtyping import Float, Int
@@ -30,11 +30,13 @@ from bracketlens.circuits.tally import (
     mlp_input_cosines,
     tally_vectors,
 )
+from bracketlens.components import Component
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.engine import Gathered, gather
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.stats import Estimate, bootstrap
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,16 @@ class Roles:
     elevation_head: int = 0
     read_position: int = 1
     tally_head: int = 0  # in layer 0
+
+    @property
+    def elevation(self) -> Component:
+        """The head that carries the total-elevation test."""
+        return Component.at(self.elevation_layer, self.elevation_head)
+
+    @property
+    def tally(self) -> Component:
+        """The layer-0 head that tallies the parens."""
+        return Component.at(0, self.tally_head)
 
 
 @dataclass(frozen=True)
@@ -77,6 +89,65 @@ class ElevationCircuit:
     def attention_from_0(self) -> Float[Tensor, " seqK"]:
         """Mean attention from query 0 of the elevation head over strings starting with '('."""
         return self.attention_rows.mean(0)
+
+    def attention_on_read(self) -> Estimate:
+        """Attention from query 0 on the read position, mean over strings with its interval."""
+        return bootstrap(self.attention_rows[:, self.roles.read_position].numpy())
+
+    def to_json(self, groups: Int[Tensor, " batch"]) -> dict[str, object]:
+        """Every number of the analysis (``groups``: each string's failure group)."""
+        comp = self.components
+        elevation_only = groups == FailureGroup.ELEVATION_ONLY
+        return {
+            "roles": asdict(self.roles),
+            "attention_from_query_0": [round(x, 4) for x in self.attention_from_0.tolist()],
+            "attention_on_read_position": self.attention_on_read().to_dict(),
+            "ln1_fit_r2": _r(self.ln_fit_r2),
+            "components_median_abs_on_elevation_failures": {
+                label: _r(comp.values[i, elevation_only].abs().median())
+                for i, label in enumerate(comp.labels)
+            },
+            "tally": {"head": f"0.{self.tally.head}", "cos_vL_vR": _r(self.tally.cosine)},
+            "mlp_input_mean_cos2": {f"mlp {k}": _r(v) for k, v in self.mlp_cos2.items()},
+            "random_mean_cos2": _r(self.random_cos2),
+            "top_neurons": {
+                str(layer): [
+                    {
+                        "neuron": r.name,
+                        "separation": _r(r.separation),
+                        "effect_size": _r(r.effect_size),
+                    }
+                    for r in ranks[:10]
+                ]
+                for layer, ranks in self.neuron_ranks.items()
+            },
+            "neuron_classes": {
+                c.name: {
+                    "kind": c.kind,
+                    "rise_above": _r(c.rise_above),
+                    "rise_below": _r(c.rise_below),
+                    "r2": _r(c.r2),
+                }
+                for classes in self.neuron_classes.values()
+                for c in classes
+                if c.kind != "inactive"
+            },
+        }
+
+    def claims_json(self) -> list[dict[str, object]]:
+        """Each claim of the hypothesis, whether it holds, and its evidence."""
+        return [
+            {
+                "claim": c.text,
+                "holds": c.holds,
+                "evidence": {k: _r(v) for k, v in c.evidence.items()},
+            }
+            for c in self.claims
+        ]
+
+
+def _r(x: float | Tensor) -> float:
+    return round(float(x), 6)
 
 
 def analyse_elevation(
@@ -167,7 +238,7 @@ def _check_roles(model: BracketTransformer, data: BracketDataset, roles: Roles) 
 
 def _with_claims(result: ElevationCircuit, data: BracketDataset) -> ElevationCircuit:
     roles = result.roles
-    head = f"{roles.elevation_layer}.{roles.elevation_head}"
+    head = roles.elevation.short
     row = result.attention_from_0
     others = torch.cat([row[: roles.read_position], row[roles.read_position + 1 :]])
     elevation = data.failure_groups == FailureGroup.ELEVATION_ONLY
@@ -189,7 +260,7 @@ def _with_claims(result: ElevationCircuit, data: BracketDataset) -> ElevationCir
             set(top2) == set(mlps[:2]),
         ),
         Claim(
-            f"head 0.{roles.tally_head} tallies the string: what it writes for '(' and for ')' "
+            f"{roles.tally.label} tallies the string: what it writes for '(' and for ')' "
             "point in opposite directions (cosine close to -1)",
             {"cos_vL_vR": result.tally.cosine},
             result.tally.cosine < -0.9,

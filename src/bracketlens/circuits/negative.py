@@ -9,37 +9,22 @@ comes from the components before it (:func:`negative_feeders`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
-from bracketlens.activations import layernorm_hook_names, run_and_reduce
-from bracketlens.attribution.components import (
-    ComponentStack,
-    centre_on_balanced,
-    component_labels,
-)
+from bracketlens.attribution.components import ComponentStack
 from bracketlens.attribution.directions import unbalanced_direction_pre_ln
-from bracketlens.attribution.layernorm import LayerNormFit
 from bracketlens.circuits.heads import attention_patterns, check_head, ov_matrix
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.tokens import CLOSE, OPEN
+from bracketlens.data.tokens import OPEN
 from bracketlens.data.truth import FailureGroup
-from bracketlens.engine.moments import FitMoments
+from bracketlens.engine.feeders import FeederSums, gather_feeders, wrong_way_positions
 from bracketlens.errors import BracketLensError
-from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
+from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap
-
-
-def wrong_way_positions(tokens: Int[Tensor, "batch seq"]) -> Bool[Tensor, "batch seq"]:
-    """Paren positions whose suffix (from there to the end) has more '(' than ')'."""
-    step = (tokens == OPEN).to(torch.int32) - (tokens == CLOSE).to(torch.int32)
-    suffix = step.flip(-1).cumsum(-1).flip(-1)
-    return (suffix > 0) & (step != 0)
 
 
 @dataclass(frozen=True)
@@ -62,15 +47,37 @@ class NegativeAttention:
         """How many times more attention the wrong-way positions get than uniform."""
         return self.on_wrong_way.value / max(self.uniform_baseline.value, 1e-12)
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "head": self.head,
+            "on_wrong_way_positions": self.on_wrong_way.to_dict(),
+            "uniform_baseline": self.uniform_baseline.to_dict(),
+            "lift": round(self.lift, 6),
+        }
+
 
 def negative_head_attention(
-    model: BracketTransformer, data: BracketDataset, layer: int, head: int
+    model: BracketTransformer,
+    data: BracketDataset,
+    layer: int,
+    head: int,
+    rows: Float[Tensor, "batch seqK"] | None = None,
 ) -> NegativeAttention:
-    """Attention from position 0 to wrong-way positions, on the strings that go negative."""
-    negative = data[data.failure_types.negative]
+    """Attention from position 0 to wrong-way positions, on the strings that go negative.
+
+    Args:
+        rows: the head's attention row from query 0 on every string of ``data``, if
+            a pass already kept it (:class:`bracketlens.engine.Observation`).
+    """
+    check_head(model, layer, head)
+    goes_negative = data.failure_types.negative
+    negative = data[goes_negative]
     if len(negative) == 0:
         raise BracketLensError("no string of the sample goes negative; use a larger sample")
-    row = attention_patterns(model, negative.tokens, layer, head)[:, 0]  # [batch, key]
+    if rows is None:
+        row = attention_patterns(model, negative.tokens, layer, head)[:, 0]  # [batch, key]
+    else:
+        row = rows[goes_negative, : negative.tokens.shape[1]]
     wrong = wrong_way_positions(negative.tokens)
     n_parens = (negative.tokens >= OPEN).sum(-1).clamp(min=1)
     return NegativeAttention(
@@ -105,6 +112,22 @@ class NegativeFeeders:
     components: ComponentStack
     from_wrong_way: Float[Tensor, "component batch"]
 
+    def to_json(self, groups: Int[Tensor, " batch"]) -> dict[str, object]:
+        """Medians per failure group (``groups``: each string's failure group)."""
+        wrong = self.from_wrong_way[:, groups == FailureGroup.NEGATIVE_ONLY]
+        return {
+            "head": self.head,
+            "ln1_fit_r2_paren_positions": round(self.ln_fit_r2, 6),
+            "median_by_group": {
+                label: {g: round(v, 6) for g, v in by_group.items()}
+                for label, by_group in self.group_medians(groups).items()
+            },
+            "median_from_wrong_way_positions_just_negative": {
+                label: round(float(wrong[i].median()), 6) if wrong.shape[1] else None
+                for i, label in enumerate(self.components.labels)
+            },
+        }
+
     def group_medians(self, groups: Int[Tensor, " batch"]) -> dict[str, dict[str, float]]:
         """Median contribution of each component per failure group: label -> group -> value."""
         out: dict[str, dict[str, float]] = {}
@@ -125,69 +148,34 @@ def negative_feeders(
     head: int,
     output_direction: Float[Tensor, " d_model"] | None = None,
     batch_size: int = DEFAULT_BATCH,
+    sums: FeederSums | None = None,
 ) -> NegativeFeeders:
     """The components before ``layer`` that feed head ``layer.head``, per string.
 
     Args:
         output_direction: the direction the head's output is read in; by default the
             unbalanced direction before the final LayerNorm, fitted on ``data``.
+        sums: what a pass over ``data`` already gathered for this head (one more pass
+            over ``data`` otherwise).
     """
     check_head(model, layer, head)
     if not data.labels.any():
         raise BracketLensError("centring the feeders needs balanced strings in the sample")
     if output_direction is None:
         output_direction = unbalanced_direction_pre_ln(model, data.tokens)
-    fit = _paren_position_fit(model, data.tokens, layer, batch_size)
+    if sums is None:
+        sums = gather_feeders(model, data, layer, head, batch_size)
+    if (sums.layer, sums.head) != (layer, head):
+        raise BracketLensError(
+            f"the pass gathered head {sums.layer}.{sums.head}, not {layer}.{head}"
+        )
+    fit = sums.ln_fit()
     d = fit.pull_back(ov_matrix(model, layer, head) @ output_direction.detach().float())
-
-    def along(act: Tensor) -> Tensor:
-        return act @ d
-
-    reducers: dict[str, list[Callable[[Tensor], Tensor]]] = {
-        "hook_embed": [along],
-        "hook_pos_embed": [along],
-        f"blocks.{layer}.attn.hook_pattern": [lambda p: p[:, head, 0]],
-    }
-    for lyr in range(layer):
-        reducers[f"blocks.{lyr}.attn.hook_result"] = [along]  # [batch, seq, head]
-        reducers[f"blocks.{lyr}.hook_mlp_out"] = [along]
-    acts = run_and_reduce(model, data.tokens, reducers, batch_size)
-    per_position = [acts["hook_embed"][0] + acts["hook_pos_embed"][0]]
-    for lyr in range(layer):
-        per_position += [*acts[f"blocks.{lyr}.attn.hook_result"][0].unbind(-1)]
-        per_position.append(acts[f"blocks.{lyr}.hook_mlp_out"][0])
-    stacked = torch.stack(per_position)  # [component, batch, seq]
-    row = acts[f"blocks.{layer}.attn.hook_pattern"][0]  # [batch, seq]
-    through = (stacked * row).sum(-1)
-    wrong = (stacked * row * wrong_way_positions(data.tokens)).sum(-1)
-    labels = component_labels(model.cfg)[: 1 + layer * (model.cfg.n_heads + 1)]
-    centred = centre_on_balanced(through, data.labels)
+    through = sums.projected(model, d, 0)
     return NegativeFeeders(
         head=f"{layer}.{head}",
         direction=d,
         ln_fit_r2=fit.r2,
-        components=ComponentStack(centred, labels, torch.zeros(())),
-        from_wrong_way=wrong,
+        components=through.centred(data.labels),
+        from_wrong_way=sums.projected(model, d, 1).values,
     )
-
-
-def _paren_position_fit(
-    model: BracketTransformer, tokens: Int[Tensor, "batch seq"], layer: int, batch_size: int
-) -> LayerNormFit:
-    """Linear fit of ``blocks.{layer}.ln1`` over every paren position (no start, end, pad)."""
-    moments = FitMoments(model.cfg.d_model, model.cfg.d_model)
-    before, after = layernorm_hook_names(model, f"blocks.{layer}.ln1")
-    state: dict[str, Tensor] = {}
-
-    def keep_x(act: Tensor, hook: object) -> None:
-        state["x"] = act
-
-    def add(act: Tensor, hook: object) -> None:
-        parens = state["tokens"] >= OPEN
-        moments.add(state.pop("x")[parens], act[parens])
-
-    with torch.no_grad(), model.hooks(fwd_hooks=[(before, keep_x), (after, add)]):
-        for _, batch in iter_batches(tokens, batch_size):
-            state["tokens"] = batch
-            model(batch)
-    return moments.fit(layernorm=f"blocks.{layer}.ln1", position=None)

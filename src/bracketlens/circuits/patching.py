@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from jaxtyping import Float, Int
@@ -17,6 +18,9 @@ from bracketlens.circuits.heads import check_head, queries_and_keys
 from bracketlens.data.tokens import tokenize
 from bracketlens.interventions import patch
 from bracketlens.model.transformer import BracketTransformer
+
+if TYPE_CHECKING:
+    from bracketlens.circuits.elevation import Roles
 
 
 @torch.no_grad()
@@ -47,6 +51,14 @@ class PatchedAttention:
 
     pattern: Float[Tensor, "head seqQ seqK"]
     description: str
+
+    def to_json(self, roles: Roles) -> dict[str, object]:
+        """The tallying head's mean row from the read position (4 decimals)."""
+        row = self.pattern[roles.tally_head, roles.read_position]
+        return {
+            "description": self.description,
+            "mean_attention_from_read_position": [round(x, 4) for x in row.tolist()],
+        }
 
 
 def patched_attention(

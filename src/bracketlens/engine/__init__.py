@@ -1,6 +1,23 @@
-"""The single-pass analysis engine: one forward pass, reduced on the fly."""
+"""The analysis's forward passes: each batch runs once, reduced on the fly."""
 
-from bracketlens.engine.moments import FitMoments
-from bracketlens.engine.single_pass import Gathered, gather
+from bracketlens.engine.single_pass import (
+    Gathered,
+    Observation,
+    ReadSlices,
+    gather,
+    layer0_moments,
+    observe,
+    read_slices,
+)
+from bracketlens.layernorm_fit import FitMoments
 
-__all__ = ["FitMoments", "Gathered", "gather"]
+__all__ = [
+    "FitMoments",
+    "Gathered",
+    "Observation",
+    "ReadSlices",
+    "gather",
+    "layer0_moments",
+    "observe",
+    "read_slices",
+]

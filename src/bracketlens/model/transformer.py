@@ -312,6 +312,22 @@ class BracketTransformer(HookedRootModule):
             resid = block(resid, pad)
         return self.unembed(self.ln_final(resid))
 
+    def forward_from(
+        self,
+        layer: int,
+        resid: Float[Tensor, "batch pos d_model"],
+        tokens: Int[Tensor, "batch pos"],
+    ) -> Float[Tensor, "batch pos 2"]:
+        """The logits from the residual stream entering block ``layer`` (its hooks fire).
+
+        An intervention at ``layer`` or later leaves everything before it as in the
+        clean run, so it can start from the clean ``blocks.{layer}.hook_resid_pre``.
+        """
+        pad = tokens == self.cfg.pad_token_id
+        for block in self.blocks[layer:]:
+            resid = block(resid, pad)
+        return self.unembed(self.ln_final(resid))
+
     def class_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 2"]:
         """The logits at position 0 only: ``self(tokens)[:, 0]`` at about 80% of the cost.
 

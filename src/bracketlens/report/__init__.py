@@ -1,6 +1,9 @@
-"""Report: analyze (findings) and render (HTML, PNG, JSON)."""
+"""Report: render an analysis as HTML, figures and PNGs (``analyze`` is re-exported)."""
 
-from bracketlens.report.analyze import Findings, analyze
+from bracketlens.analysis import Analysis
+from bracketlens.pipeline import analyze
 from bracketlens.report.write import write_report
 
-__all__ = ["Findings", "analyze", "write_report"]
+Findings = Analysis
+
+__all__ = ["Analysis", "Findings", "analyze", "write_report"]

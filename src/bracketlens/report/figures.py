@@ -72,6 +72,8 @@ def attribution_figures(f: Findings) -> list[Figure]:
 def circuit_figures(f: Findings) -> list[Figure]:
     """The elevation circuit: attention, components before it, neurons."""
     e, r, data = f.elevation, f.roles, f.data
+    if e is None or r is None:
+        return []
     head = f"{r.elevation_layer}.{r.elevation_head}"
     comp = e.components
     opens = data[data.starts_open]
@@ -135,6 +137,8 @@ def circuit_figures(f: Findings) -> list[Figure]:
 def patching_figures(f: Findings) -> list[Figure]:
     """Bar charts of the tallying head's attention from the read position, per patch."""
     r = f.roles
+    if r is None:
+        return []
     labels = ["[start]", *[str(i + 1) for i in range(MAX_PARENS)], "[end]"]
     return [
         Figure(

@@ -99,7 +99,7 @@ def render_html(f: Findings, figures: dict[str, list[Figure]], png_note: str) ->
     for key, title in SECTIONS:
         parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>', texts[key]]
         parts += [_figure_html(fig) for fig in figures.get(key, [])]
-        if key == "patching":
+        if key == "patching" and f.patching:
             parts.append(_circuitsvis_html(f))
         body.append("\n".join(parts) + "</section>")
     nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)

@@ -131,10 +131,14 @@ def _negative_section(f: Findings) -> str:
     return text
 
 
+NOT_FOUND = "<p>Not found: localisation named no elevation head in this model.</p>"
+
+
 def _circuit(f: Findings) -> str:
-    e, r = f.elevation, f.roles
+    e, r, att = f.elevation, f.roles, f.attention_read
+    if e is None or r is None or att is None:
+        return NOT_FOUND
     head = f"{r.elevation_layer}.{r.elevation_head}"
-    att = f.attention_read
     cos2 = ", ".join(f"MLP {k}: {v:.4f}" for k, v in e.mlp_cos2.items())
     return (
         f"<p>Head {head} attends from position 0 to position {r.read_position} with mean "
@@ -149,6 +153,8 @@ def _circuit(f: Findings) -> str:
 
 
 def _hypothesis(f: Findings) -> str:
+    if f.elevation is None:
+        return NOT_FOUND
     items = []
     for c in f.elevation.claims:
         cls = "claim" if c.holds else "claim fails"
@@ -210,6 +216,8 @@ def _paths(f: Findings) -> str:
 
 def _attribution_patching(f: Findings) -> str:
     a = f.attribution_patching
+    if a is None:
+        return ""
     rows = []
     for group in labels_present(a.groups):
         top = ", ".join(f"{t.component} @ {t.position} ({t.effect:+.3f})" for t in a.top(group, 3))

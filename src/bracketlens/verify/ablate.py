@@ -8,8 +8,9 @@ the same data set (a fixed random permutation).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -17,36 +18,29 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from bracketlens.activations import get_activations
+from bracketlens.components import Component, all_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import patch, run_patched
-from bracketlens.model.checks import check_head
 from bracketlens.model.transformer import BracketTransformer
 
 
-def component_hook_name(model: BracketTransformer, component: str) -> tuple[str, int | None]:
-    """Hook name and head index (None for an MLP) of ``"head L.H"`` or ``"mlp L"``."""
-    kind, _, where = component.partition(" ")
-    try:
-        if kind == "head":
-            layer, head = (int(x) for x in where.split("."))
-            check_head(model, layer, head)
-            return f"blocks.{layer}.attn.hook_result", head
-        if kind == "mlp":
-            check_head(model, int(where))
-            return f"blocks.{int(where)}.hook_mlp_out", None
-    except ValueError:
-        pass
-    raise BracketLensError(f"unknown component {component!r}: use 'head L.H' or 'mlp L'")
+def component_hook_name(
+    model: BracketTransformer, component: str | Component
+) -> tuple[str, int | None]:
+    """Hook name and head index (None for an MLP) of a component (or ``"head L.H"``, ``"mlp L"``)."""
+    if isinstance(component, str):
+        if not component.startswith(("head ", "mlp ")):
+            raise BracketLensError(f"unknown component {component!r}: use 'head L.H' or 'mlp L'")
+        component = Component.parse(component)
+    component.check(model.cfg)
+    return component.hook_name, component.head
 
 
 def component_names(model: BracketTransformer) -> list[str]:
-    """Every head and MLP of the model, in forward order."""
-    names = []
-    for layer in range(model.cfg.n_layers):
-        names += [f"head {layer}.{h}" for h in range(model.cfg.n_heads)] + [f"mlp {layer}"]
-    return names
+    """Every head and MLP of the model, in forward order (their labels)."""
+    return [c.label for c in all_components(model.cfg)]
 
 
 def group_means(values: Tensor, data: BracketDataset) -> dict[str, float]:
@@ -77,6 +71,10 @@ class AblationEffect:
     accuracy: float
     p_balanced: Float[Tensor, " batch"]
     by_group: dict[str, dict[str, float]]
+
+    def to_json(self) -> dict[str, object]:
+        """Loss and accuracy, overall and per failure group."""
+        return {"loss": self.loss, "accuracy": self.accuracy, "by_group": self.by_group}
 
 
 def summarise(
@@ -140,3 +138,86 @@ def ablate(
     else:
         raise BracketLensError(f"unknown ablation method {method!r}: use 'mean' or 'resample'")
     return summarise(logits, data, component, method)
+
+
+@dataclass(frozen=True)
+class CleanRun:
+    """One clean pass: each component's mean output per position, and each block's input.
+
+    Attributes:
+        means: hook name -> mean over the strings, ``[1, seq, (head,) d_model]``
+            (full width: padding positions included, as :func:`mean_activation` takes it).
+        resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
+            the strings :func:`clean_run` was asked to keep.
+    """
+
+    means: dict[str, Tensor]
+    resid_pre: Tensor
+
+
+@torch.no_grad()
+def clean_run(
+    model: BracketTransformer,
+    data: BracketDataset,
+    rows: Tensor | None = None,
+    batch_size: int = 512,
+) -> CleanRun:
+    """The component means over ``data``, and the block inputs of the strings in ``rows``."""
+    names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
+    n, width = data.tokens.shape
+    kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
+    slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
+    sums: dict[str, Tensor] = {}
+    resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
+    batch: dict[str, slice] = {}
+
+    def add(act: Tensor, hook: Any) -> None:
+        total = act.sum(0)
+        sums[hook.name] = sums[hook.name] + total if hook.name in sums else total
+
+    def keep(layer: int) -> Any:
+        def hook(act: Tensor, hook: Any) -> None:
+            mine = kept[batch["now"]]
+            resid[layer, slot[batch["now"]][mine]] = act[mine]
+
+        return hook
+
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+        (name, add) for name in names
+    ]
+    hooks += [(f"blocks.{lyr}.hook_resid_pre", keep(lyr)) for lyr in range(model.cfg.n_layers)]
+    with model.hooks(fwd_hooks=hooks):
+        for start in range(0, n, batch_size):
+            batch["now"] = slice(start, min(start + batch_size, n))
+            model(data.tokens[batch["now"]])
+    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid)
+
+
+def mean_ablations(
+    model: BracketTransformer,
+    data: BracketDataset,
+    rows: Tensor | None = None,
+    clean: CleanRun | None = None,
+) -> list[AblationEffect]:
+    """Mean ablation of every head and MLP (means over ``data``, per position).
+
+    The numbers of :func:`ablate` with ``"mean"`` for each component, from one clean
+    pass: each ablated run starts at the component's own layer.
+
+    Args:
+        rows: the strings to ablate on (all by default); the means are over all of ``data``.
+        clean: ``clean_run(model, data, rows)``, if already run.
+    """
+    clean = clean or clean_run(model, data, rows)
+    chosen = data if rows is None else data[rows]
+    resid = clean.resid_pre
+    if resid.shape[1] != len(chosen):
+        raise BracketLensError("clean must be the clean run of data kept for the same rows")
+    out = []
+    for component in component_names(model):
+        name, head = component_hook_name(model, component)
+        layer = int(name.split(".")[1])
+        hook = [(name, patch(clean.means[name], head=head))]
+        logits = run_patched(model, chosen.tokens, hook, start=(layer, resid[layer]))
+        out.append(summarise(logits, chosen, component, "mean"))
+    return out

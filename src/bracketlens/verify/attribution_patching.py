@@ -28,9 +28,9 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import group_rows
+from bracketlens.data.truth import group_rows, labels_present
 from bracketlens.errors import BracketLensError
-from bracketlens.model.predict import DEFAULT_BATCH
+from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.verify.ablate import component_hook_name, component_names
 
@@ -66,6 +66,20 @@ class AttributionPatching:
             raise BracketLensError(f"no string of the sample is in group {group!r}")
         return self.effects[rows].mean(0)
 
+    def to_json(self, k: int = 5) -> dict[str, list[dict[str, object]]]:
+        """The ``k`` most important (component, position) pairs per failure group."""
+        return {
+            group: [
+                {
+                    "component": t.component,
+                    "position": t.position,
+                    "estimated_margin_drop": t.effect,
+                }
+                for t in self.top(group, k)
+            ]
+            for group in labels_present(self.groups)
+        }
+
     def top(self, group: str = "all", k: int = 5) -> list[PatchScore]:
         """The ``k`` (component, position) pairs whose ablation would hurt the margin most."""
         mean = self.mean(group)
@@ -78,25 +92,36 @@ class AttributionPatching:
 
 
 def attribution_patching(
-    model: BracketTransformer, data: BracketDataset, batch_size: int = DEFAULT_BATCH // 4
+    model: BracketTransformer,
+    data: BracketDataset,
+    batch_size: int = DEFAULT_BATCH // 4,
+    means: dict[str, Tensor] | None = None,
 ) -> AttributionPatching:
-    """Estimate every (component, position)'s mean-ablation effect on each string's margin."""
+    """Estimate every (component, position)'s mean-ablation effect on each string's margin.
+
+    Args:
+        means: each component hook's mean over ``data`` per position (``[1, seq, ...]``,
+            :func:`bracketlens.verify.ablate.clean_run`), if already taken.
+    """
     if len(data) == 0:
         raise BracketLensError("attribution patching needs at least one string")
     names = component_names(model)
     hooks = [component_hook_name(model, c) for c in names]
     hook_names = sorted({name for name, _ in hooks})
-    means = _means(model, data.tokens, hook_names, batch_size)
+    if means is None:
+        means = _means(model, data.tokens, hook_names, batch_size)
     n, width = data.tokens.shape
-    effects = torch.empty(n, len(names), width)
-    for start in range(0, n, batch_size):
-        rows = slice(start, min(start + batch_size, n))
-        acts = _acts_and_grads(model, data.tokens[rows], data.labels[rows], hook_names)
+    # zero past a batch's trimmed width: a padding position's gradient is exactly 0
+    effects = torch.zeros(n, len(names), width)
+    for rows, tokens in iter_batches(data.tokens, batch_size):
+        w = tokens.shape[1]
+        acts = _acts_and_grads(model, tokens, data.labels[rows], hook_names)
         for i, (name, head) in enumerate(hooks):
             act, grad = acts[name]
-            per_dim = (act - means[name]) * grad  # the margin lost by moving to the mean
+            mean = means[name][0] if means[name].dim() == act.dim() else means[name]
+            per_dim = (act - mean[:w]) * grad  # the margin lost by moving to the mean
             per_pos = per_dim[:, :, head] if head is not None else per_dim
-            effects[rows, i] = per_pos.sum(-1)
+            effects[rows, i, :w] = per_pos.sum(-1)
     return AttributionPatching(effects=effects, components=names, groups=data.failure_groups)
 
 

@@ -27,6 +27,7 @@ that of the sender at the read position with every path open.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import isnan
 from typing import Any, cast
 
 import numpy as np
@@ -37,11 +38,12 @@ from torch import Tensor
 from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.tokens import PAD
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, constant, set_at
 from bracketlens.model.checks import check_head
-from bracketlens.model.predict import DEFAULT_BATCH
+from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 from bracketlens.verify.ablate import group_means
@@ -86,6 +88,19 @@ class PathPatch:
         rows = group_rows(self.groups, group)
         return bootstrap_ratio(mine[rows], ref[rows])
 
+    def to_json(self) -> dict[str, object]:
+        """The route's share of the sender's effect (with intervals), and every path's effect."""
+        return {
+            "route": self.route,
+            "route_share_of_sender_at_read_position": self.share(),
+            "route_share_ci95": {
+                g: self.share_interval(g).to_dict() for g, v in self.share().items() if not isnan(v)
+            },
+            "clean_loss": self.clean_loss,
+            "logit_diff_change": {k: e.logit_diff_change for k, e in self.effects.items()},
+            "loss": {k: e.loss for k, e in self.effects.items()},
+        }
+
     def share(self, path: str = ROUTE, reference: str = READ_ALL_PATHS) -> dict[str, float]:
         """A path's logit-difference change over the reference's, per group (unclipped)."""
         mine, ref = self.effects[path].logit_diff_change, self.effects[reference].logit_diff_change
@@ -123,13 +138,18 @@ def path_patch_elevation(
         donors = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
     elif donors.shape != (len(data),):
         raise BracketLensError("donors must hold one string index per string of the data")
-    logits: dict[str, list[Tensor]] = {}
-    for start in range(0, len(data), batch_size):
-        rows = slice(start, min(start + batch_size, len(data)))
-        batch = _batch_logits(model, data.tokens[rows], data.tokens[donors[rows]], roles)
+    merged: dict[str, Tensor] = {}
+    lengths = (data.tokens != PAD).sum(-1)
+    for rows, clean in iter_batches(data.tokens, batch_size):
+        # the donors run at their own length, and at least as wide as the clean batch
+        width = max(clean.shape[1], pos + 1)
+        donor_width = max(width, int(lengths[donors[rows]].max()))
+        donor = data.tokens[donors[rows], :donor_width]
+        batch = _batch_logits(model, data.tokens[rows, :width], donor, roles)
         for key, value in batch.items():
-            logits.setdefault(key, []).append(value)
-    merged = {k: torch.cat(v).double() for k, v in logits.items()}
+            merged.setdefault(key, torch.empty(len(data), 2, dtype=torch.float64))[rows] = (
+                value.double()
+            )
     labels = data.labels.long()
     clean = merged.pop("clean")
     clean_diff = clean[:, 1] - clean[:, 0]
@@ -168,6 +188,7 @@ def _batch_logits(
     mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
     resid_name = f"blocks.{layer}.hook_resid_pre"
     donor_out = get_activations(model, donor, sender, batch_size=len(donor))[sender]
+    donor_out = donor_out[:, : clean.shape[1]]
     clean_out = get_activations(model, clean, [sender, *frozen, *mlps, resid_name], len(clean))
     recorded: dict[str, Tensor] = {}
 
@@ -206,8 +227,13 @@ def _batch_logits(
         (f"blocks.{layer}.attn.hook_v", set_at(direct_v, pos, head))
     ]
     runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, set_at(via_mlps, pos, None))]
-    runs[READ_ALL_PATHS] = [(sender, at_read)]
-    runs["sender at every position"] = [(sender, everywhere)]
-    return {
-        key: model.run_with_hooks(clean, fwd_hooks=list(hooks))[:, 0] for key, hooks in runs.items()
-    }
+    # every run so far patches the elevation layer or later: start from its clean input
+    out = {}
+    for key, hooks in runs.items():
+        with model.hooks(fwd_hooks=list(hooks)):
+            out[key] = model.forward_from(layer, clean_out[resid_name], clean)[:, 0]
+    out[READ_ALL_PATHS] = model.run_with_hooks(clean, fwd_hooks=[(sender, at_read)])[:, 0]
+    out["sender at every position"] = model.run_with_hooks(clean, fwd_hooks=[(sender, everywhere)])[
+        :, 0
+    ]
+    return out

@@ -15,7 +15,7 @@ should score near 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -26,9 +26,10 @@ from torch import Tensor
 from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.truth import group_rows
+from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, patch, run_patched
+from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 from bracketlens.verify.ablate import group_means
@@ -48,6 +49,7 @@ class ScrubResult:
     # for bootstrap intervals; None when only the means are known
     per_string: dict[str, np.ndarray] | None = None
     groups: np.ndarray | None = None
+    headline: str = "all"  # the failure group the hypothesis is about
 
     def recovered_interval(self, group: str = "all", which: str = "hypothesis") -> Estimate:
         """The share recovered in ``group`` with a bootstrap interval over its strings."""
@@ -59,6 +61,25 @@ class ScrubResult:
         return bootstrap_ratio(
             random - self.per_string[which][rows], random - self.per_string["model"][rows]
         )
+
+    def to_json(self) -> dict[str, object]:
+        """Shares of loss recovered (with intervals when per-string losses were kept)."""
+        recovered = self.recovered()
+        return {
+            "hypothesis": self.hypothesis,
+            "activation": self.activation,
+            "headline_group": self.headline,
+            "loss_recovered": {k: round(v, 6) for k, v in recovered.items()},
+            "loss_recovered_ci95": None
+            if self.per_string is None
+            else {k: self.recovered_interval(k).to_dict() for k in recovered},
+            "control_loss_recovered": {
+                k: round(v, 6) for k, v in self.recovered("control").items()
+            },
+            "loss_model": {k: round(v, 8) for k, v in self.loss_model.items()},
+            "loss_hypothesis": {k: round(v, 8) for k, v in self.loss_hypothesis.items()},
+            "loss_random": {k: round(v, 8) for k, v in self.loss_random.items()},
+        }
 
     def recovered(self, which: str = "hypothesis") -> dict[str, float]:
         """(L_random - L_x) / (L_random - L_model) per group, for x = hypothesis or control."""
@@ -106,26 +127,27 @@ def resample_test(
 ) -> ScrubResult:
     """Resample every site at once from donors that share its feature (or at random)."""
     rng = np.random.default_rng(seed)
-    names = sorted({s.hook_name for s in sites})
-    acts = get_activations(model, data.tokens, names)
+    first = min(int(s.hook_name.split(".")[1]) for s in sites)  # every site is in a block
+    resid_name = f"blocks.{first}.hook_resid_pre"
+    acts = get_activations(model, data.tokens, sorted({s.hook_name for s in sites} | {resid_name}))
 
     def run(donors: list[np.ndarray]) -> Tensor:
         sources = [
             acts[s.hook_name][torch.from_numpy(d)] for s, d in zip(sites, donors, strict=True)
         ]
 
-        def hooks(rows: slice) -> list[tuple[str, Hook]]:
+        def hooks(rows: Tensor) -> list[tuple[str, Hook]]:
             return [
                 (s.hook_name, patch(src[rows], head=s.head, positions=s.position))
                 for s, src in zip(sites, sources, strict=True)
             ]
 
-        logits = run_patched(model, data.tokens, per_batch=hooks)
+        logits = run_patched(model, data.tokens, per_batch=hooks, start=(first, acts[resid_name]))
         return _string_losses(logits, data)
 
     n = len(data)
     losses = {
-        "model": run([np.arange(n) for _ in sites]),
+        "model": _string_losses(predict_logits(model, data.tokens), data),  # nothing resampled
         "hypothesis": run([matched_donors(s.feature, rng) for s in sites]),
         "random": run([rng.permutation(n) for _ in sites]),
         "control": run([matched_donors(s.feature[rng.permutation(n)], rng) for s in sites]),
@@ -174,7 +196,8 @@ def scrub_elevation(
         f"head {roles.elevation_layer}.{roles.elevation_head}'s value at position "
         f"{roles.read_position} carries only the elevation and the first character"
     )
-    return resample_test(model, data, [elevation_site(data, roles)], hypothesis, seed)
+    result = resample_test(model, data, [elevation_site(data, roles)], hypothesis, seed)
+    return replace(result, headline=FailureGroup.ELEVATION_ONLY.label)
 
 
 def scrub_negative(
@@ -185,7 +208,8 @@ def scrub_negative(
         f"head {layer}.{head}'s output at position 0 carries only whether a suffix goes "
         "negative (with the elevation and first character)"
     )
-    return resample_test(model, data, [negative_site(data, layer, head)], hypothesis, seed)
+    result = resample_test(model, data, [negative_site(data, layer, head)], hypothesis, seed)
+    return replace(result, headline=FailureGroup.NEGATIVE_ONLY.label)
 
 
 def scrub_both(

@@ -1,74 +1,21 @@
-"""Universality: train several seeds, localise each, and count which roles recur where."""
+"""Moved: :mod:`bracketlens.seeds` (re-exported here)."""
 
-from __future__ import annotations
+from bracketlens.seeds import (
+    ROLES,
+    SHORT_STEPS,
+    SeedRun,
+    recurrence,
+    seeds_json,
+    short_recipe,
+    train_and_localise,
+)
 
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-
-from bracketlens.data.generate import evaluation_set
-from bracketlens.model.predict import evaluate
-from bracketlens.model.train import TrainConfig, train
-from bracketlens.verify.localise import Localisation, RoleFinding, localise
-
-SHORT_STEPS = 3000  # a shorter recipe than the default: enough for the circuit to form
-ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")
-
-
-def short_recipe(steps: int = SHORT_STEPS) -> TrainConfig:
-    """The per-seed training recipe: the default one, shorter, with smaller held-out sets."""
-    return TrainConfig(steps=steps, n_eval=2000, n_near_miss=500)
-
-
-@dataclass(frozen=True)
-class SeedRun:
-    """One trained seed: its accuracy and where its roles sit."""
-
-    seed: int
-    accuracy: float
-    localisation: Localisation
-
-    def role(self, name: str) -> RoleFinding:
-        finding: RoleFinding = getattr(self.localisation, name)
-        return finding
-
-
-def train_and_localise(
-    seeds: Sequence[int],
-    *,
-    base: TrainConfig | None = None,
-    n_eval: int = 4000,
-    on_seed: Callable[[int], None] | None = None,
-) -> list[SeedRun]:
-    """Train one model per seed (``base`` recipe, short by default) and localise each."""
-    base = base or short_recipe()
-    runs = []
-    for seed in seeds:
-        if on_seed is not None:
-            on_seed(seed)
-        model = train(replace(base, seed=seed), progress=False).model
-        data = evaluation_set(n_eval, seed=10_000 + seed)  # the same kind of sample per seed
-        accuracy = evaluate(model, data).accuracy
-        runs.append(SeedRun(seed, accuracy, localise(model, data)))
-    return runs
-
-
-def recurrence(runs: Sequence[SeedRun]) -> dict[str, dict[str, int]]:
-    """For each role, how many seeds put it in each location ("not found" included)."""
-    return {
-        name: dict(Counter(run.role(name).location or "not found" for run in runs))
-        for name in ROLES
-    }
-
-
-def seeds_json(runs: Sequence[SeedRun]) -> dict[str, object]:
-    """The JSON of ``bracketlens seeds``: per-seed roles with evidence, and the recurrence."""
-    from bracketlens.report.findings_json import localisation_json
-
-    return {
-        "runs": [
-            {"seed": r.seed, "accuracy": r.accuracy, "roles": localisation_json(r.localisation)}
-            for r in runs
-        ],
-        "recurrence": recurrence(runs),
-    }
+__all__ = [
+    "ROLES",
+    "SHORT_STEPS",
+    "SeedRun",
+    "recurrence",
+    "seeds_json",
+    "short_recipe",
+    "train_and_localise",
+]

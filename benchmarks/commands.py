@@ -1,0 +1,129 @@
+"""Benchmark: the commands users run, as processes, against `bracketlens evaluate` on the same data.
+
+Usage: python benchmarks/commands.py [--only analyze-5000,analyze-100000,report,circuit]
+       [--course-dir ../shared/arena]
+
+Each case runs the baseline (``bracketlens evaluate`` on the same data: start-up
+plus one forward pass, the floor a user sees) and then the command, each as its
+own process with OMP_NUM_THREADS=1, and prints wall time, CPU time (user + sys)
+and peak RSS of both, with the ratios and the targets of issue 17:
+
+- ``analyze`` on the first 5,000 course strings: time <= 2x, peak RSS <= 1.5x;
+- ``analyze`` on all 100,000 course strings: time <= 3x, peak RSS <= 2 GB;
+- ``report --no-png`` on the bundled model, 5,000 strings: time <= 3x (and the
+  rendering floor: writing the page with its figures, timed in-process);
+- ``circuit`` at 10,000 strings: time <= 3x.
+
+On a machine shared with other work, wall times are noisy; CPU times less so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_COURSE = ROOT.parent / "shared" / "arena"
+
+
+def timed(args: list[str]) -> dict[str, float]:
+    """Wall seconds, CPU seconds and peak RSS (MiB) of ``bracketlens ARGS`` as a process."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "bracketlens.cli", *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(
+            f"{' '.join(args)} failed: {proc.stderr.read().decode() if proc.stderr else ''}"
+        )
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+
+
+def case(name: str, baseline: list[str], command: list[str], targets: dict[str, float]) -> dict:
+    base, ours = timed(baseline), timed(command)
+    ratios = {
+        "wall": round(ours["wall_s"] / base["wall_s"], 2),
+        "cpu": round(ours["cpu_s"] / base["cpu_s"], 2),
+        "peak_rss": round(ours["peak_rss_mib"] / base["peak_rss_mib"], 2),
+    }
+    return {
+        "case": name,
+        "baseline": {"command": " ".join(baseline), **base},
+        "command": {"command": " ".join(command), **ours},
+        "ratios": ratios,
+        "targets": targets,
+    }
+
+
+def render_floor(n: int) -> dict[str, float]:
+    """Seconds to write the report page (no PNGs) for an analysis already made."""
+    from bracketlens import evaluation_set, load_model
+    from bracketlens.pipeline import analyze
+    from bracketlens.report import write_report
+
+    findings = analyze(load_model(), evaluation_set(n, seed=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        write_report(findings, Path(tmp) / "report", png=False)
+        return {"render_seconds": round(time.perf_counter() - start, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="analyze-5000,analyze-100000,report,circuit")
+    parser.add_argument("--course-dir", type=Path, default=DEFAULT_COURSE)
+    args = parser.parse_args()
+    chosen = args.only.split(",")
+    weights = str(args.course_dir / "brackets_model_state_dict.pt")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        first = Path(tmp) / "course_5000.json"
+        records = json.loads((args.course_dir / "brackets_data.json").read_text())
+        first.write_text(json.dumps(records[:5000]))
+        every = str(args.course_dir / "brackets_data.json")
+        for size, path, target in (("5000", str(first), 2.0), ("100000", every, 3.0)):
+            if f"analyze-{size}" in chosen:
+                course = ["--weights", weights, "--data", path]
+                rss = {"peak_rss_ratio": 1.5} if size == "5000" else {"peak_rss_mib": 2048}
+                out.append(
+                    case(
+                        f"analyze, {size} course strings",
+                        ["evaluate", *course, "--json"],
+                        ["analyze", *course, "--json"],
+                        {"time_ratio": target, **rss},
+                    )
+                )
+        if "report" in chosen:
+            report = case(
+                "report --no-png, bundled model, 5,000 strings",
+                ["evaluate", "--n", "5000", "--json"],
+                ["report", "--n", "5000", "--no-png", "--out", str(Path(tmp) / "report")],
+                {"time_ratio": 3.0},
+            )
+            out.append({**report, "rendering_floor": render_floor(5000)})
+        if "circuit" in chosen:
+            out.append(
+                case(
+                    "circuit, bundled model, 10,000 strings",
+                    ["evaluate", "--n", "10000", "--json"],
+                    ["circuit", "--n", "10000", "--json"],
+                    {"time_ratio": 3.0},
+                )
+            )
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
