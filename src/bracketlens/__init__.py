@@ -30,6 +30,16 @@ from bracketlens.model import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # bracketlens.explore: imported on first use (it pulls in the analysis stages)
+    if name == "explore":
+        from bracketlens.explorer.widget import explore
+
+        return explore
+    raise AttributeError(f"module 'bracketlens' has no attribute {name!r}")
+
+
 __all__ = [
     "BracketDataset",
     "BracketLensError",
@@ -42,6 +52,7 @@ __all__ = [
     "decode",
     "evaluate",
     "evaluation_set",
+    "explore",
     "failure_groups",
     "failure_types",
     "is_balanced",

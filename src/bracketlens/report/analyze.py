@@ -28,6 +28,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
 from bracketlens.errors import BracketLensError
+from bracketlens.explorer.export import ExplorerExport, explorer_export
 from bracketlens.model.predict import Evaluation, predict_proba
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap
@@ -62,6 +63,7 @@ class Findings:
     path_patch: PathPatch | None
     attribution_patching: AttributionPatching
     attack: list[dict[str, object]]  # strings from `bracketlens attack --json`, rescored here
+    explorer: ExplorerExport  # the in-page model: weights, means over `data`, the roles
 
     def to_json(self) -> dict[str, object]:
         """Every number of the report, JSON-ready."""
@@ -142,6 +144,12 @@ def analyze(
         path_patch=paths,
         attribution_patching=patching,
         attack=_rescore(model, attack_strings or []),
+        explorer=explorer_export(
+            model,
+            data,
+            roles,
+            found.negative_head.layer_head() if found.negative_head.found else None,
+        ),
     )
 
 
