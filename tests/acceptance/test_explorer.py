@@ -228,8 +228,8 @@ def test_url_fragment_round_trips(page, browser, page_url):
     page.click('button[data-component="mlp0"]')
     page.select_option("#explore-patch-component", ELEVATION)
     page.select_option("#explore-patch-position", "1")
-    fragment = page.evaluate("location.hash")
-    assert fragment == f"#s=(()(&t=()()&ablate=mlp0:zero&patch={ELEVATION}@1"
+    fragment = f"#s=(()(&t=()()&ablate=mlp0:zero&patch={ELEVATION}@1"
+    page.wait_for_function("(f) => location.hash === f", arg=fragment, timeout=5000)
     shown = [page.text_content(f"#explore-{r}") for r in ("prob", "ablation-delta", "patch-delta")]
     again = browser.page(page_url + fragment)
     assert again.input_value("#explore-input") == "(()("
