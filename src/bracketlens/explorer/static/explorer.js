@@ -1,7 +1,7 @@
 // bracketlens explorer: the bracket classifier's forward pass in float64, and its views.
 //
-// One plain ES module, no dependencies, no build step. The report inlines it in a
-// <script type="module">; the notebook widget (anywidget) loads it as its module.
+// One plain ES module, no dependencies, no build step. The report inlines it in
+// a module script element; the notebook widget (anywidget) loads it as its module.
 // Python (bracketlens.explorer.export) supplies the payload: the weights and the
 // per-position mean outputs as base64 float32, the config and the localised roles.
 //
@@ -151,19 +151,20 @@ function applyInterventions(list, key, out, n, head, nh, dm, model, layer) {
   }
 }
 
-function attentionLayer(model, blk, xn, tokens, n, l, interventions, out) {
+// Keys and values at all n positions, queries (and all that follows) at the first nq.
+function attentionLayer(model, blk, xn, tokens, n, nq, l, interventions, out) {
   const { n_heads: nh, d_model: dm, d_head: dh } = model.cfg;
-  const q = new Float64Array(n * nh * dh), k = new Float64Array(n * nh * dh);
+  const q = new Float64Array(nq * nh * dh), k = new Float64Array(n * nh * dh);
   const v = new Float64Array(n * nh * dh);
-  project(xn, n, nh, dm, dh, blk.WQt, blk.bQ, q);
+  project(xn, nq, nh, dm, dh, blk.WQt, blk.bQ, q);
   project(xn, n, nh, dm, dh, blk.WKt, blk.bK, k);
   project(xn, n, nh, dm, dh, blk.WVt, blk.bV, v);
   const scale = Math.sqrt(dh);
-  const pattern = new Float64Array(nh * n * n);
-  const z = new Float64Array(n * nh * dh);
+  const pattern = new Float64Array(nh * nq * n);
+  const z = new Float64Array(nq * nh * dh);
   for (let h = 0; h < nh; h++) {
-    for (let qi = 0; qi < n; qi++) {
-      const row = (h * n + qi) * n;
+    for (let qi = 0; qi < nq; qi++) {
+      const row = (h * nq + qi) * n;
       let max = -Infinity;
       for (let ki = 0; ki < n; ki++) {
         let s = MASKED;
@@ -192,8 +193,8 @@ function attentionLayer(model, blk, xn, tokens, n, l, interventions, out) {
     }
   }
   // each head's output (hook_result), then the interventions on it
-  const result = new Float64Array(n * nh * dm);
-  for (let p = 0; p < n; p++) {
+  const result = new Float64Array(nq * nh * dm);
+  for (let p = 0; p < nq; p++) {
     for (let h = 0; h < nh; h++) {
       // this head's z at p, times W_O[h]: one "project" with a single head
       const zo = (p * nh + h) * dh, ro = (p * nh + h) * dm;
@@ -206,9 +207,9 @@ function attentionLayer(model, blk, xn, tokens, n, l, interventions, out) {
     }
   }
   for (let h = 0; h < nh; h++) {
-    applyInterventions(interventions, `${l}.${h}`, result, n, h, nh, dm, model, l);
+    applyInterventions(interventions, `${l}.${h}`, result, nq, h, nh, dm, model, l);
   }
-  for (let p = 0; p < n; p++) {
+  for (let p = 0; p < nq; p++) {
     for (let m = 0; m < dm; m++) {
       let s = blk.bO[m];
       for (let h = 0; h < nh; h++) s += result[(p * nh + h) * dm + m];
@@ -233,9 +234,12 @@ function mlpLayer(model, blk, xn, n, l, interventions, out) {
  * {key: "L.H" | "mlpL", positions: null | number[], kind: "zero" | "mean" | "run", run}.
  * Returns every activation the views need, float64, without a batch axis.
  */
-export function forward(model, tokens, interventions = []) {
+export function forward(model, tokens, interventions = [], { logitsOnly = false } = {}) {
   const { d_model: dm, n_layers: nl, eps } = model.cfg;
   const n = tokens.length;
+  // for the logits alone, the last layer needs keys and values everywhere but
+  // a query, an MLP and the final LayerNorm at position 0 only
+  const nqLast = logitsOnly ? 1 : n;
   let resid = new Float64Array(n * dm);
   for (let p = 0; p < n; p++) {
     for (let m = 0; m < dm; m++) resid[p * dm + m] = model.WE[tokens[p] * dm + m] + model.Wpos[p * dm + m];
@@ -245,22 +249,23 @@ export function forward(model, tokens, interventions = []) {
   const xn = new Float64Array(n * dm);
   for (let l = 0; l < nl; l++) {
     const blk = model.blocks[l];
+    const nq = l === nl - 1 ? nqLast : n;
     layerNorm(resid, n, dm, blk.ln1w, blk.ln1b, eps, xn, null);
-    const attnOut = new Float64Array(n * dm);
-    const attn = attentionLayer(model, blk, xn, tokens, n, l, interventions, attnOut);
-    const mid = new Float64Array(n * dm);
+    const attnOut = new Float64Array(nq * dm);
+    const attn = attentionLayer(model, blk, xn, tokens, n, nq, l, interventions, attnOut);
+    const mid = new Float64Array(nq * dm);
     for (let i = 0; i < mid.length; i++) mid[i] = resid[i] + attnOut[i];
-    layerNorm(mid, n, dm, blk.ln2w, blk.ln2b, eps, xn, null);
-    const mlpOut = new Float64Array(n * dm);
-    const post = mlpLayer(model, blk, xn, n, l, interventions, mlpOut);
-    const residPost = new Float64Array(n * dm);
+    layerNorm(mid, nq, dm, blk.ln2w, blk.ln2b, eps, xn, null);
+    const mlpOut = new Float64Array(nq * dm);
+    const post = mlpLayer(model, blk, xn, nq, l, interventions, mlpOut);
+    const residPost = new Float64Array(nq * dm);
     for (let i = 0; i < residPost.length; i++) residPost[i] = mid[i] + mlpOut[i];
     layers.push({ ...attn, attnOut, post, mlpOut, residPost });
     resid = residPost;
   }
-  const lnfScale = new Float64Array(n);
-  const xf = new Float64Array(n * dm);
-  layerNorm(resid, n, dm, model.lnfw, model.lnfb, eps, xf, lnfScale);
+  const lnfScale = new Float64Array(nqLast);
+  const xf = new Float64Array(nqLast * dm);
+  layerNorm(resid, nqLast, dm, model.lnfw, model.lnfb, eps, xf, lnfScale);
   const logits = [0, 1].map((c) => {
     let s = model.bU[c];
     for (let m = 0; m < dm; m++) s += xf[m] * model.WU[m * 2 + c];
@@ -407,12 +412,14 @@ export function makeApi(model) {
     /** P(balanced) of each string (NaN for an invalid one); options {ablate}. */
     predict(strings, options = {}) {
       const ivs = ablationList(options.ablate);
-      return Array.from(strings, (s) => (validate(s) ? NaN : pBalanced(forward(model, tokenize(s), ivs).logits)));
+      const only = { logitsOnly: true };
+      return Array.from(strings, (s) => (validate(s) ? NaN : pBalanced(forward(model, tokenize(s), ivs, only).logits)));
     },
     /** Position-0 logits (unbalanced, balanced) of each string (null for an invalid one). */
     logits(strings, options = {}) {
       const ivs = ablationList(options.ablate);
-      return Array.from(strings, (s) => (validate(s) ? null : forward(model, tokenize(s), ivs).logits));
+      const only = { logitsOnly: true };
+      return Array.from(strings, (s) => (validate(s) ? null : forward(model, tokenize(s), ivs, only).logits));
     },
     /** Activations keyed by TransformerLens hook names, without the batch axis. */
     trace(s, options = {}) {
@@ -613,7 +620,8 @@ export function parseFragment(hash) {
       }
     } else if (key === "patch") {
       const [comp, where] = value.split("@");
-      if (comp) state.patch = { key: comp, position: where == null || where === "all" ? null : Number(where) };
+      const all = where == null || where === "all";
+      if (comp && (all || /^\d+$/.test(where))) state.patch = { key: comp, position: all ? null : Number(where) };
     }
   }
   return state;
@@ -745,7 +753,8 @@ export function mount(el, payload, options = {}) {
     const bErr = validate(state.b);
     if (bErr) return `second string: ${bErr}`;
     if (p.position != null && p.position >= run.n) return `position ${p.position} is beyond the first string`;
-    const patched = forward(model, tokenize(state.a), [...ivs, { key: p.key, positions: p.position == null ? null : [p.position], kind: "run", run: sourceRun(state.b) }]);
+    const patch = { key: p.key, positions: p.position == null ? null : [p.position], kind: "run", run: sourceRun(state.b) };
+    const patched = forward(model, tokenize(state.a), [...ivs, patch], { logitsOnly: true });
     const before = run.logits[1] - run.logits[0], after = patched.logits[1] - patched.logits[0];
     const d = after - before;
     return `logit difference ${before.toFixed(4)} \u2192 ${after.toFixed(4)} (change ${d >= 0 ? "+" : ""}${d.toFixed(4)}), P(balanced) ${pBalanced(patched.logits).toFixed(6)}`;
@@ -794,7 +803,7 @@ export function mount(el, payload, options = {}) {
     node.label.textContent = isBalanced(s) ? "balanced" : "unbalanced";
     node.group.textContent = failureGroup(s);
     if (ivs.length) {
-      const clean = forward(model, tokenize(s));
+      const clean = forward(model, tokenize(s), [], { logitsOnly: true });
       const d = ld - (clean.logits[1] - clean.logits[0]);
       node["ablation-delta"].textContent = `ablated; clean P(balanced) ${pBalanced(clean.logits).toFixed(6)}, change in logit difference ${d >= 0 ? "+" : ""}${d.toFixed(4)}`;
     } else node["ablation-delta"].textContent = "";
