@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
-from bracketlens.explorer import explorer_export, explorer_page, explorer_section
+from bracketlens.explorer import explore, explorer_export, explorer_page, explorer_section
 from bracketlens.explorer.export import decode, encode, mean_outputs
 from bracketlens.verify.ablate import mean_activation
 
@@ -60,3 +61,24 @@ def test_section_is_safe_inside_a_page(random_model, data):
     assert body.count("</script") == 1 and body.endswith("</script>")
     assert "boot(" in section and 'id="explorer"' in section
     assert explorer_page(export).startswith("<!DOCTYPE html>")
+
+
+def test_explore_without_anywidget_says_what_to_install(monkeypatch):
+    from bracketlens.explorer import widget
+
+    widget._widget_class.cache_clear()
+    monkeypatch.setitem(sys.modules, "anywidget", None)  # import anywidget -> ImportError
+    try:
+        with pytest.raises(BracketLensError, match=r"bracketlens\[notebook\]"):
+            widget.explore()
+    finally:
+        widget._widget_class.cache_clear()
+
+
+def test_explore_refuses_a_bad_string(random_model, data):
+    pytest.importorskip("anywidget")
+    with pytest.raises(BracketLensError, match="only '\\(' and '\\)'"):
+        explore(random_model, "(a)", data=data, roles=Roles())
+    w = explore(random_model, "(()", data=data[:50], roles=Roles(), compare="()")
+    assert (w.string, w.compare) == ("(()", "()")
+    assert w.payload["roles"]["negative"] is None

@@ -7,6 +7,7 @@ from typing import Any
 
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
+from bracketlens.data.tokens import tokenize
 from bracketlens.errors import BracketLensError
 from bracketlens.explorer.export import explorer_export
 from bracketlens.explorer.html import module_source
@@ -62,6 +63,8 @@ def explore(
         An anywidget widget; display it (the last expression of a cell) to see it.
     """
     widget_class = _widget_class()
+    for text in (string, compare):
+        tokenize(text)  # a bad character or too long: say so here, not only in the widget
     if model is None:
         from bracketlens.model.checkpoint import load_model
 
