@@ -234,7 +234,7 @@ function mlpLayer(model, blk, xn, n, l, interventions, out) {
  * {key: "L.H" | "mlpL", positions: null | number[], kind: "zero" | "mean" | "run", run}.
  * Returns every activation the views need, float64, without a batch axis.
  */
-export function forward(model, tokens, interventions = [], { logitsOnly = false } = {}) {
+export function forward(model, tokens, interventions = [], { logitsOnly = false, resume = null } = {}) {
   const { d_model: dm, n_layers: nl, eps } = model.cfg;
   const n = tokens.length;
   // for the logits alone, the last layer needs keys and values everywhere but
@@ -246,8 +246,13 @@ export function forward(model, tokens, interventions = [], { logitsOnly = false 
   }
   const embed = resid.slice();
   const layers = [];
+  // resume = {run, layer}: the layers before `layer` are those of `run` (same tokens,
+  // no intervention that differs there), so they are taken, not recomputed
+  const start = resume ? resume.layer : 0;
+  for (let l = 0; l < start; l++) layers.push(resume.run.layers[l]);
+  if (start > 0) resid = resume.run.layers[start - 1].residPost;
   const xn = new Float64Array(n * dm);
-  for (let l = 0; l < nl; l++) {
+  for (let l = start; l < nl; l++) {
     const blk = model.blocks[l];
     const nq = l === nl - 1 ? nqLast : n;
     layerNorm(resid, n, dm, blk.ln1w, blk.ln1b, eps, xn, null);
@@ -396,6 +401,16 @@ function nested(arr, shape) {
   const out = [];
   for (let i = 0; i < shape[0]; i++) out.push(nested(arr.subarray(i * size, (i + 1) * size), shape.slice(1)));
   return out;
+}
+
+/** The first layer an intervention list touches (n_layers when it touches none). */
+export function firstLayer(interventions, nLayers) {
+  let first = nLayers;
+  for (const iv of interventions) {
+    const l = Number(iv.key.startsWith("mlp") ? iv.key.slice(3) : iv.key.split(".")[0]);
+    if (Number.isInteger(l) && l >= 0) first = Math.min(first, l);
+  }
+  return first;
 }
 
 /** Intervention list from {ablate: {"2.0": "mean", "mlp1": "zero"}}. */
@@ -754,7 +769,8 @@ export function mount(el, payload, options = {}) {
     if (bErr) return `second string: ${bErr}`;
     if (p.position != null && p.position >= run.n) return `position ${p.position} is beyond the first string`;
     const patch = { key: p.key, positions: p.position == null ? null : [p.position], kind: "run", run: sourceRun(state.b) };
-    const patched = forward(model, tokenize(state.a), [...ivs, patch], { logitsOnly: true });
+    const from = Math.min(firstLayer([patch], model.cfg.n_layers), model.cfg.n_layers - 1);
+    const patched = forward(model, tokenize(state.a), [...ivs, patch], { logitsOnly: true, resume: { run, layer: from } });
     const before = run.logits[1] - run.logits[0], after = patched.logits[1] - patched.logits[0];
     const d = after - before;
     return `logit difference ${before.toFixed(4)} \u2192 ${after.toFixed(4)} (change ${d >= 0 ? "+" : ""}${d.toFixed(4)}), P(balanced) ${pBalanced(patched.logits).toFixed(6)}`;
@@ -803,7 +819,8 @@ export function mount(el, payload, options = {}) {
     node.label.textContent = isBalanced(s) ? "balanced" : "unbalanced";
     node.group.textContent = failureGroup(s);
     if (ivs.length) {
-      const clean = forward(model, tokenize(s), [], { logitsOnly: true });
+      const from = Math.min(firstLayer(ivs, model.cfg.n_layers), model.cfg.n_layers - 1);
+      const clean = forward(model, tokenize(s), [], { logitsOnly: true, resume: { run, layer: from } });
       const d = ld - (clean.logits[1] - clean.logits[0]);
       node["ablation-delta"].textContent = `ablated; clean P(balanced) ${pBalanced(clean.logits).toFixed(6)}, change in logit difference ${d >= 0 ? "+" : ""}${d.toFixed(4)}`;
     } else node["ablation-delta"].textContent = "";
