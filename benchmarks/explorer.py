@@ -8,8 +8,8 @@ each edit inserts, deletes or flips one paren (at most 40). The latency of an ed
 runs from just before the input event is dispatched to the next animation frame
 after the handler has redrawn every view (``performance.now()`` in the page). The
 floor, measured in the same page, is the wait for an animation frame with no edit.
-Both are measured twice: plain, and with one head mean-ablated and a head patched
-from a second string (three forward passes per edit instead of one).
+Both are measured twice on the same 200 edits: plain, and with the elevation head
+mean-ablated and patched from a second string (two more passes, for the logits).
 
 The report's size before is the same ``index.html`` with the Explore section cut out.
 Prints one JSON object with the ratios to the targets (p95 50 ms, +1.5 MB).
@@ -104,14 +104,15 @@ def measure(index: Path, edits: int) -> dict[str, dict[str, float]]:
         page = browser.new_context(offline=True, viewport={"width": 1280, "height": 900}).new_page()
         page.goto(index.as_uri())
         page.wait_for_function("window.bracketlens !== undefined")
-        page.fill("#explore-input", "(())")
         page.evaluate(EDITS_JS, [20, 1])  # warm up the JIT
+        page.fill("#explore-input", "(())")
         out["plain"] = _summary(page.evaluate(EDITS_JS, [edits, 7]))
         elevation = page.evaluate("window.bracketlens.explorer.model.roles.elevation.join('.')")
         page.click(f'button[data-component="{elevation}"]')
         page.fill("#explore-input-b", "(()(()))")
         page.select_option("#explore-patch-component", elevation)
-        out["ablated_and_patched"] = _summary(page.evaluate(EDITS_JS, [edits, 11]))
+        page.fill("#explore-input", "(())")  # the same edits as above, from the same start
+        out["ablated_and_patched"] = _summary(page.evaluate(EDITS_JS, [edits, 7]))
         browser.close()
     return out
 
