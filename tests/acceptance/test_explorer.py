@@ -196,6 +196,11 @@ def test_mean_ablation_matches_python(page, browser, bundled_model, means_data):
         [chosen, ELEVATION],
     )
     err = (torch.tensor(js, dtype=torch.float64) - want).abs().max().item()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "explorer_ablation.json").write_text(
+        json.dumps({"n": len(chosen), "max_abs_effect_difference": err,
+                    "min_abs_effect": want.abs().min().item()})
+    )  # fmt: skip
     assert err <= 1e-4, err
     # the same through the page: click the head, read the change it prints
     page.fill("#explore-input", chosen[0])
