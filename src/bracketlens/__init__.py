@@ -38,6 +38,7 @@ _LAZY = {
     "load_model": "bracketlens.model",
     "predict_proba": "bracketlens.model",
     "save_checkpoint": "bracketlens.model",
+    "explore": "bracketlens.explorer.widget",
 }
 
 if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         near_miss_set,
         tokenize,
     )
+    from bracketlens.explorer.widget import explore
     from bracketlens.model import (
         BracketTransformer,
         Evaluation,
@@ -76,6 +78,7 @@ __all__ = [
     "decode",
     "evaluate",
     "evaluation_set",
+    "explore",
     "failure_groups",
     "failure_types",
     "is_balanced",

@@ -20,6 +20,7 @@ from bracketlens.circuits.negative import NegativeAttention, NegativeFeeders
 from bracketlens.circuits.patching import PatchedAttention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
+from bracketlens.explorer.export import ExplorerExport
 from bracketlens.localisation import Localisation
 from bracketlens.model.predict import Evaluation
 from bracketlens.model.transformer import BracketTransformer
@@ -83,6 +84,7 @@ class Analysis:
     path_patch: PathPatch | None = None
     attribution_patching: AttributionPatching | None = None
     attack: list[dict[str, object]] = field(default_factory=list)  # rescored attack strings
+    explorer: ExplorerExport | None = None  # the in-page model (weights and means), not JSON
 
     @property
     def attention_read(self) -> Estimate | None:

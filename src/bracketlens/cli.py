@@ -309,6 +309,7 @@ def _warn(warnings: list[str]) -> None:
 def _run_analysis(
     args: argparse.Namespace,
     stages: tuple[str, ...] | None = None,
+    extra: tuple[str, ...] = (),
     purpose: str = "the analysis",
     min_n: int = 20,
 ) -> tuple[Any, list[str]]:  # (Analysis, warnings)
@@ -329,7 +330,7 @@ def _run_analysis(
             data,
             seed=args.seed,
             causal_n=args.causal_n,
-            stages=EVERY_STAGE if stages is None else stages,
+            stages=(EVERY_STAGE if stages is None else stages) + extra,
             weights=args.weights or "bundled default",
             attack_strings=attack,
             progress=step,
@@ -352,7 +353,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bracketlens.report.write import check_report_dir, write_report
 
     check_report_dir(args.out)  # fail before minutes of work
-    findings, _ = _run_analysis(args)
+    findings, _ = _run_analysis(args, extra=("explorer",))
     out = write_report(findings, args.out, png=not args.no_png)
     from bracketlens.terminal import findings_summary
 

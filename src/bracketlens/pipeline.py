@@ -18,7 +18,10 @@ Passes over the data, in order (each stage is named after what it adds):
    the same held-out strings, with bootstrap intervals.
 
 ``analyze``/``report`` run "circuits" and "interventions", ``circuit`` runs
-"interventions" and "mean_ablation", ``seeds`` stops after localisation. A new stage adds a field to :class:`Analysis` and a line here.
+"interventions" and "mean_ablation", ``seeds`` stops after localisation; ``report``
+adds "explorer" (8: the weights and per-component means the page's own model
+runs on, one more pass). A new stage adds a field to :class:`Analysis` and a
+line here.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ def run(
     if "interventions" in stages:
         step("resampling, path and attribution patching")
         result = st.interventions(result, model, causal, seed, clean)
+    if "explorer" in stages:
+        step("the explorer's weights and means")
+        result = st.explorer(result, model)
     return result
 
 
@@ -101,10 +107,11 @@ def analyze(
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """Every stage: what ``bracketlens analyze`` prints and ``report`` renders."""
+    """Every stage: what ``bracketlens analyze`` prints and ``report`` renders (explorer too)."""
     return run(
         model,
         data,
+        stages=(*EVERY_STAGE, "explorer"),
         seed=seed,
         causal_n=causal_n,
         weights=weights,

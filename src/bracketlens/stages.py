@@ -18,6 +18,7 @@ from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
 from bracketlens.engine import Gathered, Observation, ReadSlices, read_slices
 from bracketlens.errors import BracketLensError
+from bracketlens.explorer.export import explorer_export
 from bracketlens.localisation import (
     HeadRoles,
     Localisation,
@@ -227,3 +228,12 @@ def rescore(model: BracketTransformer, strings: list[str] | None) -> list[dict[s
         for s, pb in zip(strings, p, strict=True)
     ]
     return sorted(rows, key=lambda r: -abs(float(r["label"]) - float(r["p_balanced"])))
+
+
+def explorer(result: Analysis, model: BracketTransformer) -> Analysis:
+    """Add what the report's in-page model needs: weights, means over the data, the roles."""
+    negative = result.localisation.negative_head
+    export = explorer_export(
+        model, result.data, result.roles, negative.layer_head() if negative.found else None
+    )
+    return replace(result, explorer=export)

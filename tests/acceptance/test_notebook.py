@@ -149,3 +149,19 @@ def test_notebook_numbers_on_the_course_model(executed):
     )
     assert _number(r"a random direction: (\d\.\d+)", text) == pytest.approx(1 / 56, abs=3e-3)
     assert len(re.findall(r"^\[holds\] ", text, re.MULTILINE)) == 3
+
+
+def test_notebook_shows_the_explorer(executed):
+    """The last section's cell displays the explorer widget (anywidget)."""
+    widgets = [
+        out.data["application/vnd.jupyter.widget-view+json"]
+        for cell in executed.cells
+        for out in cell.get("outputs", [])
+        if out.output_type in ("display_data", "execute_result")
+        and "application/vnd.jupyter.widget-view+json" in out.data
+    ]
+    assert len(widgets) == 1
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    explorer = state[widgets[0]["model_id"]]["state"]
+    assert explorer["string"] == "(())"
+    assert set(explorer["payload"]) >= {"config", "weights", "means", "roles"}

@@ -77,6 +77,38 @@ def test_report_page_renders_offline(report_dir):
     assert all(url.startswith(("file://", "data:", "about:")) for url in requests), requests
 
 
+def test_report_explore_section(report_dir, bundled_model):
+    """The live explorer is the report's first section; its model is the report's model."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium (.ci/run installs Debian's chromium)")
+    from bracketlens import predict_proba, tokenize
+
+    findings = json.loads((report_dir / "findings.json").read_text())
+    elevation = findings["localisation"]["elevation_head"]["location"]
+    strings = ["(()", "(())()", ""]
+    expected = predict_proba(bundled_model, tokenize(strings)).tolist()
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_context(offline=True, viewport={"width": 1280, "height": 900}).new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((report_dir / "index.html").as_uri())
+        first = page.evaluate("document.querySelector('main section').id")
+        predicted = page.evaluate("(s) => window.bracketlens.predict(s)", strings)
+        page.fill("#explore-input", strings[0])
+        shown = page.text_content("#explore-prob")
+        heads = page.text_content("#explorer .bl-heads") or ""
+        page.locator("#explore").screenshot(path=str(ARTIFACTS / "report_explore.png"))
+        browser.close()
+    assert first == "explore"
+    assert predicted == pytest.approx(expected, abs=1e-5)
+    assert float(shown or "nan") == pytest.approx(expected[0], abs=2e-6)
+    assert f"head {elevation} (elevation head)" in heads
+    assert errors == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -13,6 +13,7 @@ from pathlib import Path
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from bracketlens.explorer.html import explorer_section
 from bracketlens.report.analyze import Findings
 from bracketlens.report.figures import Figure
 from bracketlens.report.text import section_texts
@@ -41,6 +42,7 @@ code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; }
 """
 
 SECTIONS = [
+    ("explore", "Explore"),
     ("model", "Model and data"),
     ("attribution", "Logit attribution"),
     ("localisation", "Where the circuit is"),
@@ -97,10 +99,16 @@ def render_html(f: Findings, figures: dict[str, list[Figure]], png_note: str) ->
     texts = section_texts(f, png_note)
     body = []
     for key, title in SECTIONS:
-        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>', texts[key]]
+        parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>', texts.get(key, "")]
         parts += [_figure_html(fig) for fig in figures.get(key, [])]
         if key == "patching" and f.patching:
             parts.append(_circuitsvis_html(f))
+        if key == "explore":
+            parts.append(
+                explorer_section(f.explorer)
+                if f.explorer is not None
+                else '<p class="note">This analysis ran without the explorer stage.</p>'
+            )
         body.append("\n".join(parts) + "</section>")
     nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
     meta = f.meta
