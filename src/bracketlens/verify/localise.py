@@ -25,6 +25,7 @@ from bracketlens.verify.ablate import ablate, component_names
 
 MAX_NEURONS = 12
 NEURON_SHARE = 0.2  # a neuron counts if its separation is >= 20% of the largest
+SPECIFICITY = 2.0  # a start-close component matters twice as much for ')...' as for '(...'
 
 
 @dataclass(frozen=True)
@@ -184,22 +185,44 @@ def _neurons(
 
 
 def _start_close(model: BracketTransformer, data: BracketDataset) -> RoleFinding:
-    """The component whose mean ablation raises P(balanced) most on strings starting with ')'."""
+    """The component whose mean ablation raises P(balanced) most on strings starting with ')'.
+
+    Only a component that matters *specifically* for those strings counts: its rise
+    there must be at least SPECIFICITY times its rise on unbalanced strings starting
+    with '('. Without that test any component the whole circuit needs (a tally head
+    whose ablation hides every failure) would be named. Candidates are tried in order
+    of their rise until one passes.
+    """
     closes = data[~data.starts_open & (data.seq_length > 0)]
+    opens = data[data.starts_open & ~data.labels]
     if len(closes) == 0:
         return RoleFinding("flags strings starting with ')'", None, {}, 0.0)
-    base = predict_proba(model, closes.tokens)
-    rise = {
-        c: float((ablate(model, closes, c, "mean", reference=data).p_balanced - base).mean())
-        for c in component_names(model)
-    }
-    best = max(rise, key=rise.__getitem__)
+    rises = _rises(model, closes, component_names(model), data)
+    evidence = dict(rises)
+    for c in sorted(rises, key=lambda c: -rises[c]):
+        if rises[c] <= 0.01:
+            break
+        elsewhere = _rises(model, opens, [c], data)[c] if len(opens) else 0.0
+        evidence[f"{c} on unbalanced strings starting with '('"] = elsewhere
+        if rises[c] >= SPECIFICITY * max(elsewhere, 0.0):
+            return RoleFinding(
+                "flags strings starting with ')'", c, evidence, _confidence(rises, c)
+            )
+    best = max(rises, key=rises.__getitem__)
     return RoleFinding(
-        "flags strings starting with ')'",
-        best if rise[best] > 0.01 else None,
-        rise,
-        _confidence(rise, best),
+        "flags strings starting with ')'", None, evidence, _confidence(rises, best), candidate=best
     )
+
+
+def _rises(
+    model: BracketTransformer, subset: BracketDataset, components: list[str], data: BracketDataset
+) -> dict[str, float]:
+    """Mean rise of P(balanced) on ``subset`` when each component is mean-ablated over ``data``."""
+    base = predict_proba(model, subset.tokens)
+    return {
+        c: float((ablate(model, subset, c, "mean", reference=data).p_balanced - base).mean())
+        for c in components
+    }
 
 
 def localise(
