@@ -12,6 +12,11 @@ Each step draws base strings and source strings and adds three losses:
 
 This is the recipe of strict IIT (Gupta et al. 2024, InterpBench) cut down to one
 aligned node.
+
+Status: the recipe is not yet tuned. Measured once, 300 steps on 5,000 strings
+(``total_elevation`` in head 0.1 at position 2, seed 3) reached 87.9% accuracy and
+IIA 0.19 at the planted location against 0.59 at head 1.1, position 0: the
+variable was not planted. Whether the default 1,200 steps suffice is unmeasured.
 """
 
 from __future__ import annotations
