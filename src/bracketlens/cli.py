@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("compile", help="write the hand-built model of the course's algorithm")
+    p.add_argument("--out", default="compiled.safetensors", help="output .safetensors path")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=cmd_compile)
+
     p = sub.add_parser("attack", help="search for strings the model gets confidently wrong")
     _add_weights(p)
     p.add_argument(
@@ -183,7 +188,8 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weights",
         metavar="PATH",
-        help="checkpoint (.safetensors or course .pt); default: bundled",
+        help="checkpoint (.safetensors or course .pt), or 'compiled' for the hand-built "
+        "model (a file named compiled is read only as ./compiled); default: bundled",
     )
     p.add_argument(
         "--allow-nonfinite",
@@ -331,11 +337,26 @@ def _run_analysis(
             seed=args.seed,
             causal_n=args.causal_n,
             stages=(EVERY_STAGE if stages is None else stages) + extra,
-            weights=args.weights or "bundled default",
+            weights=weights_label(args.weights),
             attack_strings=attack,
             progress=step,
         )
     return analysis, warnings
+
+
+def weights_label(weights: str | None) -> str:
+    """How the report's header names the weights; says so when the model is hand-built."""
+    from bracketlens.model.checkpoint import COMPILED, read_sidecar
+
+    if weights is None:
+        return "bundled default"
+    try:
+        record = read_sidecar(weights)
+    except (OSError, ValueError):  # not ours to judge here: loading the weights checks them
+        record = {}
+    if weights == COMPILED or (isinstance(record, dict) and record.get("hand_built") is True):
+        return f"{weights} (hand-built from the course's algorithm, not trained)"
+    return weights
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -417,6 +438,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         from bracketlens.terminal import training_summary
 
         training_summary(result.record, args.out)
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from bracketlens.compiled import DESCRIPTION, ROLES, build_compiled
+    from bracketlens.model.checkpoint import check_output_path, save_checkpoint
+
+    out = check_output_path(args.out, force=args.force)  # before any work
+    record = {
+        "hand_built": True,
+        "description": DESCRIPTION,
+        "roles": ROLES,
+        "command": shlex.join(["bracketlens", *args.argv]),
+    }
+    save_checkpoint(build_compiled(), out, record, force=args.force)
+    print(f"hand-built model written to {out} (roles in {out.with_suffix('.json')})")
     return 0
 
 

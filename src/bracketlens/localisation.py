@@ -42,6 +42,7 @@ MAX_NEURONS = 12
 NEURON_SHARE = 0.2  # a neuron counts if its separation is >= 20% of the largest
 TALLY_SCORE = 0.5  # a layer-0 head tallies if max(-cos(vL, vR), 0) x uniformity passes this
 START_CLOSE_RISE = 0.01  # the least mean rise of P(balanced) that flags ')' starts
+SPECIFICITY = 2.0  # a start-close component matters twice as much for ')...' as for '(...'
 
 
 @dataclass(frozen=True)
@@ -282,21 +283,32 @@ def locate_start_close(
 ) -> RoleFinding:
     """The component whose mean ablation raises P(balanced) most on strings starting with ')'.
 
+    Only a component that matters *specifically* for those strings counts: its rise
+    there must be at least SPECIFICITY times its rise on unbalanced strings starting
+    with '('. Without that test any component the whole circuit needs (a tally head
+    whose ablation hides every failure, as in the compiled model) would be named.
+    Candidates are tried in order of their rise until one passes.
+
     Args:
         ablations: mean ablation of every component on ``data``.
         base: P(balanced) of every string of ``data`` without ablation.
     """
+    role = "flags strings starting with ')'"
     closes = ~data.starts_open & (data.seq_length > 0)
+    opens = data.starts_open & ~data.labels
     if not closes.any():
-        return RoleFinding("flags strings starting with ')'", None, {}, 0.0)
+        return RoleFinding(role, None, {}, 0.0)
     rise = {a.component: float((a.p_balanced - base)[closes].mean()) for a in ablations}
+    evidence = dict(rise)
+    for a in sorted(ablations, key=lambda a: -rise[a.component]):
+        if rise[a.component] <= START_CLOSE_RISE:
+            break
+        elsewhere = float((a.p_balanced - base)[opens].mean()) if opens.any() else 0.0
+        evidence[f"{a.component} on unbalanced strings starting with '('"] = elsewhere
+        if rise[a.component] >= SPECIFICITY * max(elsewhere, 0.0):
+            return RoleFinding(role, a.component, evidence, _confidence(rise, a.component))
     best = max(rise, key=rise.__getitem__)
-    return RoleFinding(
-        "flags strings starting with ')'",
-        best if rise[best] > START_CLOSE_RISE else None,
-        rise,
-        _confidence(rise, best),
-    )
+    return RoleFinding(role, None, evidence, _confidence(rise, best), candidate=best)
 
 
 __all__ = [

@@ -149,11 +149,12 @@ def ablate(
 ) -> tuple[CleanRun, list[AblationEffect], RoleFinding]:
     """Mean ablations on the held-out strings, and the start-close component they name.
 
-    Without ``table`` only the strings starting with ')' (what the start-close role
-    needs) are ablated, and no ablation is kept for the report.
+    Without ``table`` only the strings the start-close role is judged on (those
+    starting with ')', and the unbalanced ones starting with '(' it must matter less
+    for) are ablated, and no ablation is kept for the report.
     """
     closes = ~causal.starts_open & (causal.seq_length > 0)
-    rows = None if table else closes
+    rows = None if table else closes | (causal.starts_open & ~causal.labels)
     clean = clean_run(model, causal, rows)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]

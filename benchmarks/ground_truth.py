@@ -1,0 +1,192 @@
+"""Score our detectors on models whose answer is known: planted-circuit models and the compiled one.
+
+Usage:
+    python benchmarks/ground_truth.py [--cache DIR] [--models 6] [--seed 0]
+        [--steps 1200] [--n 2000]
+
+1. The suite file ``DIR/suite.json`` is drawn and written first (or reused), so the
+   placements are fixed before any model is trained or any detector runs.
+2. Each placement is trained with interchange intervention training
+   (``bracketlens.planted``) unless ``DIR/<name>.safetensors`` exists; the record
+   (time, accuracy, IIA at every head and position) goes to ``DIR/<name>.record.json``.
+3. Every model, the compiled one included, is copied *without* its sidecar into a
+   fresh folder, and ``circuit`` (and ``explain``, when installed) run on the copy.
+4. One row per model, then precision and recall of roles and locations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bracketlens import evaluation_set, load_model, save_checkpoint
+from bracketlens.compiled import ROLES, build_compiled
+from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, train_planted
+from bracketlens.planted import write_suite as write_suite_file
+from bracketlens.verify.circuit import verdict_json, verify_circuit
+
+PLANTED_ACCURACY = 0.95
+ROLE_KEYS = {"total_elevation": "elevation_head", "negative": "negative_head"}
+
+
+def build_suite(cache: Path, models: int, seed: int, cfg: IITConfig) -> list[dict[str, object]]:
+    """Train (or reuse) every placement of the suite; returns each model's path and truth."""
+    cache.mkdir(parents=True, exist_ok=True)
+    suite_file = cache / "suite.json"
+    if not suite_file.exists():
+        write_suite_file(draw_suite(models, seed), suite_file)
+    rows = []
+    for p in read_suite(suite_file):
+        path, rec_path = cache / f"{p.name}.safetensors", cache / f"{p.name}.record.json"
+        if not path.exists():
+            print(f"training {p.name}: {p.variable} in {p.label} at position {p.position}")
+            planted = train_planted(p, cfg)
+            save_checkpoint(planted.model, path, force=True)
+            path.with_suffix(".json").unlink()  # the answer is kept apart from the weights
+            rec_path.write_text(json.dumps(planted.record, indent=2))
+        rows.append({"placement": p, "path": path, "record": json.loads(rec_path.read_text())})
+    return rows
+
+
+def truth_of(p: Placement) -> dict[str, object]:
+    return {ROLE_KEYS[p.variable]: f"{p.layer}.{p.head}"}
+
+
+COMPILED_TRUTH = {
+    "tally_head": ROLES["tally_head"],
+    "read_position": ROLES["read_position"],
+    "elevation_head": ROLES["elevation_head"],
+    "negative_head": ROLES["negative_head"],
+    "start_close_component": None,
+}
+
+
+def run_circuit(path: Path, n: int) -> dict[str, object]:
+    model = load_model(path)
+    return verdict_json(verify_circuit(model, evaluation_set(n, seed=0), seed=0))
+
+
+def run_explain(path: Path, n: int) -> list[dict[str, object]] | None:
+    try:
+        from bracketlens.algorithms import explain  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    result = explain(load_model(path), evaluation_set(n, seed=0), seed=0).to_json()
+    return list(result["variables"])
+
+
+def score(truth: dict[str, object], found: dict[str, object]) -> tuple[int, int, int]:
+    """(correct, named, planted) over the roles in ``truth``.
+
+    A role the truth says is absent (None) counts as named-and-wrong if the detector
+    names anything for it; a planted role counts as correct only at the right place.
+    """
+    correct = named = planted = 0
+    for role, where in truth.items():
+        got = found.get(role)
+        named += got is not None
+        planted += where is not None
+        correct += where is not None and got == where
+    return correct, named, planted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cache", default="ground_truth_cache")
+    parser.add_argument("--models", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=IITConfig().steps)
+    parser.add_argument("--n", type=int, default=2000, help="strings each detector sees")
+    args = parser.parse_args()
+    t = time.perf_counter()
+    suite = build_suite(Path(args.cache), args.models, args.seed, IITConfig(steps=args.steps))
+    print(f"suite ready in {time.perf_counter() - t:.1f} s")
+    blind = Path(tempfile.mkdtemp(prefix="blind-"))
+    try:
+        table = [detect(row, blind, args.n) for row in suite]
+        table.append(detect_compiled(blind, args.n))
+    finally:
+        shutil.rmtree(blind)
+    report(table)
+
+
+def detect(row: dict[str, object], blind: Path, n: int) -> dict[str, object]:
+    p = row["placement"]
+    assert isinstance(p, Placement)
+    copy = blind / f"model-{p.seed}.safetensors"  # neither the name nor a sidecar tells
+    shutil.copyfile(row["path"], copy)  # type: ignore[arg-type]
+    iia = row["record"]["iia"]  # type: ignore[index]
+    here = f"{p.layer}.{p.head}@{p.position}"
+    best_other = max((v, k) for k, v in iia.items() if k != here)
+    found = run_circuit(copy, n)
+    accuracy = row["record"]["accuracy"]  # type: ignore[index]
+    # a planting failed when the model cannot classify or the variable is not where planted
+    planted_ok = accuracy >= PLANTED_ACCURACY and iia[here] > best_other[0]
+    return {
+        "model": p.name + ("" if planted_ok else " (planting FAILED)"),
+        "planted": f"{p.variable} in {p.label} at position {p.position}",
+        "truth": truth_of(p),
+        "circuit": {k: found[k] for k in COMPILED_TRUTH},
+        "explain": run_explain(copy, n),
+        "iia": f"{iia[here]:.2f} vs {best_other[0]:.2f} ({best_other[1]})",
+        "accuracy": accuracy,
+    }
+
+
+def detect_compiled(blind: Path, n: int) -> dict[str, object]:
+    copy = blind / "model-c.safetensors"
+    save_checkpoint(build_compiled(), copy)
+    copy.with_suffix(".json").unlink()
+    found = run_circuit(copy, n)
+    return {
+        "model": "compiled",
+        "planted": "tally 0.0, read 1, elevation 2.0, negative 2.1, no start-close",
+        "truth": COMPILED_TRUTH,
+        "circuit": {k: found[k] for k in COMPILED_TRUTH},
+        "explain": run_explain(copy, n),
+        "iia": "-",
+        "accuracy": 1.0,
+    }
+
+
+def report(table: list[dict[str, object]]) -> None:
+    totals = [0, 0, 0]
+    print(f"{'model':<28} {'planted':<52} {'accuracy':>8}  {'IIA here vs best other':<26} found")
+    for row in table:
+        truth, found = row["truth"], row["circuit"]
+        assert isinstance(truth, dict) and isinstance(found, dict)
+        c, named, planted = score(truth, found)
+        totals = [a + b for a, b in zip(totals, (c, named, planted), strict=True)]
+        verdicts = []
+        for role, where in truth.items():
+            got = found.get(role)
+            verdict = "found" if got == where and where is not None else "missed"
+            if where is None:
+                verdict = "absent, not named" if got is None else f"FALSE ({got})"
+            elif got is not None and got != where:
+                verdict = f"FALSE ({got}; missed {where})"
+            verdicts.append(f"{role}={verdict}")
+        print(
+            f"{row['model']:<28} {row['planted']:<52} {row['accuracy']:>8.3f}  "
+            f"{row['iia']:<26} {'; '.join(verdicts)}"
+        )
+        other = {k: v for k, v in found.items() if k not in truth}
+        print(f"{'':<28} circuit also says: {other}")
+        ex = row["explain"]
+        print(f"{'':<28} explain: " + ("not installed" if ex is None else json.dumps(ex)[:300]))
+    correct, named, planted = totals
+    precision = correct / named if named else float("nan")
+    print(
+        f"circuit: precision {precision:.2f} ({correct}/{named} named roles at the planted place), "
+        f"recall {correct / planted:.2f} ({correct}/{planted} planted roles found)"
+    )
+    if all(row["explain"] is None for row in table):
+        print("explain: not installed (bracketlens.algorithms.explain); only circuit was scored")
+
+
+if __name__ == "__main__":
+    main()

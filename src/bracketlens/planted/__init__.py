@@ -1,0 +1,21 @@
+"""Models with a variable planted at a known head and position, to score detectors on.
+
+:mod:`.suite` declares where a variable may be planted and fixes a suite of
+placements in a file; :mod:`.iit` trains a model per placement with
+interchange intervention training and measures interchange accuracy everywhere.
+"""
+
+from bracketlens.planted.iit import IITConfig, Planted, interchange_accuracy, train_planted
+from bracketlens.planted.suite import Placement, draw_suite, read_suite, space, write_suite
+
+__all__ = [
+    "IITConfig",
+    "Placement",
+    "Planted",
+    "draw_suite",
+    "interchange_accuracy",
+    "read_suite",
+    "space",
+    "train_planted",
+    "write_suite",
+]

@@ -1,0 +1,58 @@
+"""Planted-circuit suite: the declared space, the suite file, and the IIT recipe's pieces."""
+
+import pytest
+import torch
+
+from bracketlens import BracketLensError, evaluation_set, tokenize
+from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, space, write_suite
+from bracketlens.planted.iit import interchange_labels, patched_logits, source_z, train_planted
+
+
+def test_space_never_uses_position_1_or_a_layer_0_negative():
+    assert all(pos != 1 for *_, pos in space())
+    assert all(layer in (0, 1) for _, layer, _, _ in space())
+    assert not any(v == "negative" and layer == 0 for v, layer, _, _ in space())
+    with pytest.raises(BracketLensError, match="cannot sit"):
+        Placement("x", "negative", 0, 0, 2, seed=0)
+    with pytest.raises(BracketLensError, match="position"):
+        Placement("x", "total_elevation", 0, 0, 1, seed=0)
+
+
+def test_suite_is_seeded_alternates_variables_and_is_fixed_on_disk(tmp_path):
+    suite = draw_suite(6, seed=11)
+    assert suite == draw_suite(6, seed=11) and suite != draw_suite(6, seed=12)
+    assert [p.variable for p in suite] == ["total_elevation", "negative"] * 3
+    assert len({(p.variable, p.layer, p.head, p.position) for p in suite}) == 6
+    path = write_suite(suite, tmp_path / "suite.json")
+    assert read_suite(path) == suite
+    with pytest.raises(BracketLensError, match="placements are fixed"):
+        write_suite(draw_suite(6, seed=12), path)
+
+
+def test_interchange_labels_follow_the_high_level_model():
+    base = tokenize(["(())", "((", "()()", ")(", "((", "(())"], pad_to=6)
+    source = tokenize(["((", "(())", ")(", "()()", "()()", "()()"], pad_to=6)
+    # "(())" takes the non-zero elevation of "((" and is unbalanced; "((" keeps its own
+    # negative failure whatever elevation it takes; ")(" takes the level "()()" ...
+    assert interchange_labels("total_elevation", base, source).tolist() == [0, 0, 1, 0, 0, 1]
+    # ... and with "()()"'s "never positive" the level ")(" becomes balanced
+    assert interchange_labels("negative", base, source).tolist() == [0, 0, 0, 1, 0, 1]
+
+
+def test_patching_a_head_with_its_own_activations_changes_nothing(random_model):
+    tokens = evaluation_set(50, seed=1).tokens
+    z = source_z(random_model, tokens, 1)
+    torch.testing.assert_close(
+        patched_logits(random_model, tokens, z, 1, 0, 2), random_model(tokens)[:, 0]
+    )
+
+
+def test_training_is_seeded_and_records_iia_everywhere():
+    placement = Placement("t", "total_elevation", 0, 1, 2, seed=3)
+    cfg = IITConfig(steps=2, batch_size=16, n_train=400, n_eval=100)
+    a, b = train_planted(placement, cfg), train_planted(placement, cfg)
+    for name, tensor in a.model.state_dict().items():
+        assert torch.equal(tensor, b.model.state_dict()[name]), name
+    assert a.record["planted"] == placement.to_json()
+    assert len(a.record["iia"]) == 3 * 2 * 4
+    assert all(0.0 <= v <= 1.0 for v in a.record["iia"].values())
