@@ -60,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy overall and per failure group")
     _add_weights(p)
+    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("analyze", help="the whole analysis, as JSON findings")
     _add_weights(p)
+    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
     _add_attack_results(p)
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write the offline HTML report, PNGs and findings.json")
     _add_weights(p)
+    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
@@ -81,15 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("circuit", help="localise the circuit and measure how much it explains")
     _add_weights(p)
+    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_CIRCUIT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_circuit)
 
-    p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
-    p.add_argument("--models", type=int, default=3, help="how many seeds to train (0..K-1)")
-    p.add_argument("--steps", type=int, default=None, help="steps per model (default 3000)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_seeds)
+    _add_seeds(sub)
 
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
@@ -98,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="PATH", help="also evaluate on this JSON data set")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_device(p, "cpu", "device to train on (cpu, cuda, cuda:N); evaluation runs on the CPU")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("attack", help="search for strings the model gets confidently wrong")
@@ -108,6 +109,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, wrongest first")
     p.set_defaults(func=cmd_attack)
     return parser
+
+
+def _add_seeds(sub: argparse._SubParsersAction) -> None:
+    from bracketlens.sweeps.recipes import RECIPE_HELP
+
+    recipes = "; ".join(f"{name}: {text}" for name, text in RECIPE_HELP.items())
+    p = sub.add_parser(
+        "seeds",
+        help="train many seeds (in-process or on Ray), localise and explain each, count",
+        description="Each seed is trained, localised and explained once; its checkpoint and "
+        "JSON row land in --out, and a rerun reuses every finished seed of the same recipe.",
+    )
+    p.add_argument("--models", type=int, default=3, help="how many seeds to run (K)")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed; seeds are S..S+K-1")
+    p.add_argument("--recipe", default="short", choices=list(RECIPE_HELP), help=recipes)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: recipe's)")
+    p.add_argument(
+        "--workers", type=int, default=1, help="1: in this process; N>1: a local Ray of N CPUs"
+    )
+    p.add_argument("--address", help="connect to this existing Ray cluster (e.g. ray://host:10001)")
+    p.add_argument("--out", default="sweep", help="folder of per-seed results (default ./sweep)")
+    p.add_argument("--report", metavar="DIR", help="also write the universality page there")
+    _add_device(p, None, "device to train on; default: cuda on a Ray cluster with GPUs, else cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_seeds)
+
+
+def _add_device(p: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    p.add_argument("--device", default=default, help=text)
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -194,10 +224,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bracketlens.model import evaluate, load_model
+    from bracketlens.model.device import on_device
 
-    data = load_data(args)
-    model = load_model(args.weights)
-    result = evaluate(model, data, progress=not args.json and sys.stderr.isatty())
+    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
+        data = load_data(args).to(device)
+        model = load_model(args.weights).to(device)
+        result = evaluate(model, data, progress=not args.json and sys.stderr.isatty())
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -209,15 +241,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _run_analysis(args: argparse.Namespace):  # -> Findings
     from bracketlens.model import load_model
+    from bracketlens.model.device import on_device
     from bracketlens.report import analyze
     from bracketlens.terminal import progress_steps
 
-    data = load_data(args)
-    attack = load_attack_strings(args.attack)
-    model = load_model(args.weights)
-    weights = args.weights or "bundled default"
-    with progress_steps(enabled=sys.stderr.isatty()) as step:
-        return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
+    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
+        data = load_data(args).to(device)
+        attack = load_attack_strings(args.attack)
+        model = load_model(args.weights).to(device)
+        weights = args.weights or "bundled default"
+        with progress_steps(enabled=sys.stderr.isatty()) as step:
+            return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -248,12 +282,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.model import load_model
+    from bracketlens.model.device import on_device
     from bracketlens.verify.circuit import verdict_json, verify_circuit
 
-    data = load_data(args)
-    if len(data) < 40:
-        raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
-    verdict = verify_circuit(load_model(args.weights), data, seed=args.seed)
+    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
+        data = load_data(args).to(device)
+        if len(data) < 40:
+            raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
+        verdict = verify_circuit(load_model(args.weights).to(device), data, seed=args.seed)
     result = verdict_json(verdict)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -265,32 +301,62 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from bracketlens.verify.seeds import seeds_json, short_recipe, train_and_localise
+    from pathlib import Path
+
+    from bracketlens.sweeps import Sweep, get_recipe, run_sweep
 
     if args.models < 1:
         raise BracketLensError(f"--models must be at least 1, got {args.models}")
-    base = short_recipe() if args.steps is None else short_recipe(args.steps)  # validated
-    say = (
-        None
-        if args.json
-        else (lambda s: print(f"training and localising seed {s}...", file=sys.stderr))
-    )
-    result = seeds_json(train_and_localise(range(args.models), base=base, on_seed=say))
+    recipe = get_recipe(args.recipe, args.steps)  # validates --steps
+    if args.report is not None:
+        from bracketlens.report.universality import check_page_dir
+
+        check_page_dir(Path(args.report))  # fail before hours of training
+    if args.device is not None and args.workers == 1 and args.address is None:
+        from bracketlens.model.device import resolve_device
+
+        resolve_device(args.device)  # on a cluster, the workers' devices count, not ours
+    seeds = range(args.seed_start, args.seed_start + args.models)
+    sweep = Sweep(seeds, recipe, Path(args.out), args.workers, args.address, args.device)
+    result = run_sweep(sweep, on_row=None if args.json else _say_seed).to_json()
+    if args.report is not None:
+        from bracketlens.report.universality import write_page
+
+        page = write_page(result, args.report)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     from bracketlens.terminal import seeds_table
 
     seeds_table(result)
+    print(f"rows and checkpoints in {args.out}/, table {args.out}/seeds.parquet")
+    if args.report is not None:
+        print(f"universality page written to {page}")
     return 0
+
+
+def _say_seed(row: dict[str, object]) -> None:
+    """One line on stderr as each seed finishes."""
+    if row["error"] is not None:
+        print(f"seed {row['seed']}: failed: {row['error']}", file=sys.stderr)
+        return
+    roles = row["roles"]
+    assert isinstance(roles, dict)
+    where = ", ".join(f"{k.split('_')[0]} {v['location']}" for k, v in roles.items())
+    print(
+        f"seed {row['seed']}: accuracy {row['accuracy']:.4f}; {where} ({row['seconds']} s)",
+        file=sys.stderr,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bracketlens.data import BracketDataset
+    from bracketlens.model.device import resolve_device
     from bracketlens.model.train import TrainConfig, train_to_file
 
     steps = {} if args.steps is None else {"steps": args.steps}
     cfg = TrainConfig(seed=args.seed, **steps)
+    device = resolve_device(args.device)
     reference = None if args.reference is None else BracketDataset.from_json(args.reference)
     command = shlex.join(["bracketlens", *args.argv])
     result = train_to_file(
@@ -300,6 +366,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reference=reference,
         command=command,
+        device=device,
     )
     if not args.quiet:
         from bracketlens.terminal import training_summary
