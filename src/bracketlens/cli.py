@@ -342,7 +342,7 @@ def _say_seed(row: dict[str, object]) -> None:
         return
     roles = row["roles"]
     assert isinstance(roles, dict)
-    where = ", ".join(f"{k.split('_')[0]} {v['location']}" for k, v in roles.items())
+    where = ", ".join(f"{k.split('_')[0]} {v['location'] or 'not found'}" for k, v in roles.items())
     print(
         f"seed {row['seed']}: accuracy {row['accuracy']:.4f}; {where} ({row['seconds']} s)",
         file=sys.stderr,

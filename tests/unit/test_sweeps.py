@@ -1,8 +1,10 @@
 """Sweeps without training: recipes, the row's verdict fields, the summary, the page, errors."""
 
+import importlib.machinery
 import json
 import math
 import sys
+import types
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from bracketlens.report.universality import render_page, write_page
 from bracketlens.stats import wilson
 from bracketlens.sweeps import RECIPES, Sweep, get_recipe, run_sweep, summarise
 from bracketlens.sweeps.recipes import RECIPE_HELP
-from bracketlens.sweeps.task import base_row, verdict_fields
+from bracketlens.sweeps.task import base_row, explain_model, verdict_fields
 
 
 def test_wilson_matches_the_closed_form_and_stays_in_bounds():
@@ -124,3 +126,48 @@ def test_device_is_checked_before_any_work():
     if not torch.cuda.is_available():
         with pytest.raises(BracketLensError, match="no usable CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_explain_is_called_through_its_interface_and_absent_means_null(monkeypatch):
+    calls = []
+
+    class Explanation:
+        def to_json(self):
+            return {"best_model": "none", "models": [{"name": "m", "iia": 0.4}], "variables": []}
+
+    def explain(model, data, seed=0):
+        calls.append((model, data, seed))
+        return Explanation()
+
+    fake = types.ModuleType("bracketlens.algorithms")
+    fake.__spec__ = importlib.machinery.ModuleSpec("bracketlens.algorithms", None)
+    fake.explain = explain
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
+    result = explain_model("model", "data", 7)
+    assert calls == [("model", "data", 7)]
+    assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "variables": []}
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)  # not installed
+    assert explain_model("model", "data", 7) is None
+
+
+def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
+    from bracketlens.sweeps.runner import _result
+    from bracketlens.sweeps.store import prepare_out, reusable_row, write_result
+
+    class FakeRay:
+        class exceptions:  # the shape of `ray.exceptions`
+            RayError = RuntimeError
+
+        def get(self, ref):
+            raise RuntimeError("the worker died\ndetails")
+
+    recipe = get_recipe("tiny")
+    result = _result(FakeRay(), "ref", 3, recipe, "cpu")
+    assert result.state is None
+    assert result.row["error"] == "RuntimeError (Ray gave up after 2 retries): the worker died"
+    out = prepare_out(tmp_path / "sweep")
+    row = write_result(out, result, recipe)
+    assert row["checkpoint"] is None
+    assert json.loads((out / "rows" / "seed-000003.json").read_text())["error"] == row["error"]
+    assert reusable_row(out, 3, recipe) is None  # a failed seed is run again next time
+    assert summarise([row])["failed_seeds"] == [3]

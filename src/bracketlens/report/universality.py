@@ -117,7 +117,9 @@ def _seed_table(rows: Sequence[Mapping[str, Any]]) -> str:
     cells = []
     for r in rows:
         roles = r.get("roles") or {}
-        where = ", ".join(f"{k.split('_')[0]} {v['location']}" for k, v in roles.items())
+        where = ", ".join(
+            f"{k.split('_')[0]} {v['location'] or 'not found'}" for k, v in roles.items()
+        )
         accuracy = "" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}%"
         cells.append([r["seed"], accuracy, where, r["verdict"], r["iia"], r["error"]])
     return _table(["seed", "accuracy", "roles", "verdict", "IIA", "error"], cells)

@@ -151,6 +151,13 @@ def _result(ray: Any, ref: Any, seed: int, recipe: Recipe, device: str) -> SeedR
         result: SeedResult = ray.get(ref)
     except ray.exceptions.RayError as e:
         row = base_row(seed, recipe, device)
-        row["error"] = f"{type(e).__name__} after {MAX_RETRIES} retries: {str(e).splitlines()[0]}"
+        row["error"] = (
+            f"{type(e).__name__} (Ray gave up after {MAX_RETRIES} retries): {_first_line(e)}"
+        )
         return SeedResult(row, None)
     return result
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""

@@ -7,6 +7,7 @@ seed's row does not depend on where it ran.
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,12 +50,13 @@ def explain_model(
     """``explain``'s JSON for this model, or None while ``bracketlens.algorithms`` is absent.
 
     This is the sweep's only fallback: a missing ``explain`` leaves the row's
-    verdict and IIA null. Any error inside ``explain`` is the task's error.
+    verdict and IIA null. Anything else (an import error inside the module, an
+    error inside ``explain``) is the task's error, recorded in the row.
     """
-    try:
-        from bracketlens.algorithms import explain
-    except ImportError:
+    if importlib.util.find_spec("bracketlens.algorithms") is None:
         return None
+    from bracketlens.algorithms import explain
+
     result: dict[str, Any] = explain(model, data, seed=seed).to_json()
     return result
 
