@@ -344,7 +344,8 @@ def _say_seed(row: dict[str, object]) -> None:
     assert isinstance(roles, dict)
     where = ", ".join(f"{k.split('_')[0]} {v['location'] or 'not found'}" for k, v in roles.items())
     print(
-        f"seed {row['seed']}: accuracy {row['accuracy']:.4f}; {where} ({row['seconds']} s)",
+        f"seed {row['seed']}: accuracy {row['accuracy']:.4f}; {where} "
+        + ("(reused)" if row["reused"] else f"({row['seconds']} s)"),
         file=sys.stderr,
     )
 

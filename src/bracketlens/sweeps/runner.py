@@ -59,7 +59,10 @@ class SweepResult:
 def run_sweep(
     sweep: Sweep, *, on_row: Callable[[dict[str, Any]], None] | None = None
 ) -> SweepResult:
-    """Run every seed not already finished, write each as it ends, then the table."""
+    """Run every seed not already finished, write each as it ends, then the table.
+
+    ``on_row`` sees every row as it is known: reused ones first, then each as it ends.
+    """
     if sweep.workers < 1:
         raise BracketLensError(f"--workers must be at least 1, got {sweep.workers}")
     ray = import_ray() if sweep.uses_ray else None  # fail before any work
@@ -69,6 +72,8 @@ def run_sweep(
         reused = reusable_row(out, seed, sweep.recipe)
         if reused is not None:
             rows[seed] = reused
+            if on_row is not None:
+                on_row(reused)
     pending = [s for s in sweep.seeds if s not in rows]
 
     def finished(result: SeedResult) -> None:
