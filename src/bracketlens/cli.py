@@ -60,34 +60,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy overall and per failure group")
     _add_weights(p)
-    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+    _run_on_device(p)
 
     p = sub.add_parser("analyze", help="the whole analysis, as JSON findings")
     _add_weights(p)
-    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
     _add_attack_results(p)
     p.set_defaults(func=cmd_analyze)
+    _run_on_device(p)
 
     p = sub.add_parser("report", help="write the offline HTML report, PNGs and findings.json")
     _add_weights(p)
-    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_ANALYSIS_N)
     p.add_argument("--out", default="report", help="output folder (default: ./report)")
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
     _add_attack_results(p)
     p.set_defaults(func=cmd_report)
+    _run_on_device(p)
 
     p = sub.add_parser("circuit", help="localise the circuit and measure how much it explains")
     _add_weights(p)
-    _add_device(p, "cpu", "device to run the model on (cpu, cuda, cuda:N)")
     _add_data(p, DEFAULT_CIRCUIT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_circuit)
+    _run_on_device(p)
 
     _add_seeds(sub)
 
@@ -138,6 +138,24 @@ def _add_seeds(sub: argparse._SubParsersAction) -> None:
 
 def _add_device(p: argparse.ArgumentParser, default: str | None, text: str) -> None:
     p.add_argument("--device", default=default, help=text)
+
+
+def _run_on_device(p: argparse.ArgumentParser) -> None:
+    """Give an analysis command --device: it runs whole under ``model.device.on_device``.
+
+    Off the CPU, the model and data are then created on the device; that path has
+    not been run on a GPU yet.
+    """
+    _add_device(p, "cpu", "device to run on (cpu, cuda, cuda:N)")
+    command = p.get_default("func")
+
+    def on_device_command(args: argparse.Namespace) -> int:
+        from bracketlens.model.device import on_device
+
+        with on_device(args.device):
+            return int(command(args) or 0)
+
+    p.set_defaults(func=on_device_command)
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -224,12 +242,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from bracketlens.model import evaluate, load_model
-    from bracketlens.model.device import on_device
 
-    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
-        data = load_data(args).to(device)
-        model = load_model(args.weights).to(device)
-        result = evaluate(model, data, progress=not args.json and sys.stderr.isatty())
+    data = load_data(args)
+    model = load_model(args.weights)
+    result = evaluate(model, data, progress=not args.json and sys.stderr.isatty())
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -241,17 +257,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _run_analysis(args: argparse.Namespace):  # -> Findings
     from bracketlens.model import load_model
-    from bracketlens.model.device import on_device
     from bracketlens.report import analyze
     from bracketlens.terminal import progress_steps
 
-    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
-        data = load_data(args).to(device)
-        attack = load_attack_strings(args.attack)
-        model = load_model(args.weights).to(device)
-        weights = args.weights or "bundled default"
-        with progress_steps(enabled=sys.stderr.isatty()) as step:
-            return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
+    data = load_data(args)
+    attack = load_attack_strings(args.attack)
+    model = load_model(args.weights)
+    weights = args.weights or "bundled default"
+    with progress_steps(enabled=sys.stderr.isatty()) as step:
+        return analyze(model, data, weights=weights, progress=step, attack_strings=attack)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -282,14 +296,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.model import load_model
-    from bracketlens.model.device import on_device
     from bracketlens.verify.circuit import verdict_json, verify_circuit
 
-    with on_device(args.device) as device:  # off the CPU: untested here (no GPU)
-        data = load_data(args).to(device)
-        if len(data) < 40:
-            raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
-        verdict = verify_circuit(load_model(args.weights).to(device), data, seed=args.seed)
+    data = load_data(args)
+    if len(data) < 40:
+        raise BracketLensError("the circuit search needs at least 40 strings; use --n 10000")
+    verdict = verify_circuit(load_model(args.weights), data, seed=args.seed)
     result = verdict_json(verdict)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -73,6 +73,7 @@ def test_predict_table_on_bundled_model(capsys):
         (["seeds", "--models", "1", "--steps", "0"], "steps must be a positive integer"),
         (["seeds", "--recipe", "huge"], "invalid choice"),
         (["train", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+        (["evaluate", "--device", "cuda:x"], "--device must be cpu, cuda or cuda:N"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, argv, message):

@@ -32,11 +32,11 @@ def resolve_device(name: str) -> str:
 
 @contextmanager
 def on_device(name: str) -> Iterator[str]:
-    """Validate ``name``; off the CPU, also allocate new tensors there by default.
+    """Validate ``name``; off the CPU, also make it torch's default device meanwhile.
 
-    The analysis code creates some tensors without naming a device; inside this
-    context they land beside the model. On the CPU nothing is installed, so the
-    CPU path pays no per-operation cost.
+    A command run inside this context builds its model, data and intermediate
+    tensors on the device without naming it (untested on a GPU so far). On the
+    CPU nothing is installed, so the CPU path pays no per-operation cost.
     """
     device = resolve_device(name)
     if device == "cpu":
