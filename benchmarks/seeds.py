@@ -1,6 +1,6 @@
 """Benchmark: 4 seeds on 2 Ray workers against the in-process default, as a user runs them.
 
-Usage: python benchmarks/seeds.py [--models 4] [--steps 500] [--recipe short]
+Usage: python benchmarks/seeds.py [--models 4] [--steps 500] [--recipe short] [--ray-first]
 
 Each run is `bracketlens seeds ... --json` in its own process (start-up, Ray's
 included) into a fresh folder, so nothing is reused. Target (issue #18): the
@@ -50,10 +50,17 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=4)
     parser.add_argument("--steps", type=int, default=500, help="per seed (short recipe: 3000)")
     parser.add_argument("--recipe", default="short")
+    parser.add_argument(
+        "--ray-first", action="store_true", help="run the 2-worker sweep first (load drifts)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        one = run(1, args, Path(tmp))
-        two = run(2, args, Path(tmp))
+        if args.ray_first:
+            two = run(2, args, Path(tmp))
+            one = run(1, args, Path(tmp))
+        else:
+            one = run(1, args, Path(tmp))
+            two = run(2, args, Path(tmp))
     same = [_stable(r) for r in one.pop("rows")] == [_stable(r) for r in two.pop("rows")]
     ratio = float(two["wall_seconds"]) / float(one["wall_seconds"])  # type: ignore[arg-type]
     result = {
