@@ -20,7 +20,7 @@ from typing import Any
 
 from bracketlens.errors import BracketLensError
 from bracketlens.sweeps.recipes import Recipe
-from bracketlens.sweeps.task import ROLES, SeedResult
+from bracketlens.sweeps.task import ROLES, SeedResult, explain_available
 
 TABLE = "seeds.parquet"
 
@@ -52,7 +52,8 @@ def reusable_row(out: Path, seed: int, recipe: Recipe) -> dict[str, Any] | None:
     """The stored row of ``seed`` if it can be reused as it is, marked ``"reused": true``.
 
     A row is reused only when its seed, recipe hash and bracketlens version match,
-    it holds no error, and its checkpoint is there; anything else is trained again.
+    it holds no error, its checkpoint is there, and it has a verdict unless
+    ``explain`` is still absent; anything else is trained again.
     """
     from bracketlens import __version__
 
@@ -67,6 +68,8 @@ def reusable_row(out: Path, seed: int, recipe: Recipe) -> dict[str, Any] | None:
         and row.get("version") == __version__
         and row.get("error") is None
         and checkpoint_path(out, seed).is_file()
+        # a seed measured before `explain` was installed is measured again once it is
+        and (row.get("verdict") is not None or not explain_available())
     )
     return row | {"reused": True} if matches else None
 

@@ -44,6 +44,11 @@ def localise_model(model: BracketTransformer, data: BracketDataset) -> Localisat
     return localise(model, data)
 
 
+def explain_available() -> bool:
+    """Whether ``bracketlens.algorithms`` (the home of ``explain``) is installed."""
+    return importlib.util.find_spec("bracketlens.algorithms") is not None
+
+
 def explain_model(
     model: BracketTransformer, data: BracketDataset, seed: int
 ) -> dict[str, Any] | None:
@@ -53,7 +58,7 @@ def explain_model(
     verdict and IIA null. Anything else (an import error inside the module, an
     error inside ``explain``) is the task's error, recorded in the row.
     """
-    if importlib.util.find_spec("bracketlens.algorithms") is None:
+    if not explain_available():
         return None
     from bracketlens.algorithms import explain
 
