@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bracketlens import __version__
 from bracketlens.cli_support import (
+    RECIPE_HELP,
     Parser,
     int_range,
     n_strings_type,
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, DEFAULT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+    _run_on_device(p)
 
     p = sub.add_parser("analyze", help="the whole analysis, as JSON findings")
     _add_weights(p)
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_analyze)
+    _run_on_device(p)
 
     p = sub.add_parser("report", help="write the offline HTML report, PNGs and findings.json")
     _add_weights(p)
@@ -130,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_causal(p)
     _add_attack_results(p)
     p.set_defaults(func=cmd_report)
+    _run_on_device(p)
 
     p = sub.add_parser("circuit", help="localise the circuit and measure how much it explains")
     _add_weights(p)
@@ -137,16 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_causal(p)
     p.set_defaults(func=cmd_circuit)
+    _run_on_device(p)
 
-    p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
-    p.add_argument(
-        "--models", type=positive_int(MAX_MODELS), default=3, help="how many seeds (0..K-1)"
-    )
-    p.add_argument(
-        "--steps", type=positive_int(MAX_STEPS), default=None, help="steps per model (default 3000)"
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_seeds)
+    _add_seeds(sub)
 
     p = sub.add_parser("train", help="train a model from a seed and save it")
     p.add_argument("--out", default="model.safetensors", help="output .safetensors path")
@@ -160,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="PATH", help="also evaluate on this JSON data set")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_device(p, "cpu", "device to train on (cpu, cuda, cuda:N); evaluation runs on the CPU")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compile", help="write the hand-built model of the course's algorithm")
@@ -182,6 +180,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, wrongest first")
     p.set_defaults(func=cmd_attack)
     return parser
+
+
+def _add_seeds(sub: argparse._SubParsersAction) -> None:
+    recipes = "; ".join(f"{name}: {text}" for name, text in RECIPE_HELP.items())
+    p = sub.add_parser(
+        "seeds",
+        help="train many seeds (in-process or on Ray), localise and explain each, count",
+        description="Each seed is trained, localised and explained once; its checkpoint and "
+        "JSON row land in --out, and a rerun reuses every finished seed of the same recipe.",
+    )
+    p.add_argument(
+        "--models", type=positive_int(MAX_MODELS), default=3, help="how many seeds to run (K)"
+    )
+    p.add_argument("--seed-start", type=seed_type, default=0, help="first seed; seeds are S..S+K-1")
+    p.add_argument("--recipe", default="short", choices=list(RECIPE_HELP), help=recipes)
+    p.add_argument(
+        "--steps",
+        type=positive_int(MAX_STEPS),
+        default=None,
+        help="training steps (default: recipe's)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int(MAX_MODELS),
+        default=1,
+        help="1: in this process; N>1: a local Ray of N CPUs",
+    )
+    p.add_argument("--address", help="connect to this existing Ray cluster (e.g. ray://host:10001)")
+    p.add_argument("--out", default="sweep", help="folder of per-seed results (default ./sweep)")
+    p.add_argument("--report", metavar="DIR", help="also write the universality page there")
+    _add_device(p, None, "device to train on; default: cuda on a Ray cluster with GPUs, else cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_seeds)
+
+
+def _add_device(p: argparse.ArgumentParser, default: str | None, text: str) -> None:
+    p.add_argument("--device", default=default, help=text)
+
+
+def _run_on_device(p: argparse.ArgumentParser) -> None:
+    """Give an analysis command --device: it runs whole under ``model.device.on_device``.
+
+    Off the CPU, the model and data are then created on the device; that path has
+    not been run on a GPU yet.
+    """
+    _add_device(p, "cpu", "device to run on (cpu, cuda, cuda:N)")
+    command = p.get_default("func")
+
+    def on_device_command(args: argparse.Namespace) -> int:
+        from bracketlens.model.device import on_device
+
+        with on_device(args.device):
+            return int(command(args) or 0)
+
+    p.set_defaults(func=on_device_command)
 
 
 def _add_weights(p: argparse.ArgumentParser) -> None:
@@ -398,32 +451,63 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_seeds(args: argparse.Namespace) -> int:
-    from bracketlens.seeds import seeds_json, short_recipe, train_and_localise
+    from pathlib import Path
 
-    base = short_recipe() if args.steps is None else short_recipe(args.steps)  # validated
-    say = (
-        None
-        if args.json
-        else (lambda s: print(f"training and localising seed {s}...", file=sys.stderr))
-    )
-    result = seeds_json(train_and_localise(range(args.models), base=base, on_seed=say))
+    from bracketlens.sweeps import Sweep, get_recipe, run_sweep
+
+    recipe = get_recipe(args.recipe, args.steps)  # validates --steps
+    if args.report is not None:
+        from bracketlens.report.universality import check_page_dir
+
+        check_page_dir(Path(args.report))  # fail before hours of training
+    if args.device is not None and args.workers == 1 and args.address is None:
+        from bracketlens.model.device import resolve_device
+
+        resolve_device(args.device)  # on a cluster, the workers' devices count, not ours
+    seeds = range(args.seed_start, args.seed_start + args.models)
+    sweep = Sweep(seeds, recipe, Path(args.out), args.workers, args.address, args.device)
+    result = run_sweep(sweep, on_row=None if args.json else _say_seed).to_json()
+    if args.report is not None:
+        from bracketlens.report.universality import write_page
+
+        page = write_page(result, args.report)
     if args.json:
         _print_json(result, indent=2)
         return 0
     from bracketlens.terminal import seeds_table
 
     seeds_table(result)
+    print(f"rows and checkpoints in {args.out}/, table {args.out}/seeds.parquet")
+    if args.report is not None:
+        print(f"universality page written to {page}")
     return 0
+
+
+def _say_seed(row: dict[str, object]) -> None:
+    """One line on stderr as each seed finishes."""
+    if row["error"] is not None:
+        print(f"seed {row['seed']}: failed: {row['error']}", file=sys.stderr)
+        return
+    roles = row["roles"]
+    assert isinstance(roles, dict)
+    where = ", ".join(f"{k.split('_')[0]} {v['location'] or 'not found'}" for k, v in roles.items())
+    print(
+        f"seed {row['seed']}: accuracy {row['accuracy']:.4f}; {where} "
+        + ("(reused)" if row["reused"] else f"({row['seconds']} s)"),
+        file=sys.stderr,
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bracketlens.data import BracketDataset
     from bracketlens.model.checkpoint import check_output_path
+    from bracketlens.model.device import resolve_device
     from bracketlens.model.train import TrainConfig, train_to_file
 
     steps = {} if args.steps is None else {"steps": args.steps}
     cfg = TrainConfig(seed=args.seed, **steps)
     check_output_path(args.out, force=args.force)  # checkpoint and sidecar, before any work
+    device = resolve_device(args.device)
     reference = None if args.reference is None else BracketDataset.from_json(args.reference)
     command = shlex.join(["bracketlens", *args.argv])
     result = train_to_file(
@@ -433,6 +517,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         reference=reference,
         command=command,
+        device=device,
     )
     if not args.quiet:
         from bracketlens.terminal import training_summary

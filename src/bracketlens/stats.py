@@ -1,9 +1,11 @@
-"""Bootstrap confidence intervals for numbers estimated from a sample of strings."""
+"""Confidence intervals: bootstrap for numbers estimated from strings, Wilson for fractions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -68,3 +70,20 @@ def bootstrap_ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
             return np.where(np.abs(den) > 1e-9, num / den, np.nan)
 
     return bootstrap(np.stack([numerator, denominator], axis=1), ratio)
+
+
+def wilson(successes: int, n: int, level: float = LEVEL) -> Estimate:
+    """The fraction ``successes / n`` with its Wilson score interval.
+
+    Unlike the normal approximation, the interval stays inside [0, 1] and is not
+    empty at 0 or n successes, which matters for a handful of seeds.
+    """
+    if not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    z = NormalDist().inv_cdf(1 - (1 - level) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return Estimate(p, max(centre - half, 0.0), min(centre + half, 1.0), n)

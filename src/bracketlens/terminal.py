@@ -159,14 +159,38 @@ def circuit_table(result: Mapping[str, Any]) -> None:
 
 
 def seeds_table(result: Mapping[str, Any]) -> None:
-    """One column per seed: where each role sits; then how often each location recurs."""
-    runs = result["runs"]
-    table = Table("role", *[f"seed {r['seed']}" for r in runs], "recurrence", title="roles by seed")
-    table.add_row("accuracy", *[f"{100 * r['accuracy']:.2f}%" for r in runs], "")
-    for role, counts in result["recurrence"].items():
-        cells = [str(r["roles"][role]["location"] or "not found") for r in runs]
-        summary = ", ".join(
-            f"{loc}: {n}" for loc, n in sorted(counts.items(), key=lambda kv: -kv[1])
-        )
-        table.add_row(role.replace("_", " "), *cells, summary)
+    """One line per seed, then each role's locations and each verdict with Wilson intervals."""
+    rows, summary = result["rows"], result["summary"]
+    roles = list(summary["roles"])
+    short = {"elevation_head": "elev", "negative_head": "neg", "start_close_component": "start )"}
+    table = Table(
+        "seed", "acc", *[short.get(r, r.split("_")[0]) for r in roles], "verdict", "IIA", ""
+    )
+    table.title = "seeds"
+    for row in rows:
+        found = row["roles"] or {}
+        cells = [str((found.get(r) or {}).get("location") or "-") for r in roles]
+        accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.2f}%"
+        iia = "-" if row["iia"] is None else f"{row['iia']:.3f}"
+        note = row["error"] or ("reused" if row["reused"] else "")
+        table.add_row(str(row["seed"]), accuracy, *cells, str(row["verdict"] or "-"), iia, note)
     _console.print(table)
+    recurrence = Table("role", "location", "seeds", "fraction [95% Wilson]", title="recurrence")
+    for role, entries in summary["roles"].items():
+        for e in entries:
+            recurrence.add_row(role.replace("_", " "), e["location"], str(e["count"]), _share(e))
+    for e in summary["verdicts"]:
+        recurrence.add_row("verdict", e["verdict"], str(e["count"]), _share(e))
+    _console.print(recurrence)
+    course = summary["course_layout"]
+    _console.print(
+        f"course layout ({course['layout']}): {course['count']} of {summary['n_analysed']} "
+        f"{_share(course)}; unexplained: {summary['unexplained']}; "
+        f"no verdict (explain absent): {summary['explain_missing']}; failed: {summary['n_failed']}"
+    )
+
+
+def _share(entry: Mapping[str, Any]) -> str:
+    if entry["fraction"] is None:
+        return "n/a"
+    return f"{entry['fraction']:.0%} [{entry['ci_low']:.0%}, {entry['ci_high']:.0%}]"

@@ -71,6 +71,9 @@ def test_predict_table_on_bundled_model(capsys):
         (["nonsense"], "invalid choice"),
         (["seeds", "--models", "0"], "argument --models: must be a whole number from 1"),
         (["seeds", "--models", "1", "--steps", "0"], "argument --steps: must be a whole"),
+        (["seeds", "--recipe", "huge"], "invalid choice"),
+        (["train", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+        (["evaluate", "--device", "cuda:x"], "--device must be cpu, cuda or cuda:N"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, argv, message):
@@ -94,9 +97,26 @@ def test_train_refuses_existing_output(capsys, tmp_path):
     assert code == 2 and "pass --force" in err
 
 
-def test_seeds_json(capsys):
-    code, out, _ = run(capsys, "seeds", "--models", "1", "--steps", "30", "--json")
+def test_seeds_json(capsys, tmp_path):
+    out_dir = str(tmp_path / "sweep")
+    argv = ["seeds", "--models", "1", "--seed-start", "5", "--recipe", "tiny", "--out", out_dir]
+    code, out, _ = run(capsys, *argv, "--json")
     assert code == 0
     result = json.loads(out)
-    assert [r["seed"] for r in result["runs"]] == [0]
-    assert set(result["recurrence"]) >= {"elevation_head", "tally_head"}
+    assert set(result) == {"schema_version", "rows", "summary"}
+    (row,) = result["rows"]
+    assert row["seed"] == 5 and row["reused"] is False and 0 <= row["accuracy"] <= 1
+    assert set(row) >= {"roles", "verdict", "iia", "seconds", "recipe_hash", "version"}
+    assert set(result["summary"]["roles"]) >= {"elevation_head", "tally_head"}
+    code, out, _ = run(capsys, *argv, "--json")  # the same sweep again: nothing is retrained
+    assert code == 0 and json.loads(out)["rows"][0]["reused"] is True
+
+
+def test_help_imports_no_torch():
+    """--help answers at once: building the parser of every command must not import torch."""
+    import subprocess
+    import sys
+
+    code = "import sys, bracketlens.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

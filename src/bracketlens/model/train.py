@@ -67,11 +67,15 @@ def train(
     progress: bool = True,
     reference: BracketDataset | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train a model from ``cfg.seed`` and evaluate it on held-out data.
 
     Held-out strings come from seeds derived from ``cfg.seed`` that the training set
     never uses; ``reference`` (e.g. the course data set) is evaluated too if given.
+    Only the optimisation runs on ``device``: data, sampling and the held-out
+    evaluation stay on the CPU, and the returned model is on the CPU. Weights are
+    bit-reproducible on CPU only.
     """
     seed_everything(cfg.seed)
     start = time.perf_counter()
@@ -79,6 +83,7 @@ def train(
     lengths = data.seq_length  # once: recomputing it per step costs as much as the step
     model = BracketTransformer(cfg.model)
     model.init_weights(seed=cfg.seed)
+    model.to(device)  # after the CPU initialisation, so every device starts from the same weights
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -86,7 +91,7 @@ def train(
     bar = tqdm(range(cfg.steps), disable=not progress, desc="train", unit="step")
     for step in bar:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
-        logits, labels = _batch_logits(model, data, lengths, idx)
+        logits, labels = _batch_logits(model, data, lengths, idx, device)
         loss = F.cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -99,6 +104,7 @@ def train(
             acc = ((logits.argmax(-1) == 1) == labels.bool()).float().mean().item()
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{acc:.3f}")
     train_seconds = time.perf_counter() - start
+    model.cpu()
     model.eval()
     model.requires_grad_(False)
     record = {
@@ -139,13 +145,14 @@ def train_to_file(
     progress: bool = True,
     reference: BracketDataset | None = None,
     command: str | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
     """Train and save atomically; refuses an existing ``out`` unless ``force``.
 
     The path is checked before training so a mistake costs seconds, not minutes.
     """
     out = check_output_path(out, force=force)
-    result = train(cfg, progress=progress, reference=reference)
+    result = train(cfg, progress=progress, reference=reference, device=device)
     record = dict(result.record)
     if command is not None:
         record["command"] = command
@@ -158,6 +165,7 @@ def _batch_logits(
     data: BracketDataset,
     lengths: torch.Tensor,
     idx: torch.Tensor,
+    device: str | torch.device = "cpu",
     n_chunks: int = 4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Position-0 logits of a batch, run as length-sorted chunks with padding trimmed.
@@ -167,10 +175,10 @@ def _batch_logits(
     """
     idx = idx[torch.argsort(lengths[idx], stable=True)]
     logits = [
-        model.class_logits(data.tokens[chunk, : int(lengths[chunk].max()) + 2])
+        model.class_logits(data.tokens[chunk, : int(lengths[chunk].max()) + 2].to(device))
         for chunk in idx.chunk(n_chunks)
     ]
-    return torch.cat(logits), data.labels[idx].long()
+    return torch.cat(logits), data.labels[idx].long().to(device)
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:

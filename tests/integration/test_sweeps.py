@@ -1,0 +1,154 @@
+"""Seed sweeps end to end with the tiny recipe: Ray against in-process, resume, a killed worker.
+
+Every test here trains (seconds per seed), so they are in the slow tier.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from bracketlens.cli import main
+from bracketlens.sweeps import Sweep, get_recipe, run_sweep
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+SEEDS = ["--models", "4", "--seed-start", "0", "--recipe", "tiny"]
+VOLATILE = {"seconds", "reused"}  # all that may differ between two runs of a seed
+
+
+def _seeds(capsys, out, *argv):
+    code = main(["seeds", *SEEDS, "--out", str(out), *argv, "--json"])
+    assert code == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _stable(row):
+    return {k: v for k, v in row.items() if k not in VOLATILE}
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    """Four tiny seeds in-process, with Ray made unimportable (it must not be needed).
+
+    The first attempt is interrupted (as by Ctrl-C) once seed 0 is written; the
+    second finishes the sweep. Returns the folder and the second run's rows.
+    """
+    out = tmp_path_factory.mktemp("in_process") / "sweep"
+    sweep = Sweep(range(4), get_recipe("tiny"), out)
+
+    def interrupt(row):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "ray", None)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(sweep, on_row=interrupt)
+        interrupted = sorted(p.name for p in (out / "rows").iterdir())
+        rows = run_sweep(sweep).rows
+    assert interrupted == ["seed-000000.json"]
+    return out, rows
+
+
+def test_ctrl_c_keeps_the_finished_seed(in_process):
+    _, rows = in_process
+    assert [r["reused"] for r in rows] == [True, False, False, False]
+
+
+def _rows(out):
+    return [json.loads((out / "rows" / f"seed-{s:06d}.json").read_text()) for s in range(4)]
+
+
+def test_two_ray_workers_give_the_rows_of_one_process(in_process, tmp_path, capsys):
+    base, _ = in_process
+    result = _seeds(capsys, tmp_path / "ray", "--workers", "2")
+    assert [r["seed"] for r in result["rows"]] == [0, 1, 2, 3]
+    assert all(r["error"] is None and r["reused"] is False for r in result["rows"])
+    assert [_stable(r) for r in result["rows"]] == [_stable(r) for r in _rows(base)]
+    table = pq.read_table(tmp_path / "ray" / "seeds.parquet").to_pylist()
+    assert [r["seed"] for r in table] == [0, 1, 2, 3]
+    assert table[2]["elevation_head"] == result["rows"][2]["roles"]["elevation_head"]["location"]
+
+
+def test_resume_retrains_exactly_the_deleted_seed(in_process, tmp_path, capsys):
+    base, _ = in_process
+    out = tmp_path / "sweep"
+    shutil.copytree(base, out)
+    before = _rows(out)
+    (out / "rows" / "seed-000002.json").unlink()
+    result = _seeds(capsys, out)
+    assert [r["reused"] for r in result["rows"]] == [True, True, False, True]
+    assert [_stable(r) for r in result["rows"]] == [_stable(r) for r in before]
+    assert _seeds(capsys, out)["summary"] == result["summary"]  # all four reused now
+
+
+def test_resume_with_other_steps_retrains_everything(in_process, tmp_path, capsys):
+    base, (first, *_) = in_process
+    out = tmp_path / "sweep"
+    shutil.copytree(base, out)
+    argv = ["seeds", "--models", "2", "--recipe", "tiny", "--steps", "61", "--out", str(out)]
+    assert main([*argv, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["reused"] for r in rows] == [False, False]
+    assert rows[0]["recipe_hash"] != first["recipe_hash"] and rows[0]["steps"] == 61
+
+
+def _task_processes(ancestor: int) -> list[int]:
+    """Ray worker processes running a seed task, started (at any depth) by ``ancestor``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::bracketlens_seed") and _descends(int(entry.name), ancestor):
+            found.append(int(entry.name))
+    return found
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
+def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path):
+    out = tmp_path / "sweep"
+    # one seed on two workers: the retry needs no free worker, and no other seed competes for CPU
+    cmd = [sys.executable, "-m", "bracketlens.cli", "seeds", "--models", "1", "--recipe", "tiny"]
+    cmd += ["--steps", "250", "--workers", "2", "--out", str(out), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (tasks := _task_processes(proc.pid)) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        assert tasks, "no seed task started within 3 minutes"
+        time.sleep(1.0)  # well inside the task: 250 steps take several seconds
+        title = Path(f"/proc/{tasks[0]}/cmdline").read_bytes()
+        assert title.startswith(b"ray::bracketlens_seed"), "the task ended before the kill"
+        os.kill(tasks[0], signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    rows = json.loads(stdout)["rows"]
+    assert [r["seed"] for r in rows] == [0]
+    assert rows[0]["error"] is None and rows[0]["accuracy"] is not None
+    assert [p.name for p in (out / "rows").iterdir()] == ["seed-000000.json"]
+    assert pq.read_table(out / "seeds.parquet").column("seed").to_pylist() == [0]

@@ -1,0 +1,191 @@
+"""Sweeps without training: recipes, the row's verdict fields, the summary, the page, errors."""
+
+import importlib.machinery
+import json
+import math
+import sys
+import types
+
+import pytest
+import torch
+from plotly.offline import get_plotlyjs
+
+from bracketlens.cli_support import RECIPE_HELP
+from bracketlens.errors import BracketLensError
+from bracketlens.model.device import resolve_device
+from bracketlens.report.universality import render_page, write_page
+from bracketlens.stats import wilson
+from bracketlens.sweeps import RECIPES, Sweep, get_recipe, run_sweep, summarise
+from bracketlens.sweeps.task import base_row, explain_model, verdict_fields
+
+
+def test_wilson_matches_the_closed_form_and_stays_in_bounds():
+    est = wilson(8, 10)
+    # Wilson's interval for 8/10 at z = 1.959964: [0.4902, 0.9433]
+    assert math.isclose(est.low, 0.490162, abs_tol=1e-5)
+    assert math.isclose(est.high, 0.943317, abs_tol=1e-5)
+    assert wilson(0, 5).low == 0.0 and wilson(0, 5).high > 0.4
+    assert wilson(5, 5).high == 1.0 and wilson(5, 5).low < 0.6
+    assert math.isnan(wilson(0, 0).value)
+    with pytest.raises(ValueError):
+        wilson(3, 2)
+
+
+def test_recipe_hash_is_stable_and_tracks_what_changes_the_result():
+    tiny = get_recipe("tiny")
+    assert tiny.hash == get_recipe("tiny").hash
+    assert tiny.with_steps(None) is tiny
+    assert tiny.with_steps(61).hash != tiny.hash
+    assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)
+    assert set(RECIPE_HELP) == set(RECIPES)
+    for name, recipe in RECIPES.items():  # --help states each recipe's steps
+        assert RECIPE_HELP[name].startswith(f"{recipe.train.steps:,} steps"), name
+    assert get_recipe("short").train.steps == 3000
+    with pytest.raises(BracketLensError, match="unknown recipe"):
+        get_recipe("huge")
+    with pytest.raises(BracketLensError, match="steps must be a positive integer"):
+        get_recipe("tiny", 0)
+
+
+def _row(seed, elevation, negative, read, verdict=None, error=None):
+    row = base_row(seed, get_recipe("tiny"), "cpu")
+    roles = {"elevation_head": elevation, "negative_head": negative, "read_position": read}
+    row["roles"] = {k: {"location": v, "confidence": 0.5} for k, v in roles.items()}
+    return row | {"verdict": verdict, "error": error, "accuracy": 0.99}
+
+
+def test_summary_counts_roles_verdicts_and_the_course_layout():
+    explained = {
+        "best_model": "elevation_and_negative",
+        "models": [{"name": "elevation_and_negative", "iia": 0.95}, {"name": "x", "iia": 0.5}],
+        "variables": [{"name": "elevation", "hook": "blocks.0.hook_resid_post", "head": None,
+                       "positions": [1], "position": 1, "dim": 0, "iia": 0.97}],
+    }  # fmt: skip
+    fields = verdict_fields(explained)
+    assert fields["verdict"] == "elevation_and_negative" and fields["iia"] == 0.95
+    assert fields["variables"][0]["where"] == "blocks.0.hook_resid_post @1"
+    assert verdict_fields(None) == {"verdict": None, "iia": None, "variables": None}
+    rows = [
+        _row(0, "2.0", "2.1", "1") | fields,
+        _row(1, "2.0", "2.1", "1", verdict="none"),
+        _row(2, "1.1", "2.1", None),
+        _row(3, None, None, None, error="WorkerCrashedError after 2 retries"),
+    ]
+    s = summarise(rows)
+    assert (s["n_seeds"], s["n_analysed"], s["n_failed"], s["failed_seeds"]) == (4, 3, 1, [3])
+    elevation = {e["location"]: e for e in s["roles"]["elevation_head"]}
+    assert elevation["2.0"]["count"] == 2 and elevation["1.1"]["count"] == 1
+    assert math.isclose(elevation["2.0"]["fraction"], 2 / 3)
+    assert elevation["2.0"]["ci_low"] == pytest.approx(wilson(2, 3).low)
+    assert s["roles"]["read_position"][0]["location"] in {"1", "not found"}
+    assert s["course_layout"]["count"] == 2
+    verdicts = {e["verdict"]: e for e in s["verdicts"]}
+    assert verdicts["elevation_and_negative"]["variables"] == {
+        "elevation": {"blocks.0.hook_resid_post @1": 1}
+    }
+    assert (s["unexplained"], s["explain_missing"]) == (1, 1)
+    assert summarise([])["course_layout"]["fraction"] is None  # no seeds: no NaN in the JSON
+
+
+def test_page_is_self_contained_and_names_every_seed(tmp_path):
+    rows = [_row(0, "2.0", "2.1", "1"), _row(1, "1.1", "2.1", "3")]
+    result = {"schema_version": 1, "rows": rows, "summary": summarise(rows)}
+    html = render_page(result)
+    assert "<script src" not in html and get_plotlyjs()[:500] in html  # plotly.js is inlined
+    assert "Where each role lands" in html and "explain" in html
+    path = write_page(result, tmp_path / "page")
+    embedded = html.split('id="sweep">')[1].split("</script>")[0]
+    assert json.loads(embedded)["rows"][1]["seed"] == 1
+    assert path.read_text() == html
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(BracketLensError, match="not a sweep report folder"):
+        write_page(result, tmp_path / "other")
+
+
+def test_more_workers_without_ray_is_one_error_naming_the_extra(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees without the extra
+    sweep = Sweep([0, 1], get_recipe("tiny"), tmp_path / "sweep", workers=2)
+    with pytest.raises(BracketLensError, match=r"pip install 'bracketlens\[cluster\]'"):
+        run_sweep(sweep)
+    assert not (tmp_path / "sweep").exists()  # refused before any work
+
+
+def test_missing_extra_from_the_command_line(monkeypatch, tmp_path, capsys):
+    from bracketlens.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code = main(["seeds", "--workers", "3", "--recipe", "tiny", "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "pip install 'bracketlens[cluster]'" in err
+
+
+def test_device_is_checked_before_any_work():
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(BracketLensError, match="cpu, cuda or cuda:N"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BracketLensError, match="no usable CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_explain_is_called_through_its_interface_and_absent_means_null(monkeypatch):
+    calls = []
+
+    class Explanation:
+        def to_json(self):
+            return {"best_model": "none", "models": [{"name": "m", "iia": 0.4}], "variables": []}
+
+    def explain(model, data, seed=0):
+        calls.append((model, data, seed))
+        return Explanation()
+
+    fake = types.ModuleType("bracketlens.algorithms")
+    fake.__spec__ = importlib.machinery.ModuleSpec("bracketlens.algorithms", None)
+    fake.explain = explain
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
+    result = explain_model("model", "data", 7)
+    assert calls == [("model", "data", 7)]
+    assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "variables": []}
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)  # not installed
+    assert explain_model("model", "data", 7) is None
+
+
+def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
+    from bracketlens.sweeps.runner import _result
+    from bracketlens.sweeps.store import prepare_out, reusable_row, write_result
+
+    class FakeRay:
+        class exceptions:  # the shape of `ray.exceptions`
+            RayError = RuntimeError
+
+        def get(self, ref):
+            raise RuntimeError("the worker died\ndetails")
+
+    recipe = get_recipe("tiny")
+    result = _result(FakeRay(), "ref", 3, recipe, "cpu")
+    assert result.state is None
+    assert result.row["error"] == "RuntimeError (Ray gave up after 2 retries): the worker died"
+    out = prepare_out(tmp_path / "sweep")
+    row = write_result(out, result, recipe)
+    assert row["checkpoint"] is None
+    assert json.loads((out / "rows" / "seed-000003.json").read_text())["error"] == row["error"]
+    assert reusable_row(out, 3, recipe) is None  # a failed seed is run again next time
+    assert summarise([row])["failed_seeds"] == [3]
+
+
+def test_a_row_without_verdict_is_measured_again_once_explain_exists(monkeypatch, tmp_path):
+    from bracketlens.sweeps.store import checkpoint_path, prepare_out, reusable_row, row_path
+
+    recipe = get_recipe("tiny")
+    out = prepare_out(tmp_path / "sweep")
+    row = _row(4, "2.0", "2.1", "1")  # verdict null: measured while explain was absent
+    row_path(out, 4).write_text(json.dumps(row))
+    checkpoint_path(out, 4).write_bytes(b"weights")
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)
+    assert reusable_row(out, 4, recipe)["reused"] is True
+    fake = types.ModuleType("bracketlens.algorithms")
+    fake.__spec__ = importlib.machinery.ModuleSpec("bracketlens.algorithms", None)
+    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
+    assert reusable_row(out, 4, recipe) is None
