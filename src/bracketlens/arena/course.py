@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from jaxtyping import Float, Int
 from sklearn.linear_model import LinearRegression
 from torch import Tensor, nn
@@ -88,8 +89,16 @@ def get_post_final_ln_dir(model: BracketTransformer) -> Float[Tensor, " d_model"
 
 
 def get_pre_final_ln_dir(model: BracketTransformer, data: CourseData) -> Float[Tensor, " d_model"]:
-    """Wraps :func:`bracketlens.attribution.directions.unbalanced_direction_pre_ln`."""
-    return unbalanced_direction_pre_ln(model, tokens_of(data)).detach()
+    """Wraps :func:`get_ln_fit` (``ln_final``, position 0) and :func:`get_post_final_ln_dir`.
+
+    The fit's coefficients pull the post-LN direction back, as the course builds it:
+    the same direction as :func:`bracketlens.attribution.directions.unbalanced_direction_pre_ln`
+    up to the sklearn fit's float32 rounding (about 1e-3 here), so that it equals what a
+    learner computes from :func:`get_ln_fit` by hand, as the course does.
+    """
+    regression, _ = get_ln_fit(model, data, model.ln_final, seq_pos=0)
+    coef = torch.as_tensor(regression.coef_, dtype=torch.float32)
+    return (coef.T @ get_post_final_ln_dir(model)).detach()
 
 
 def get_out_by_components(
