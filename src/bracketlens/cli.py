@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
+DEFAULT_EXPLAIN_N = 10_000
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p, DEFAULT_CIRCUIT_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_circuit)
+
+    p = sub.add_parser(
+        "explain", help="which algorithm the model runs, by interchange interventions"
+    )
+    _add_weights(p)
+    _add_data(p, DEFAULT_EXPLAIN_N)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("seeds", help="train several seeds and tabulate where the roles recur")
     p.add_argument("--models", type=int, default=3, help="how many seeds to train (0..K-1)")
@@ -261,6 +270,21 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.terminal import circuit_table
 
     circuit_table(result)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from bracketlens.algorithms import explain
+    from bracketlens.model import load_model
+
+    data = load_data(args)
+    result = explain(load_model(args.weights), data, seed=args.seed).to_json()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from bracketlens.terminal import explanation_table
+
+    explanation_table(result)
     return 0
 
 

@@ -65,6 +65,7 @@ class Search:
     das_dims: tuple[int, ...] = (1, 4)
     das_steps: int = 30
     sites: Callable[[Site], bool] | None = None  # None: every hook
+    whole_vector: bool = True  # False: only rotations compete (dim >= 1)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ def _search(
     n_top = 1 if variable.position is not None else search.das_top
     top = np.argsort(-np.nan_to_num(headline, nan=-1), axis=None, kind="stable")[:n_top]
     locations = [Location(site_list[i // len(sets)], sets[i % len(sets)]) for i in top]
-    fits: list[tuple[Location, int, Tensor | None]] = [(loc, 0, None) for loc in locations]
+    fits: list[tuple[Location, int, Tensor | None]] = []
+    if search.whole_vector or not search.das_dims:
+        fits += [(loc, 0, None) for loc in locations]
     train = pairs.in_split("train")
     acts = pair_activations(model, data.tokens, train.base, train.source,
                             [loc.site.hook for loc in locations], [loc.site.layer for loc in locations])  # fmt: skip
