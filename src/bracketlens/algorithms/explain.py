@@ -65,6 +65,7 @@ class Search:
     das_dims: tuple[int, ...] = (1, 4)
     das_steps: int = 30
     sites: Callable[[Site], bool] | None = None  # None: every hook
+    positions: Callable[[tuple[int, ...]], bool] | None = None  # None: every position (set)
     whole_vector: bool = True  # False: only rotations compete (dim >= 1)
 
 
@@ -158,6 +159,7 @@ def _search(
     acts = pair_activations(model, data.tokens, val.base, val.source,
                             [s.hook for s in site_list], [s.layer for s in site_list])  # fmt: skip
     sets = position_sets(acts.base_tokens.shape[1], variable.position)
+    sets = [p for p in sets if search.positions is None or search.positions(p)]
     iia = np.full((len(site_list), len(sets), len(KINDS)), np.nan)
     for i, site in enumerate(site_list):
         # the whole residual stream at every position is the whole run: a trivial alignment
