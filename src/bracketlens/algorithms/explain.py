@@ -68,6 +68,12 @@ class Search:
     positions: Callable[[tuple[int, ...]], bool] | None = None  # None: every position (set)
     whole_vector: bool = True  # False: only rotations compete (dim >= 1)
 
+    @classmethod
+    def quick(cls) -> Search:
+        """A lighter search (fewer pairs, one rotation at the best location): for the report."""
+        return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
+                   das_dims=(1,), das_steps=20)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class _Candidates:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bracketlens.algorithms import Explanation, Search, explain
 from bracketlens.attribution.components import ComponentStack
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.circuits.elevation import ElevationCircuit, Roles, elevation_from_pass, gather_for
@@ -62,6 +63,7 @@ class Findings:
     path_patch: PathPatch | None
     attribution_patching: AttributionPatching
     attack: list[dict[str, object]]  # strings from `bracketlens attack --json`, rescored here
+    explanation: Explanation | None = None  # which causal model the network runs (issue 14)
 
     def to_json(self) -> dict[str, object]:
         """Every number of the report, JSON-ready."""
@@ -121,6 +123,8 @@ def analyze(
     patching = attribution_patching(model, half_b)
     step("the negative head")
     negative_attention, feeders = _negative_head(model, data, found, direction)
+    step("what the model computes")
+    explanation = explain(model, data, seed=0, search=Search.quick())  # `explain` looks harder
     step("patching views")
     return Findings(
         meta=_meta(model, data, weights),
@@ -142,6 +146,7 @@ def analyze(
         path_patch=paths,
         attribution_patching=patching,
         attack=_rescore(model, attack_strings or []),
+        explanation=explanation,
     )
 
 

@@ -131,6 +131,7 @@ def findings_to_json(f: Findings) -> dict[str, object]:
             "ln_final_fit_r2": {k: _r(v) for k, v in f.ln_final_r2.items()},
             "components": _attribution(f),
         },
+        "explanation": None if f.explanation is None else f.explanation.to_json(),
         "localisation": localisation_json(f.localisation),
         "roles_source": f.roles_source,
         "negative_head_attention": None

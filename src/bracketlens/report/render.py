@@ -43,6 +43,7 @@ code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; }
 SECTIONS = [
     ("model", "Model and data"),
     ("attribution", "Logit attribution"),
+    ("algorithm", "What this model computes"),
     ("localisation", "Where the circuit is"),
     ("circuit", "The total elevation circuit"),
     ("negative", "The negative head"),
