@@ -12,6 +12,10 @@ Three kinds of pair are drawn in equal numbers within each base failure group:
 - ``to_balanced``: it flips an unbalanced base;
 - ``unchanged``: it equals the base's label.
 
+Within each kind, up to half of the pairs have a counterfactual label that
+differs from the source's own label, so that a location merely carrying the
+source's decision does not pass for one carrying the variable.
+
 Each kind is split into train (fits rotations), validation (chooses the
 location) and test (the reported IIA).
 """
@@ -123,7 +127,8 @@ def sample_pairs(
             base, source = base[source != base], source[source != base]
             label = model.counterfactual(_at(values, base), _at(values, source), variable.name)
             kind = _kind(base_label[base], label)
-            cells = _equal_kinds(base, source, kind, label, base_label[base], quota)
+            telling = label != base_label[source]
+            cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota)
             parts.append(_with(cells, group, split))
     return _concat(parts)
 
@@ -154,13 +159,25 @@ def _equal_kinds(
     kind: np.ndarray,
     label: np.ndarray,
     base_label: np.ndarray,
+    telling: np.ndarray,
     quota: int,
 ) -> tuple[np.ndarray, ...]:
-    """The same number of pairs of each kind that has enough of them (at most ``quota``)."""
+    """The same number of pairs of each kind that has enough of them (at most ``quota``).
+
+    Within a kind, up to half are *telling* pairs, whose counterfactual label
+    differs from the source's own label: there a patch that only carries the
+    source's decision (e.g. the whole residual at position 0 in the last layer)
+    is wrong, and one that carries the variable is right.
+    """
     available = [int((kind == k).sum()) for k in range(len(KINDS))]
     present = [k for k in range(len(KINDS)) if available[k] >= min(MIN_PER_KIND, quota)]
     n = min([quota, *(available[k] for k in present)])
-    rows = np.concatenate([np.flatnonzero(kind == k)[:n] for k in present] or [np.zeros(0, int)])
+    picked = []
+    for k in present:
+        of_kind = np.flatnonzero(kind == k)
+        first = of_kind[telling[of_kind]][: (n + 1) // 2]
+        picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
+    rows = np.concatenate(picked or [np.zeros(0, int)])
     rows = rows.astype(int)
     return base[rows], source[rows], kind[rows], label[rows], base_label[rows]
 
