@@ -169,7 +169,7 @@ def _search(
     iia = np.full((len(site_list), len(sets), len(KINDS)), np.nan)
     for i, site in enumerate(site_list):
         # the whole residual stream at every position is the whole run: a trivial alignment
-        here = [p for p in sets if len(p) == 1 or "resid" not in site.hook]
+        here = [p for p in sets if len(p) <= 2 or "resid" not in site.hook]
         correct = screen(model, acts, site, here) == val.label[None]
         rows = [sets.index(p) for p in here]
         for k in range(len(KINDS)):

@@ -2,8 +2,8 @@
 
 Locations are every position of ``hook_resid_pre``, ``hook_resid_mid`` and
 ``hook_resid_post`` of each layer, of each head's ``attn.hook_z`` and of each
-MLP's ``hook_post``, plus two sets of positions per hook (every position, and
-every position but ``[start]``) for a variable spread along the string.
+MLP's ``hook_post``, plus two sets of positions per hook (every position, every
+position but ``[start]``, and the first two) for a variable spread along the string.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Location:
     @property
     def label(self) -> str:
         p = self.positions
-        where = str(p[0]) if len(p) == 1 else f"{p[0]}..{p[-1]}"
+        where = ",".join(map(str, p)) if len(p) <= 2 else f"{p[0]}..{p[-1]}"
         return f"{self.site.label} @ {where}"
 
 
@@ -77,11 +77,16 @@ def sites(cfg: ModelConfig) -> list[Site]:
 
 
 def position_sets(width: int, only: int | None = None) -> list[tuple[int, ...]]:
-    """Single positions ``0..width-1`` and two spread sets; just ``(only,)`` when given."""
+    """Single positions ``0..width-1`` and three spread sets; just ``(only,)`` when given.
+
+    The sets: every position, every position but ``[start]``, and ``[start]`` with
+    the first paren (where the class is read and where the course's model keeps
+    the total elevation: a variable may be held at both).
+    """
     if only is not None:
         return [(only,)]
     singles = [(p,) for p in range(width)]
-    return [*singles, tuple(range(width)), tuple(range(1, width))]
+    return [*singles, tuple(range(width)), tuple(range(1, width)), (0, 1)]
 
 
 @dataclass(frozen=True)

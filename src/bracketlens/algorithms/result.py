@@ -137,7 +137,7 @@ class ScreenMap:
             "model": self.model,
             "variable": self.variable,
             "sites": list(self.sites),
-            "positions": [list(p) if len(p) == 1 else [p[0], p[-1]] for p in self.positions],
+            "positions": [list(p) if len(p) <= 2 else [p[0], p[-1]] for p in self.positions],
             "iia_by_kind": {
                 k: [[None if np.isnan(x) else float(x) for x in row] for row in rounded[:, :, i]]
                 for i, k in enumerate(KINDS)
