@@ -157,3 +157,18 @@ def test_a_user_model_runs_through_explain(data) -> None:
     assert [m.name for m in result.models] == ["zero_elevation"]
     with pytest.raises(BracketLensError, match="unknown causal model"):
         explain(model, data, models=["nope"], search=SMALL)
+
+
+def test_iia_heatmaps_draw_one_panel_per_kind_with_pairs() -> None:
+    from bracketlens.algorithms import ScreenMap
+    from bracketlens.plots.algorithms import iia_heatmaps
+
+    iia = np.random.default_rng(0).random((3, 5, 3))
+    iia[:, :, 1] = np.nan  # no to-balanced pairs
+    iia[0, 4] = np.nan  # a location that was not screened
+    screen = ScreenMap("m", "v", ("resid_pre 0", "z 0.0", "resid_mid 0"), (0, 0, 0),
+                       ((0,), (1,), (2,), (0, 1, 2), (0, 1)), iia)  # fmt: skip
+    fig = iia_heatmaps(screen)
+    assert len(fig.data) == 2
+    assert list(fig.data[0].x) == [0, 1, 2]  # single positions only
+    assert fig.data[0].z[0][0] == pytest.approx(iia[0, 0, 0])
