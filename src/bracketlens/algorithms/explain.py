@@ -161,6 +161,39 @@ def _search(
 ) -> _Candidates:
     """Screen every location on a few validation pairs; fit rotations at the best ones."""
     val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
+    screen_map = _screen_map(model, data, causal.name, variable, val, search)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
+        headline = np.nanmean(screen_map.iia, axis=2)
+    # a per-position variable has one position per hook: its best hook gets the rotations
+    n_top = 1 if variable.position is not None else search.das_top
+    top = np.argsort(-np.nan_to_num(headline, nan=-1), axis=None, kind="stable")[:n_top]
+    sets, site_list = screen_map.positions, screen_map.site_objects
+    locations = [Location(site_list[i // len(sets)], sets[i % len(sets)]) for i in top]
+    fits: list[tuple[Location, int, Tensor | None]] = []
+    if search.whole_vector or not search.das_dims:
+        fits += [(loc, 0, None) for loc in locations]
+    train = pairs.in_split("train")
+    acts = pair_activations(model, data.tokens, train.base, train.source,
+                            [loc.site.hook for loc in locations], [loc.site.layer for loc in locations])  # fmt: skip
+    for j, loc in enumerate(locations):
+        for dim in search.das_dims:
+            if dim < loc.site.width(model.cfg):
+                basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
+                                  seed=seed + 1000 * j + dim)  # fmt: skip
+                fits.append((loc, dim, basis))
+    return _Candidates(screen_map, tuple(fits))
+
+
+def _screen_map(
+    model: BracketTransformer,
+    data: BracketDataset,
+    causal: str,
+    variable: Variable,
+    val: Pairs,
+    search: Search,
+) -> ScreenMap:
+    """Whole-vector IIA by kind at every (hook, position set) that ``search`` allows."""
     site_list = [s for s in sites(model.cfg) if search.sites is None or search.sites(s)]
     acts = pair_activations(model, data.tokens, val.base, val.source,
                             [s.hook for s in site_list], [s.layer for s in site_list])  # fmt: skip
@@ -175,28 +208,8 @@ def _search(
         for k in range(len(KINDS)):
             if (val.kind == k).any():
                 iia[i, rows, k] = correct[:, val.kind == k].mean(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
-        headline = np.nanmean(iia, axis=2)
-    # a per-position variable has one position per hook: its best hook gets the rotations
-    n_top = 1 if variable.position is not None else search.das_top
-    top = np.argsort(-np.nan_to_num(headline, nan=-1), axis=None, kind="stable")[:n_top]
-    locations = [Location(site_list[i // len(sets)], sets[i % len(sets)]) for i in top]
-    fits: list[tuple[Location, int, Tensor | None]] = []
-    if search.whole_vector or not search.das_dims:
-        fits += [(loc, 0, None) for loc in locations]
-    train = pairs.in_split("train")
-    acts = pair_activations(model, data.tokens, train.base, train.source,
-                            [loc.site.hook for loc in locations], [loc.site.layer for loc in locations])  # fmt: skip
-    for j, loc in enumerate(locations):
-        for dim in search.das_dims:
-            if dim < loc.site.width(model.cfg):
-                basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
-                                  seed=seed + 1000 * j + dim)  # fmt: skip
-                fits.append((loc, dim, basis))
-    screen_map = ScreenMap(causal.name, variable.name, tuple(s.label for s in site_list),
-                           tuple(s.layer for s in site_list), tuple(sets), iia)  # fmt: skip
-    return _Candidates(screen_map, tuple(fits))
+    return ScreenMap(causal, variable.name, tuple(s.label for s in site_list),
+                     tuple(s.layer for s in site_list), tuple(sets), iia, tuple(site_list))  # fmt: skip
 
 
 def _choose_and_test(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from bracketlens.algorithms.locations import Location
+from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS
 from bracketlens.data.truth import FailureGroup
 from bracketlens.stats import Estimate, bootstrap
@@ -130,6 +130,7 @@ class ScreenMap:
     layers: tuple[int, ...]
     positions: tuple[tuple[int, ...], ...]
     iia: np.ndarray  # [sites, positions, kinds]; NaN where a kind has no pairs
+    site_objects: tuple[Site, ...] = field(default=(), repr=False)
 
     def to_json(self) -> dict[str, object]:
         rounded = np.round(self.iia, 3)
