@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bracketlens.algorithms import Explanation
 from bracketlens.attribution.components import ComponentStack
 from bracketlens.circuits.elevation import ElevationCircuit, Roles
 from bracketlens.circuits.negative import NegativeAttention, NegativeFeeders
@@ -85,6 +86,7 @@ class Analysis:
     attribution_patching: AttributionPatching | None = None
     attack: list[dict[str, object]] = field(default_factory=list)  # rescored attack strings
     explorer: ExplorerExport | None = None  # the in-page model (weights and means), not JSON
+    explanation: Explanation | None = None  # which causal model the network runs (explain)
 
     @property
     def attention_read(self) -> Estimate | None:
@@ -103,6 +105,7 @@ class Analysis:
                 "ln_final_fit_r2": {k: round(v, 6) for k, v in self.ln_final_r2.items()},
                 "components": self._attribution_json(),
             },
+            "explanation": None if self.explanation is None else self.explanation.to_json(),
             "localisation": self.localisation.to_json(),
             "roles_source": self.roles_source,
             "negative_head_attention": _json(self.negative_attention),

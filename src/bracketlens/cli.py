@@ -43,6 +43,7 @@ DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
 DEFAULT_CAUSAL_N = 5_000  # bracketlens.pipeline.DEFAULT_CAUSAL_N (not imported: --help stays fast)
+DEFAULT_EXPLAIN_N = 10_000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,6 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_causal(p)
     p.set_defaults(func=cmd_circuit)
+    _run_on_device(p)
+
+    p = sub.add_parser(
+        "explain", help="which algorithm the model runs, by interchange interventions"
+    )
+    _add_weights(p)
+    _add_data(p, DEFAULT_EXPLAIN_N)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_explain)
     _run_on_device(p)
 
     _add_seeds(sub)
@@ -427,7 +437,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bracketlens.report.write import check_report_dir, write_report
 
     check_report_dir(args.out)  # fail before minutes of work
-    findings, _ = _run_analysis(args, extra=("explorer",))
+    findings, _ = _run_analysis(args, extra=("explain", "explorer"))
     out = write_report(findings, args.out, png=not args.no_png)
     from bracketlens.terminal import findings_summary
 
@@ -447,6 +457,21 @@ def cmd_circuit(args: argparse.Namespace) -> int:
     from bracketlens.terminal import circuit_table
 
     circuit_table(result)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from bracketlens.algorithms import explain
+
+    data = load_data(args)
+    model = load_weights(args)
+    result = explain(model, data, seed=args.seed).to_json()
+    if args.json:
+        _print_json(result, indent=2)
+        return 0
+    from bracketlens.terminal import explanation_table
+
+    explanation_table(result)
     return 0
 
 

@@ -19,16 +19,20 @@ Passes over the data, in order (each stage is named after what it adds):
 
 ``analyze``/``report`` run "circuits" and "interventions", ``circuit`` runs
 "interventions" and "mean_ablation", ``seeds`` stops after localisation; ``report``
-adds "explorer" (8: the weights and per-component means the page's own model
-runs on, one more pass). A new stage adds a field to :class:`Analysis` and a
+adds "explain" (8: which causal model the network runs, by interchange
+interventions with a lighter search than ``bracketlens explain``'s; the
+library's :func:`analyze` runs it too) and "explorer" (9: the weights and per-component means the page's
+own model runs on, one more pass). A new stage adds a field to :class:`Analysis` and a
 line here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from dataclasses import replace
 
 from bracketlens import stages as st
+from bracketlens.algorithms import Search, explain
 from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.data.dataset import BracketDataset
@@ -86,6 +90,9 @@ def run(
     if "interventions" in stages:
         step("resampling, path and attribution patching")
         result = st.interventions(result, model, causal, seed, clean)
+    if "explain" in stages:
+        step("what the model computes")
+        result = replace(result, explanation=explain(model, data, seed=seed, search=Search.quick()))
     if "explorer" in stages:
         step("the explorer's weights and means")
         result = st.explorer(result, model)
@@ -111,7 +118,7 @@ def analyze(
     return run(
         model,
         data,
-        stages=(*EVERY_STAGE, "explorer"),
+        stages=(*EVERY_STAGE, "explain", "explorer"),
         seed=seed,
         causal_n=causal_n,
         weights=weights,

@@ -194,3 +194,30 @@ def _share(entry: Mapping[str, Any]) -> str:
     if entry["fraction"] is None:
         return "n/a"
     return f"{entry['fraction']:.0%} [{entry['ci_low']:.0%}, {entry['ci_high']:.0%}]"
+
+
+def explanation_table(result: Mapping[str, Any]) -> None:
+    """The verdict in one sentence, then one table per causal model: each variable's alignment."""
+    _console.print(f"[bold]{result['verdict']}[/]")
+    for m in result["models"]:
+        lo, hi = m["iia_ci"]
+        best = " (best)" if m["name"] == result["best_model"] else ""
+        table = Table("variable", "where", "dim", "IIA [95% CI]", "to unb.", "to bal.", "same",
+                      "control", "null flips",
+                      title=f"{m['name']}{best}: mean IIA {m['iia']:.3f} [{lo:.3f}, {hi:.3f}]",
+                      caption="coverage: " + ", ".join(f"{g} {_value(c)}" for g, c in
+                                                       m["coverage"].items() if c is not None))  # fmt: skip
+        for v in (v for v in result["variables"] if v["model"] == m["name"]):
+            kinds = [
+                _value(v["iia_by_kind"][k]) for k in ("to_unbalanced", "to_balanced", "unchanged")
+            ]
+            lo, hi = v["iia_ci"]
+            table.add_row(v["name"], v["location"], str(v["dim"] or "all"),
+                          f"{v['iia']:.3f} [{lo:.2f}, {hi:.2f}]", *kinds,
+                          _value(v["control_iia"]), _value(v["null_flip_rate"]))  # fmt: skip
+        _console.print(table)
+
+
+def _value(x: float | None) -> str:
+    """Three decimals, or "-" where a pair kind had no pair."""
+    return "-" if x is None else f"{x:.3f}"

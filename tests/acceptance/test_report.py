@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,8 @@ def test_report_files(report_dir):
     assert neg is None or 0 <= neg["on_wrong_way_positions"]["value"] <= 1
     html = (report_dir / "index.html").read_text()
     assert "https://" not in html.split("<main>")[1].split("</main>")[0]  # no remote assets
+    verdict = findings["explanation"]["verdict"]  # the bundled model's, from explain
+    assert "What this model computes" in html and html_escape(verdict) in html
     assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from bracketlens import evaluation_set
-from bracketlens.pipeline import analyze
+from bracketlens.pipeline import run
 
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "findings_before.json").read_text())
 
@@ -66,9 +66,9 @@ def leaves(x: object, path: str = "") -> Iterator[tuple[str, object]]:
 @pytest.fixture(scope="module", params=["course", "bundled"])
 def case(request, course_model, course_data, bundled_model):
     if request.param == "course":
-        found = analyze(course_model, course_data[:5000])
+        found = run(course_model, course_data[:5000])  # what `bracketlens analyze` runs
     else:
-        found = analyze(bundled_model, evaluation_set(5000, seed=0))
+        found = run(bundled_model, evaluation_set(5000, seed=0))
     return request.param, GOLDEN[request.param], dict(leaves(found.to_json()))
 
 

@@ -17,5 +17,12 @@ from bracketlens.interventions.hooks import (
     set_at,
     zero,
 )
+from bracketlens.interventions.interchange import (
+    OrthogonalBasis,
+    patch_rows,
+    random_basis,
+    run_from,
+)
 
 __all__ = ["Hook", "Positions", "constant", "patch", "run_patched", "set_at", "zero"]
+__all__ += ["OrthogonalBasis", "patch_rows", "random_basis", "run_from"]

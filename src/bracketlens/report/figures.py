@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 
 from bracketlens.data.tokens import MAX_PARENS
+from bracketlens.plots.algorithms import iia_heatmaps
 from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
 from bracketlens.plots.circuits import attention_bars, group_bars, neuron_explorer, ranked_bars
 from bracketlens.report.analyze import Findings
@@ -174,9 +175,18 @@ def negative_figures(f: Findings) -> list[Figure]:
     ]
 
 
+def algorithm_figures(f: Findings) -> list[Figure]:
+    """Where each variable aligns: IIA over (hook, position) per pair kind."""
+    screens = () if f.explanation is None else f.explanation.screens
+    caption = ("Whole-vector interchange at each hook and position, on validation pairs: "
+               "bright cells carry the variable for that kind of pair.")  # fmt: skip
+    return [Figure(f"iia_{s.variable}", caption, iia_heatmaps(s)) for s in screens]
+
+
 def all_figures(f: Findings) -> dict[str, list[Figure]]:
     """Every figure, grouped by report section."""
     return {
+        "algorithm": algorithm_figures(f),
         "attribution": attribution_figures(f),
         "circuit": circuit_figures(f),
         "negative": negative_figures(f),

@@ -45,6 +45,7 @@ SECTIONS = [
     ("explore", "Explore"),
     ("model", "Model and data"),
     ("attribution", "Logit attribution"),
+    ("algorithm", "What this model computes"),
     ("localisation", "Where the circuit is"),
     ("circuit", "The total elevation circuit"),
     ("negative", "The negative head"),

@@ -1,0 +1,149 @@
+"""Patched runs at locations: whole-vector screening of many, subspace patches and DAS fits at one.
+
+Every run starts at the patched layer from the base's cached residual stream
+(:func:`~bracketlens.interventions.interchange.run_from`) and patches through
+:func:`~bracketlens.interventions.interchange.patch_rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bracketlens.algorithms.locations import Location, PairActivations, Site
+from bracketlens.interventions.interchange import OrthogonalBasis, patch_rows, run_from
+from bracketlens.model.transformer import BracketTransformer
+
+CHUNK = 4096  # patched rows per forward pass
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Per pair: the patched prediction (True = balanced) and whether the patch flipped it."""
+
+    predicted: np.ndarray
+    flipped: np.ndarray
+
+
+def _mask(positions_sets: Sequence[tuple[int, ...]], width: int) -> Tensor:
+    """``[sets, width]``: which positions each set patches."""
+    mask = torch.zeros(len(positions_sets), width, dtype=torch.bool)
+    for j, ps in enumerate(positions_sets):
+        mask[j, [p for p in ps if p < width]] = True
+    return mask
+
+
+def _run(
+    model: BracketTransformer,
+    acts: PairActivations,
+    site: Site,
+    pair: np.ndarray,
+    mask: Tensor,
+    basis: Tensor | None = None,
+) -> Tensor:
+    """Class logits of the pairs ``pair`` (one row each) patched at ``site`` where ``mask``."""
+    width = int(acts.lengths[pair].max()) + 2
+    idx = torch.as_tensor(pair)
+    hook = patch_rows(acts.source[site.hook][idx, :width], mask[:, :width], head=site.head,
+                      basis=basis)  # fmt: skip
+    resid = acts.resid_pre[site.layer][idx, :width]
+    return run_from(model, site.layer, resid, acts.base_tokens[idx, :width], [(site.hook, hook)])
+
+
+@torch.no_grad()
+def screen(
+    model: BracketTransformer,
+    acts: PairActivations,
+    site: Site,
+    position_sets: Sequence[tuple[int, ...]],
+) -> np.ndarray:
+    """``[sets, pairs]`` patched predictions of whole-vector patches, one per position set.
+
+    Rows for every (pair, set) go through the model together, pairs sorted by
+    length so that each chunk is trimmed to its longest string. A set that only
+    touches a pair's padding leaves it unchanged (pad keys are masked), so such
+    rows are not run.
+    """
+    base = (acts.base_logits[:, 1] > acts.base_logits[:, 0]).numpy()
+    out = np.tile(base, (len(position_sets), 1))
+    firsts = np.array([min(ps) for ps in position_sets])
+    order = np.argsort(acts.lengths, kind="stable")
+    active = firsts[None, :] < acts.lengths[order][:, None] + 2  # [pairs, sets]
+    rows, sets = np.nonzero(active)
+    pair = order[rows]
+    full = _mask(position_sets, acts.base_tokens.shape[1])
+    for start in range(0, len(pair), CHUNK):
+        chunk = slice(start, start + CHUNK)
+        logits = _run(model, acts, site, pair[chunk], full[sets[chunk]])
+        out[sets[chunk], pair[chunk]] = (logits[:, 1] > logits[:, 0]).numpy()
+    return out
+
+
+@torch.no_grad()
+def outcome(
+    model: BracketTransformer,
+    acts: PairActivations,
+    location: Location,
+    basis: Tensor | None = None,
+) -> Outcome:
+    """Predictions of every pair patched at ``location`` (in span(basis) only, if given)."""
+    base = (acts.base_logits[:, 1] > acts.base_logits[:, 0]).numpy()
+    predicted = np.empty(len(base), dtype=bool)
+    order = np.argsort(acts.lengths, kind="stable")
+    full = _mask([location.positions], acts.base_tokens.shape[1])
+    for start in range(0, len(order), CHUNK):
+        pair = order[start : start + CHUNK]
+        mask = full.expand(len(pair), -1)
+        logits = _run(model, acts, location.site, pair, mask, basis)
+        predicted[pair] = (logits[:, 1] > logits[:, 0]).numpy()
+    return Outcome(predicted, predicted != base)
+
+
+def fit_basis(
+    model: BracketTransformer,
+    acts: PairActivations,
+    labels: np.ndarray,
+    location: Location,
+    dim: int,
+    *,
+    steps: int,
+    seed: int,
+    batch: int = 96,
+    lr: float = 0.05,
+) -> Tensor:
+    """Distributed alignment search: the ``dim``-dimensional subspace whose interchange
+    best produces the counterfactual ``labels`` (cross-entropy on minibatches, Adam).
+
+    The model's weights are frozen for the fit and restored afterwards.
+    """
+    d = location.site.width(model.cfg)
+    rotation = OrthogonalBasis(d, dim, seed)
+    optimiser = torch.optim.Adam(rotation.parameters(), lr=lr)
+    target = torch.as_tensor(labels, dtype=torch.long)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(acts.lengths, kind="stable")
+    full = _mask([location.positions], acts.base_tokens.shape[1])
+    frozen = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in frozen:
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            for _ in range(steps):
+                # a window of pairs of similar length: the batch is trimmed to its longest string
+                start = int(rng.integers(0, max(1, len(order) - batch + 1)))
+                pair = order[start : start + batch]
+                mask = full.expand(len(pair), -1)
+                logits = _run(model, acts, location.site, pair, mask, rotation())
+                loss = F.cross_entropy(logits, target[torch.as_tensor(pair)])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+    finally:
+        for p, flag in frozen:
+            p.requires_grad_(flag)
+    return rotation().detach().clone()

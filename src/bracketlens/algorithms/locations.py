@@ -1,0 +1,133 @@
+"""Where a variable may live: a hook, a head, a set of positions; and the pairs' activations.
+
+Locations are every position of ``hook_resid_pre``, ``hook_resid_mid`` and
+``hook_resid_post`` of each layer, of each head's ``attn.hook_z`` and of each
+MLP's ``hook_post``, plus two sets of positions per hook (every position, every
+position but ``[start]``, and the first two) for a variable spread along the string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from bracketlens.activations import get_activations
+from bracketlens.data.tokens import OPEN
+from bracketlens.model.transformer import BracketTransformer, ModelConfig
+
+
+@dataclass(frozen=True)
+class Site:
+    """A hook (with a head for ``attn.hook_z``): what a patch writes into."""
+
+    hook: str
+    head: int | None
+    layer: int
+
+    @property
+    def label(self) -> str:
+        """``"resid_post 1"``, ``"z 2.0"``, ``"mlp_post 0"``: short names for tables."""
+        if self.head is not None:
+            return f"z {self.layer}.{self.head}"
+        kind = self.hook.split(".")[-1].removeprefix("hook_")
+        return f"{'mlp_post' if kind == 'post' else kind} {self.layer}"
+
+    @property
+    def order(self) -> float:
+        """Forward order, for tables and figures (resid_pre < z < resid_mid < mlp < post)."""
+        step = {"hook_resid_pre": 0, "hook_z": 1, "hook_resid_mid": 2, "hook_post": 3}
+        return self.layer * 10 + step.get(self.hook.split(".")[-1], 4) + (self.head or 0) / 10
+
+    def width(self, cfg: ModelConfig) -> int:
+        """The dimension a subspace of this site lives in."""
+        if self.head is not None:
+            return cfg.d_head
+        return cfg.d_mlp if self.hook.endswith("mlp.hook_post") else cfg.d_model
+
+
+@dataclass(frozen=True)
+class Location:
+    """A site and the positions patched there (all at once)."""
+
+    site: Site
+    positions: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        p = self.positions
+        where = ",".join(map(str, p)) if len(p) <= 2 else f"{p[0]}..{p[-1]}"
+        return f"{self.site.label} @ {where}"
+
+
+def sites(cfg: ModelConfig) -> list[Site]:
+    """Every screened hook, in forward order."""
+    out: list[Site] = []
+    for layer in range(cfg.n_layers):
+        out.append(Site(f"blocks.{layer}.hook_resid_pre", None, layer))
+        out += [Site(f"blocks.{layer}.attn.hook_z", h, layer) for h in range(cfg.n_heads)]
+        out.append(Site(f"blocks.{layer}.hook_resid_mid", None, layer))
+        out.append(Site(f"blocks.{layer}.mlp.hook_post", None, layer))
+        out.append(Site(f"blocks.{layer}.hook_resid_post", None, layer))
+    return out
+
+
+def position_sets(width: int, only: int | None = None) -> list[tuple[int, ...]]:
+    """Single positions ``0..width-1`` and three spread sets; just ``(only,)`` when given.
+
+    The sets: every position, every position but ``[start]``, and ``[start]`` with
+    the first paren (where the class is read and where the course's model keeps
+    the total elevation: a variable may be held at both).
+    """
+    if only is not None:
+        return [(only,)]
+    singles = [(p,) for p in range(width)]
+    return [*singles, tuple(range(width)), tuple(range(1, width)), (0, 1)]
+
+
+@dataclass(frozen=True)
+class PairActivations:
+    """The tensors patched runs need: bases' inputs to each layer, sources' activations."""
+
+    base_tokens: Tensor  # [pairs, width]
+    resid_pre: dict[int, Float[Tensor, "pairs width d_model"]]
+    source: dict[str, Tensor]  # hook -> [pairs, width, ...]
+    base_logits: Float[Tensor, "pairs 2"]
+    lengths: np.ndarray  # parens per pair (base and source alike)
+
+    def rows(self, rows: np.ndarray, width: int) -> PairActivations:
+        """A subset of pairs, trimmed to ``width`` positions."""
+        idx = torch.as_tensor(rows)
+        return PairActivations(
+            self.base_tokens[idx, :width],
+            {k: v[idx, :width] for k, v in self.resid_pre.items()},
+            {k: v[idx, :width] for k, v in self.source.items()},
+            self.base_logits[idx],
+            self.lengths[rows],
+        )
+
+
+def pair_activations(
+    model: BracketTransformer,
+    tokens: Tensor,
+    base: np.ndarray,
+    source: np.ndarray,
+    hooks: Sequence[str],
+    layers: Sequence[int],
+) -> PairActivations:
+    """One pass over the bases and one over the sources, caching only what patching reads."""
+    lengths = (tokens[torch.as_tensor(base)] >= OPEN).sum(-1).numpy()
+    width = int(lengths.max()) + 2 if len(lengths) else 2
+    base_tokens = tokens[torch.as_tensor(base), :width]
+    source_tokens = tokens[torch.as_tensor(source), :width]
+    pre_names = [f"blocks.{layer}.hook_resid_pre" for layer in sorted(set(layers))]
+    with torch.no_grad():
+        base_logits = model(base_tokens)[:, 0] if len(base) else torch.zeros(0, 2)
+    cached = get_activations(model, base_tokens, pre_names) if len(base) else {}
+    src = get_activations(model, source_tokens, list(dict.fromkeys(hooks))) if len(base) else {}
+    resid_pre = {int(name.split(".")[1]): t for name, t in cached.items()}
+    return PairActivations(base_tokens, resid_pre, src, base_logits, lengths)

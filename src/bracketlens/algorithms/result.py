@@ -1,0 +1,212 @@
+"""What :func:`~bracketlens.algorithms.explain` found: alignments, model scores, the verdict."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import Tensor
+
+from bracketlens.algorithms.locations import Location, Site
+from bracketlens.algorithms.pairs import KINDS
+from bracketlens.data.truth import FailureGroup
+from bracketlens.stats import Estimate, bootstrap
+
+THRESHOLD = 0.9  # mean IIA a causal model needs to be the verdict
+
+
+def kind_mean(correct: np.ndarray, kind: np.ndarray) -> float:
+    """Mean over the pair kinds present of each kind's IIA (NaN without pairs)."""
+    means = [correct[kind == k].mean() for k in range(len(KINDS)) if (kind == k).any()]
+    return float(np.mean(means)) if means else float("nan")
+
+
+def by_kind(correct: np.ndarray, kind: np.ndarray) -> dict[str, float | None]:
+    """IIA of each pair kind; None for a kind without pairs."""
+    return {
+        name: (float(correct[kind == k].mean()) if (kind == k).any() else None)
+        for k, name in enumerate(KINDS)
+    }
+
+
+def pooled_estimate(parts: list[tuple[np.ndarray, np.ndarray]], seed: int) -> Estimate:
+    """Mean over variables of their kind-mean IIA, with a bootstrap interval over test pairs.
+
+    ``parts`` holds each variable's (correct, kind) arrays. Pairs are resampled
+    together; each resample recomputes every variable's per-kind IIA.
+    """
+    cells = len(parts) * len(KINDS)
+    n = sum(len(c) for c, _ in parts)
+    values = np.zeros((n, 2 * cells))
+    row = 0
+    for v, (correct, kind) in enumerate(parts):
+        rows = np.arange(row, row + len(correct))
+        values[rows, v * len(KINDS) + kind] = correct
+        values[rows, cells + v * len(KINDS) + kind] = 1.0
+        row += len(correct)
+
+    def statistic(x: np.ndarray) -> np.ndarray:
+        sums = x.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ratio = (sums[:, :cells] / sums[:, cells:]).reshape(len(x), len(parts), len(KINDS))
+            return np.nanmean(np.nanmean(ratio, axis=2), axis=1)
+
+    return bootstrap(values, statistic, seed=seed)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The best location of one variable of one causal model, scored on the test pairs."""
+
+    model: str
+    variable: str
+    location: Location
+    dim: int  # 0: whole-vector patch
+    basis: Tensor | None  # [d, dim] orthonormal columns, saved so the claim can be replayed
+    iia: Estimate
+    iia_by_kind: dict[str, float | None]
+    control_iia: float
+    control_by_kind: dict[str, float | None]
+    null_flip_rate: float | None
+    coverage: dict[str, float | None]  # kind-mean IIA by the base's failure group
+    validation_iia: float
+    n_pairs: dict[str, int]
+    correct: np.ndarray = field(repr=False)  # per test pair
+    kind: np.ndarray = field(repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.variable,
+            "model": self.model,
+            "hook": self.location.site.hook,
+            "head": self.location.site.head,
+            "positions": list(self.location.positions),
+            "position": self.location.positions[0],
+            "dim": self.dim,
+            "iia": self.iia.value,
+            "iia_ci": [self.iia.low, self.iia.high],
+            "iia_by_kind": self.iia_by_kind,
+            "control_iia": self.control_iia,
+            "control_iia_by_kind": self.control_by_kind,
+            "null_flip_rate": self.null_flip_rate,
+            "coverage": self.coverage,
+            "validation_iia": self.validation_iia,
+            "n_test_pairs": self.n_pairs,
+            "location": self.location.label,
+            "basis": None if self.basis is None else self.basis.tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """A causal model: the mean of its variables' best IIA, and how it covers each group."""
+
+    name: str
+    description: str
+    iia: Estimate
+    coverage: dict[str, float | None]
+    variables: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "iia": self.iia.value,
+            "iia_ci": [self.iia.low, self.iia.high],
+            "coverage": self.coverage,
+            "variables": list(self.variables),
+        }
+
+
+@dataclass(frozen=True)
+class ScreenMap:
+    """Whole-vector IIA by kind at every screened location (validation pairs) of one variable."""
+
+    model: str
+    variable: str
+    sites: tuple[str, ...]  # site labels, forward order
+    layers: tuple[int, ...]
+    positions: tuple[tuple[int, ...], ...]
+    iia: np.ndarray  # [sites, positions, kinds]; NaN where a kind has no pairs
+    site_objects: tuple[Site, ...] = field(default=(), repr=False)
+
+    def to_json(self) -> dict[str, object]:
+        rounded = np.round(self.iia, 3)
+        return {
+            "model": self.model,
+            "variable": self.variable,
+            "sites": list(self.sites),
+            "positions": [list(p) if len(p) <= 2 else [p[0], p[-1]] for p in self.positions],
+            "iia_by_kind": {
+                k: [[None if np.isnan(x) else float(x) for x in row] for row in rounded[:, :, i]]
+                for i, k in enumerate(KINDS)
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Which causal model the network runs, where each variable lives, and how sure we are."""
+
+    best_model: str
+    models: tuple[ModelScore, ...]
+    variables: tuple[Alignment, ...]
+    split: tuple[dict[str, object], ...]
+    screens: tuple[ScreenMap, ...]
+    seed: int
+    n: int
+
+    @property
+    def verdict(self) -> str:
+        """One plain sentence."""
+        ranked = sorted(self.models, key=lambda m: -np.nan_to_num(m.iia.value, nan=-1))
+        if self.best_model != "none":
+            best = next(m for m in self.models if m.name == self.best_model)
+            where = "; ".join(
+                f"{a.variable} at {a.location.label}" + (f" (dim {a.dim})" if a.dim else "")
+                for a in self.variables
+                if a.model == best.name
+            )
+            return (
+                f"This model computes '{best.name}' ({best.description}): mean IIA "
+                f"{best.iia.value:.3f} [{best.iia.low:.3f}, {best.iia.high:.3f}]; {where}."
+            )
+        top = ranked[0] if ranked else None
+        closest = "" if top is None else f" (closest: '{top.name}' at {top.iia.value:.3f})"
+        covered = [f"'{s['model']}' on {', '.join(s['groups'])}" for s in self.split]  # type: ignore[arg-type]
+        part = f"; in part, {'; '.join(covered)}" if covered else ""
+        return f"No causal model reaches mean IIA {THRESHOLD}{closest}{part}."
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "best_model": self.best_model,
+            "verdict": self.verdict,
+            "models": [m.to_json() for m in self.models],
+            "variables": [a.to_json() for a in self.variables],
+            "split": [dict(s) for s in self.split],
+            "screen": [s.to_json() for s in self.screens],
+            "seed": self.seed,
+            "n": self.n,
+            "threshold": THRESHOLD,
+        }
+
+
+def split_inputs(models: tuple[ModelScore, ...], groups: np.ndarray) -> tuple[dict, ...]:
+    """Which model explains which failure groups (coverage >= threshold), and their share.
+
+    Each group goes to the model covering it best, as a partition of the inputs
+    in the manner of Pîslar, Magliacane & Geiger (2025).
+    """
+    assigned: dict[str, list[str]] = {}
+    for group in FailureGroup:
+        scores = [(m.coverage.get(group.label), m.name) for m in models]
+        good = [(s, name) for s, name in scores if s is not None and s >= THRESHOLD]
+        if good:
+            assigned.setdefault(max(good)[1], []).append(group.label)
+    out = []
+    for name, labels in assigned.items():
+        share = float(np.isin(groups, [FailureGroup.from_label(g) for g in labels]).mean())
+        out.append({"model": name, "groups": labels, "share": share})
+    return tuple(out)

@@ -1,0 +1,99 @@
+"""Interchange interventions in bulk: per-row positions, runs from a layer, learned subspaces.
+
+Screening hundreds of locations needs many patched runs. Three things make it
+cheap, all built on :func:`.hooks.patch`'s mixing rule:
+
+- :func:`patch_rows` patches each row of a batch at its own positions, so one
+  forward pass covers every position of a hook (the batch holds the pairs once
+  per position);
+- :func:`run_from` starts the forward pass at the patched layer from the base's
+  cached residual stream, instead of recomputing the layers before it;
+- :class:`OrthogonalBasis` is a ``[d, k]`` matrix with orthonormal columns,
+  trained through the patch for distributed alignment search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor, nn
+
+from bracketlens.interventions.hooks import Hook, _mix
+
+
+def patch_rows(
+    source: Tensor,
+    mask: Bool[Tensor, "batch pos"],
+    *,
+    head: int | None = None,
+    basis: Float[Tensor, "d k"] | None = None,
+) -> Hook:
+    """A hook writing ``source`` into the activation where ``mask`` is set, row by row.
+
+    Args:
+        source: same layout and batch as the activation (``[batch, pos, ...]``).
+        mask: which positions of each row to write.
+        head: the head to write, for activations with a head axis.
+        basis: write only the part in the span of these orthonormal columns.
+    """
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        width = act.shape[1]
+        src = source[:, :width].to(act.dtype)
+        where = mask[:, :width, None]
+        if head is None:
+            return torch.where(where, _mix(act, src, basis), act)
+        act = act.clone()
+        old = act[:, :, head]
+        act[:, :, head] = torch.where(where, _mix(old, src[:, :, head], basis), old)
+        return act
+
+    return hook
+
+
+def run_from(
+    model: nn.Module,
+    layer: int,
+    resid_pre: Float[Tensor, "batch pos d_model"],
+    tokens: Int[Tensor, "batch pos"],
+    hooks: Sequence[tuple[str, Hook]] = (),
+) -> Float[Tensor, "batch 2"]:
+    """Class logits of the forward pass started at block ``layer`` from its input ``resid_pre``.
+
+    The blocks' own hook points fire as in a full pass (``blocks.{layer}.hook_resid_pre``
+    included), so hooks at or after ``layer`` act as they would on ``model(tokens)``.
+    """
+    pad = tokens == model.cfg.pad_token_id  # type: ignore[union-attr]
+    with model.hooks(fwd_hooks=list(hooks)):  # type: ignore[operator]
+        resid = resid_pre
+        for block in model.blocks[layer:]:  # type: ignore[index]
+            resid = block(resid, pad)
+        return model.unembed(model.ln_final(resid[:, :1]))[:, 0]  # type: ignore[operator]
+
+
+class OrthogonalBasis(nn.Module):
+    """``k`` orthonormal columns in ``d`` dimensions, a trainable parametrisation.
+
+    The columns are those of an orthogonal matrix kept orthogonal by
+    :func:`torch.nn.utils.parametrizations.orthogonal`, so every gradient step
+    stays on the set of valid subspaces.
+    """
+
+    def __init__(self, d: int, k: int, seed: int) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.map = nn.Linear(k, d, bias=False)
+        with torch.no_grad():
+            self.map.weight.copy_(random_basis(d, k, gen))
+        nn.utils.parametrizations.orthogonal(self.map)
+
+    def forward(self) -> Float[Tensor, "d k"]:
+        return self.map.weight
+
+
+def random_basis(d: int, k: int, generator: torch.Generator) -> Float[Tensor, "d k"]:
+    """``k`` orthonormal columns spanning a uniformly random subspace of dimension ``k``."""
+    q, r = torch.linalg.qr(torch.randn(d, k, generator=generator))
+    return q * torch.sign(torch.diagonal(r))

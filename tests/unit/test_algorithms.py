@@ -1,0 +1,174 @@
+"""Causal models, pair sampling, the interchange setters and explain's result shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bracketlens import BracketTransformer, evaluation_set
+from bracketlens.algorithms import (
+    KINDS,
+    MODELS,
+    CausalModel,
+    PairCounts,
+    Search,
+    Variable,
+    explain,
+    register,
+)
+from bracketlens.algorithms.pairs import sample_pairs, string_splits
+from bracketlens.data.tokens import OPEN
+from bracketlens.errors import BracketLensError
+from bracketlens.interventions import OrthogonalBasis, patch, patch_rows, run_from
+
+SMALL = Search(
+    counts=PairCounts(train=24, validation=16, test=32),
+    screen_per_cell=8,
+    das_top=1,
+    das_dims=(1,),
+    das_steps=5,
+)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return evaluation_set(2000, seed=3)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rule_of_each_model_is_the_ground_truth(name, data) -> None:
+    model = MODELS[name]
+    labels = model.rule(model.values(data.tokens.numpy()))
+    np.testing.assert_array_equal(labels, data.labels.numpy())
+
+
+def test_counterfactual_takes_one_variable_from_the_source() -> None:
+    m = MODELS["elevation_and_negative"]
+    from bracketlens.data import tokenize
+
+    base = m.values(tokenize(["(())"]).numpy())
+    source = m.values(tokenize(["((()"]).numpy())
+    assert m.counterfactual(base, source, "elevation").tolist() == [False]
+    assert m.counterfactual(source, base, "elevation").tolist() == [False]  # still negative
+    with pytest.raises(BracketLensError, match="no variable"):
+        m.counterfactual(base, source, "depth")
+
+
+def test_register_refuses_a_taken_name() -> None:
+    model = MODELS["elevation_and_negative"]
+    with pytest.raises(BracketLensError, match="exists"):
+        register(model)
+    with pytest.raises(BracketLensError, match="verdict"):
+        register(CausalModel("none", model.variables, model.rule))
+
+
+def test_pairs_match_length_kinds_and_splits(data) -> None:
+    model = MODELS["elevation_and_negative"]
+    tokens = data.tokens.numpy()
+    values = model.values(tokens)
+    split_of = string_splits(len(data), np.random.default_rng(0))
+    counts = PairCounts(train=20, validation=10, test=20)
+    pairs = sample_pairs(model, model.variables[0], values, tokens, data.failure_groups.numpy(),
+                         split_of, counts, np.random.default_rng(1))  # fmt: skip
+    lengths = (tokens >= OPEN).sum(-1)
+    np.testing.assert_array_equal(lengths[pairs.base], lengths[pairs.source])
+    np.testing.assert_array_equal(tokens[pairs.base, 1], tokens[pairs.source, 1])
+    np.testing.assert_array_equal(split_of[pairs.base], pairs.split)
+    assert not values["negative"][pairs.base].any()  # informative bases never go negative
+    for group in np.unique(pairs.group):
+        for split in range(3):
+            kinds = np.bincount(
+                pairs.kind[(pairs.group == group) & (pairs.split == split)], minlength=3
+            )
+            present = kinds[kinds > 0]
+            assert len(present) == 2 and (present == present[0]).all()  # equal numbers per kind
+    expected = np.where(pairs.kind == KINDS.index("unchanged"), pairs.base_label, ~pairs.base_label)
+    np.testing.assert_array_equal(pairs.label, expected)
+
+
+def test_patch_rows_with_one_position_matches_patch(random_model, data) -> None:
+    tokens = data.tokens[:16]
+    _, cache = random_model.run_with_cache(tokens.flip(0), names_filter="blocks.1.attn.hook_z")
+    source = cache["blocks.1.attn.hook_z"]
+    basis = torch.linalg.qr(torch.randn(28, 3))[0]
+    mask = torch.zeros(16, tokens.shape[1], dtype=torch.bool)
+    mask[:, 2] = True
+    for head in (0, 1):
+        want = random_model.run_with_hooks(
+            tokens,
+            fwd_hooks=[
+                ("blocks.1.attn.hook_z", patch(source, head=head, positions=2, basis=basis))
+            ],
+        )[:, 0]
+        got = random_model.run_with_hooks(
+            tokens,
+            fwd_hooks=[("blocks.1.attn.hook_z", patch_rows(source, mask, head=head, basis=basis))],
+        )[:, 0]
+        torch.testing.assert_close(got, want)
+
+
+def test_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
+    tokens = data.tokens[:32]
+    _, cache = random_model.run_with_cache(tokens, names_filter=lambda n: "resid_pre" in n)
+    full = random_model(tokens)[:, 0]
+    for layer in range(3):
+        got = run_from(random_model, layer, cache[f"blocks.{layer}.hook_resid_pre"], tokens)
+        torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
+
+
+def test_orthogonal_basis_has_orthonormal_columns() -> None:
+    basis = OrthogonalBasis(56, 4, seed=0)()
+    torch.testing.assert_close(basis.T @ basis, torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_random_model_explains_nothing_and_json_has_the_keys(random_model, data) -> None:
+    result = explain(random_model, data, seed=0, search=SMALL)
+    assert result.best_model == "none"
+    out = result.to_json()
+    assert {"best_model", "models", "variables", "split"} <= set(out)
+    for m in out["models"]:
+        assert {"name", "iia", "iia_ci", "coverage"} <= set(m)
+        assert set(m["coverage"]) == {"both failures", "just neg failure",
+                                      "just total elevation failure", "balanced"}  # fmt: skip
+    keys = {"name", "hook", "head", "positions", "position", "dim", "iia", "iia_ci",
+            "iia_by_kind", "control_iia", "null_flip_rate"}  # fmt: skip
+    assert out["variables"]
+    for v in out["variables"]:
+        assert keys <= set(v)
+        assert set(v["iia_by_kind"]) == set(KINDS)
+        assert v["position"] == v["positions"][0]
+        assert v["head"] is None or isinstance(v["head"], int)
+    import json
+
+    json.dumps(out)  # JSON-ready
+
+
+def test_a_user_model_runs_through_explain(data) -> None:
+    model = BracketTransformer()
+    model.init_weights(seed=0)
+    only_elevation = CausalModel(
+        "zero_elevation",
+        (Variable("elevation", MODELS["elevation_and_negative"].variables[0].compute),),
+        lambda v: v["elevation"] == 0,
+    )
+    last_layer = Search(**{**SMALL.__dict__, "sites": lambda site: site.layer == 2})
+    result = explain(model, data, models=[only_elevation], search=last_layer)
+    assert [m.name for m in result.models] == ["zero_elevation"]
+    with pytest.raises(BracketLensError, match="unknown causal model"):
+        explain(model, data, models=["nope"], search=SMALL)
+
+
+def test_iia_heatmaps_draw_one_panel_per_kind_with_pairs() -> None:
+    from bracketlens.algorithms import ScreenMap
+    from bracketlens.plots.algorithms import iia_heatmaps
+
+    iia = np.random.default_rng(0).random((3, 5, 3))
+    iia[:, :, 1] = np.nan  # no to-balanced pairs
+    iia[0, 4] = np.nan  # a location that was not screened
+    screen = ScreenMap("m", "v", ("resid_pre 0", "z 0.0", "resid_mid 0"), (0, 0, 0),
+                       ((0,), (1,), (2,), (0, 1, 2), (0, 1)), iia)  # fmt: skip
+    fig = iia_heatmaps(screen)
+    assert len(fig.data) == 2
+    assert list(fig.data[0].x) == [0, 1, 2]  # single positions only
+    assert fig.data[0].z[0][0] == pytest.approx(iia[0, 0, 0])
