@@ -8,7 +8,7 @@ from tests.acceptance.test_cli import run
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--n", "0"], "--n must be a positive number"),
+        (["--n", "0"], "argument --n: must be a whole number from 1 to"),
         (["--n", "10"], "at least 40 strings"),
         (["--weights", "/nonexistent.safetensors"], "does not exist"),
     ],
