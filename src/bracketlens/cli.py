@@ -387,6 +387,10 @@ def _run_analysis(
     from bracketlens.pipeline import EVERY_STAGE, run
     from bracketlens.terminal import progress_steps
 
+    if "explain" in extra:  # say so before minutes of work, not after them
+        from bracketlens.algorithms.explain import MIN_STRINGS
+
+        min_n = max(min_n, MIN_STRINGS)
     data = load_data(args)
     warnings = check_sample(data, purpose=purpose, minimum=min_n, split_seed=args.seed)
     attack = load_attack_strings(getattr(args, "attack", None))

@@ -143,10 +143,15 @@ def _resolve(models: Sequence[str | CausalModel] | None) -> list[CausalModel]:
     return out
 
 
+#: the fewest strings explain runs on (pairs need bases and sources of each label)
+MIN_STRINGS = 40
+
+
 def _check(data: BracketDataset) -> None:
-    if len(data) < 40 or data.labels.all() or not data.labels.any():
+    if len(data) < MIN_STRINGS or data.labels.all() or not data.labels.any():
         raise BracketLensError(
-            "explain needs at least 40 strings, balanced and unbalanced ones; use --n 10000"
+            f"explain needs at least {MIN_STRINGS} strings, balanced and unbalanced ones; "
+            "use --n 10000"
         )
 
 
