@@ -10,8 +10,12 @@ Usage:
    (``bracketlens.planted``) unless ``DIR/<name>.safetensors`` exists; the record
    (time, accuracy, IIA at every head and position) goes to ``DIR/<name>.record.json``.
 3. Every model, the compiled one included, is copied *without* its sidecar into a
-   fresh folder, and ``circuit`` (and ``explain``, when installed) run on the copy.
-4. One row per model, then precision and recall of roles and locations.
+   fresh folder, and ``circuit`` and ``explain`` run on the copy. ``explain`` looks
+   where a variable may be planted (one head's output in layer 0 or 1, one position)
+   and names a location only when its IIA passes its verdict threshold; on the
+   compiled model it searches everywhere and is printed, not scored.
+4. One row per model, then precision and recall of roles (circuit) and of
+   locations (explain).
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ import time
 from pathlib import Path
 
 from bracketlens import evaluation_set, load_model, save_checkpoint
+from bracketlens.algorithms import Search, explain
+from bracketlens.algorithms.result import THRESHOLD
 from bracketlens.compiled import ROLES, build_compiled
 from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, train_planted
 from bracketlens.planted import write_suite as write_suite_file
 from bracketlens.verify.circuit import verdict_json, verify_circuit
 
 PLANTED_ACCURACY = 0.95
+MODEL = "elevation_and_negative"
 ROLE_KEYS = {"total_elevation": "elevation_head", "negative": "negative_head"}
 
 
@@ -70,13 +77,26 @@ def run_circuit(path: Path, n: int) -> dict[str, object]:
     return verdict_json(verify_circuit(model, evaluation_set(n, seed=0), seed=0))
 
 
-def run_explain(path: Path, n: int) -> list[dict[str, object]] | None:
-    try:
-        from bracketlens.algorithms import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    result = explain(load_model(path), evaluation_set(n, seed=0), seed=0).to_json()
-    return list(result["variables"])
+#: explain's names for the planted variables
+EXPLAIN_NAMES = {"total_elevation": "elevation", "negative": "negative"}
+#: where a planted variable may sit: one head's output in layer 0 or 1, at one position
+PLANTABLE = Search(
+    sites=lambda s: s.head is not None and s.layer <= 1, positions=lambda p: len(p) == 1
+)
+
+
+def run_explain(path: Path, n: int, search: Search | None) -> dict[str, str]:
+    """Where ``explain`` puts each variable of the balance model: ``{"elevation": "0.1@2"}``."""
+    model = load_model(path)
+    result = explain(model, evaluation_set(n, seed=0), seed=0, models=[MODEL], search=search)
+    out = {}
+    for a in result.variables:
+        site = a.location.site
+        head = "" if site.head is None else f".{site.head}"
+        where = f"{site.layer}{head}@{','.join(map(str, a.location.positions))}"
+        out[a.variable] = where if site.head is not None else f"{site.label}@{where.split('@')[1]}"
+        out[a.variable + "_iia"] = f"{a.iia.value:.2f}"
+    return out
 
 
 def score(truth: dict[str, object], found: dict[str, object]) -> tuple[int, int, int]:
@@ -131,7 +151,8 @@ def detect(row: dict[str, object], blind: Path, n: int) -> dict[str, object]:
         "planted": f"{p.variable} in {p.label} at position {p.position}",
         "truth": truth_of(p),
         "circuit": {k: found[k] for k in COMPILED_TRUTH},
-        "explain": run_explain(copy, n),
+        "explain_truth": {EXPLAIN_NAMES[p.variable]: here},
+        "explain": run_explain(copy, n, PLANTABLE),
         "iia": f"{iia[here]:.2f} vs {best_other[0]:.2f} ({best_other[1]})",
         "accuracy": accuracy,
     }
@@ -147,14 +168,15 @@ def detect_compiled(blind: Path, n: int) -> dict[str, object]:
         "planted": "tally 0.0, read 1, elevation 2.0, negative 2.1, no start-close",
         "truth": COMPILED_TRUTH,
         "circuit": {k: found[k] for k in COMPILED_TRUTH},
-        "explain": run_explain(copy, n),
+        "explain_truth": {},  # printed, not scored: its variables sit in the residual stream
+        "explain": run_explain(copy, n, None),
         "iia": "-",
         "accuracy": 1.0,
     }
 
 
 def report(table: list[dict[str, object]]) -> None:
-    totals = [0, 0, 0]
+    totals, explain_totals = [0, 0, 0], [0, 0, 0]
     print(f"{'model':<28} {'planted':<52} {'accuracy':>8}  {'IIA here vs best other':<26} found")
     for row in table:
         truth, found = row["truth"], row["circuit"]
@@ -176,16 +198,22 @@ def report(table: list[dict[str, object]]) -> None:
         )
         other = {k: v for k, v in found.items() if k not in truth}
         print(f"{'':<28} circuit also says: {other}")
-        ex = row["explain"]
-        print(f"{'':<28} explain: " + ("not installed" if ex is None else json.dumps(ex)[:300]))
-    correct, named, planted = totals
-    precision = correct / named if named else float("nan")
-    print(
-        f"circuit: precision {precision:.2f} ({correct}/{named} named roles at the planted place), "
-        f"recall {correct / planted:.2f} ({correct}/{planted} planted roles found)"
-    )
-    if all(row["explain"] is None for row in table):
-        print("explain: not installed (bracketlens.algorithms.explain); only circuit was scored")
+        ex, ex_truth = row["explain"], row["explain_truth"]
+        assert isinstance(ex, dict) and isinstance(ex_truth, dict)
+        # explain names a location only where its IIA passes the verdict threshold
+        named_by_explain = {
+            k: v for k, v in ex.items() if k in ex_truth and float(ex[k + "_iia"]) >= THRESHOLD
+        }
+        c, named, planted = score(ex_truth, named_by_explain)
+        explain_totals = [a + b for a, b in zip(explain_totals, (c, named, planted), strict=True)]
+        print(f"{'':<28} explain: {json.dumps(ex)}")
+    for name, (correct, named, planted) in (("circuit", totals), ("explain", explain_totals)):
+        precision = correct / named if named else float("nan")
+        recall = correct / planted if planted else float("nan")
+        print(
+            f"{name}: precision {precision:.2f} ({correct}/{named} named at the planted place), "
+            f"recall {recall:.2f} ({correct}/{planted} planted found)"
+        )
 
 
 if __name__ == "__main__":

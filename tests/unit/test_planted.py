@@ -5,7 +5,14 @@ import torch
 
 from bracketlens import BracketLensError, evaluation_set, tokenize
 from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, space, write_suite
-from bracketlens.planted.iit import interchange_labels, patched_logits, source_z, train_planted
+from bracketlens.planted.iit import (
+    iia_score,
+    interchange_labels,
+    patched_logits,
+    source_z,
+    strict_nodes,
+    train_planted,
+)
 
 
 def test_space_never_uses_position_1_or_a_layer_0_negative():
@@ -49,10 +56,29 @@ def test_patching_a_head_with_its_own_activations_changes_nothing(random_model):
 
 def test_training_is_seeded_and_records_iia_everywhere():
     placement = Placement("t", "total_elevation", 0, 1, 2, seed=3)
-    cfg = IITConfig(steps=2, batch_size=16, n_train=400, n_eval=100)
+    cfg = IITConfig(steps=2, batch_size=8, n_train=400, n_eval=100)
     a, b = train_planted(placement, cfg), train_planted(placement, cfg)
     for name, tensor in a.model.state_dict().items():
         assert torch.equal(tensor, b.model.state_dict()[name]), name
     assert a.record["planted"] == placement.to_json()
     assert len(a.record["iia"]) == 3 * 2 * 4
     assert all(0.0 <= v <= 1.0 for v in a.record["iia"].values())
+
+
+def test_iia_gives_breaking_the_model_and_doing_nothing_one_half():
+    base_label = torch.tensor([1, 1, 0, 0])
+    want = torch.tensor([0, 1, 1, 0])  # the swap changes the answer of pairs 0 and 2
+    assert iia_score(want, want, base_label) == 1.0
+    assert iia_score(base_label, want, base_label) == 0.5  # the patch does nothing
+    assert iia_score(1 - base_label, want, base_label) == 0.5  # the patch flips everything
+
+
+def test_strict_nodes_leave_the_planted_node_and_the_negative_check_free():
+    elevation = Placement("e", "total_elevation", 0, 1, 2, seed=0)
+    nodes = strict_nodes(elevation)
+    assert (0, 1, 2) not in nodes and (0, 1, 0) in nodes and (1, 0, 1) in nodes
+    assert all(pos in (0, 1) for *_, pos in nodes)  # suffixes from position 2 on stay free
+    negative = Placement("n", "negative", 1, 0, 3, seed=0)
+    assert (1, 0, 3) not in strict_nodes(negative)
+    assert {layer for layer, *_ in strict_nodes(negative)} == {1}
+    assert len(strict_nodes(negative)) == 7

@@ -1,33 +1,42 @@
 """Interchange intervention training: plant a variable at a chosen head and position.
 
-Each step draws base strings and source strings and adds three losses:
+Each step runs one batched forward pass over four groups of rows and adds a loss
+for each:
 
-- **task**: the base strings' labels;
+- **task**: strings with their labels;
 - **interchange**: with the planted head's ``z`` at the planted position taken from
-  the source, the model must give the high-level model's answer when the planted
-  variable takes the source's value and the other variable keeps the base's;
-- **strict**: with the *other* head of the same layer at that position, or the
-  planted head at another position, taken from the source, the answer must not
-  change (so the variable lives in that one head and position only).
+  a source row of the same pass, the model must give the high-level model's answer
+  when the planted variable takes the source's value. Bases are drawn where the
+  other variable is false, so that the answer turns on the planted one alone;
+- **strict**: with a random subset of :func:`strict_nodes` taken from the source,
+  the answer must not change (the variable lives in the planted node only);
+- **source**: the source rows' own labels.
 
-This is the recipe of strict IIT (Gupta et al. 2024, InterpBench) cut down to one
-aligned node.
+This is strict IIT (Gupta et al. 2024, InterpBench) cut down to one aligned node.
+The strict nodes are only those no mechanism of the *other* variable needs: the
+negative check needs every suffix's elevation, which only layer-0 heads at
+positions 2 and later can gather, so patching those must be allowed to change the
+answer. For ``total_elevation`` (planted in layer 0) the strict nodes are the heads
+of layers 0 and 1 at positions 0 and 1; for ``negative`` (layer 1) every other
+layer-1 head at positions 0 to 3.
 
-Status: the recipe is not yet tuned. Measured once, 300 steps on 5,000 strings
-(``total_elevation`` in head 0.1 at position 2, seed 3) reached 87.9% accuracy and
-IIA 0.19 at the planted location against 0.59 at head 1.1, position 0: the
-variable was not planted. The default 1,200 steps (same placement) reached 99.3%
-accuracy but IIA 0.11 at the planted location against 0.71 at head 1.1, position 0
-(721 s wall, 314 s CPU, on a shared 2-core machine): the model solves the task
-but routes the elevation through position 0, not through the planted head. Still
-to try: a larger interchange weight, sources paired so that the variable differs,
-and patching the planted head's output at every later position.
+Status: the recipe does not plant reliably yet. Measured (``total_elevation`` in
+head 0.1 at position 2, seed 3, 1,200 steps of 4 x 64 rows, one thread, 475 s):
+accuracy 98.6%, IIA 0.67 at the planted node against 0.63 at head 1.1, position 2
+(the node that reads it), where 0.5 is "no effect". The interchange loss stays
+near chance (ln 2) for the first 400 steps and is 0.55 at the end, so the route
+through the planted node forms slowly; longer training is the next thing to try.
+An earlier version of this module scored IIA on the pairs whose answer the swap
+changes only, where a patch that merely breaks the model scores high; IIA is now
+the mean of the two kinds of pairs (:func:`iia_score`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -37,22 +46,28 @@ from torch import Tensor
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set, training_set
 from bracketlens.data.truth import failure_types
-from bracketlens.interventions import patch
+from bracketlens.interventions import Hook, patch
 from bracketlens.model.predict import evaluate
 from bracketlens.model.train import seed_everything
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.planted.suite import Placement
 
 PATCH_POSITIONS = (0, 1, 2, 3)  # every string of >= 2 parens has a token at each
+OTHER = {"total_elevation": "negative", "negative": "total_elevation"}
+Node = tuple[int, int, int]  # (layer, head, position) of an attn.hook_z
 
 
 @dataclass(frozen=True)
 class IITConfig:
-    """The planting recipe (small: minutes on one core)."""
+    """The planting recipe (small: minutes on one core).
+
+    ``batch_size`` rows of each of the four groups go into every step's pass.
+    """
 
     steps: int = 1200
-    batch_size: int = 96
+    batch_size: int = 64
     lr: float = 3e-3
+    iit_weight: float = 2.0
     n_train: int = 30_000
     n_eval: int = 4_000
 
@@ -71,13 +86,26 @@ def high_level(tokens: Int[Tensor, "batch seq"]) -> dict[str, Bool[Tensor, " bat
     return {"total_elevation": ft.total_elevation, "negative": ft.negative}
 
 
+def _answer(values: dict[str, Bool[Tensor, " batch"]]) -> Int[Tensor, " batch"]:
+    return (~(values["total_elevation"] | values["negative"])).long()
+
+
 def interchange_labels(
     variable: str, base: Int[Tensor, "batch seq"], source: Int[Tensor, "batch seq"]
 ) -> Int[Tensor, " batch"]:
     """Balanced (1) or not after setting ``variable`` to the source's value."""
     values = high_level(base)
     values[variable] = high_level(source)[variable]
-    return (~(values["total_elevation"] | values["negative"])).long()
+    return _answer(values)
+
+
+def strict_nodes(p: Placement) -> list[Node]:
+    """The heads and positions where a patch must not change the answer (module docstring)."""
+    if p.variable == "total_elevation":
+        nodes = [(layer, h, q) for layer in (0, 1) for h in (0, 1) for q in (0, 1)]
+    else:
+        nodes = [(1, h, q) for h in (0, 1) for q in PATCH_POSITIONS]
+    return [n for n in nodes if n != (p.layer, p.head, p.position)]
 
 
 def patched_logits(
@@ -106,18 +134,22 @@ def train_planted(placement: Placement, cfg: IITConfig | None = None) -> Planted
     seed_everything(placement.seed)
     start = time.perf_counter()
     data = _long_enough(training_set(cfg.n_train, seed=placement.seed))
+    values = high_level(data.tokens)
+    informative = torch.nonzero(~values[OTHER[placement.variable]]).squeeze(1)
     model = BracketTransformer()
     model.init_weights(seed=placement.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1
+    )
     gen = torch.Generator().manual_seed(placement.seed)
-    for step in range(cfg.steps):
-        base, source = (_batch(data, cfg.batch_size, gen) for _ in range(2))
-        width = max(base.shape[1], source.shape[1])
-        base, source = _pad(base, width), _pad(source, width)
-        loss = _step_loss(model, placement, base, source, step)
+    strict = strict_nodes(placement)
+    for _ in range(cfg.steps):
+        loss = _step_loss(model, placement, data, values, informative, strict, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        schedule.step()
     model.eval()
     model.requires_grad_(False)
     held_out = evaluation_set(cfg.n_eval, seed=placement.seed + 1_000_003)
@@ -133,37 +165,81 @@ def train_planted(placement: Placement, cfg: IITConfig | None = None) -> Planted
 
 
 def _step_loss(
-    model: BracketTransformer, p: Placement, base: Tensor, source: Tensor, step: int
+    model: BracketTransformer,
+    p: Placement,
+    data: BracketDataset,
+    values: dict[str, Tensor],
+    informative: Tensor,
+    strict: list[Node],
+    cfg: IITConfig,
+    gen: torch.Generator,
 ) -> Tensor:
-    labels = (~(high_level(base)["total_elevation"] | high_level(base)["negative"])).long()
-    z = source_z(model, source, p.layer)
-    task = F.cross_entropy(model.class_logits(base), labels)
-    swapped = interchange_labels(p.variable, base, source)
-    iit = F.cross_entropy(patched_logits(model, base, z, p.layer, p.head, p.position), swapped)
-    # strict: alternate between the other head here and this head elsewhere
-    if step % 2 == 0:
-        head, position = 1 - p.head, p.position
-    else:
-        others = [q for q in PATCH_POSITIONS if q != p.position]
-        head, position = p.head, others[(step // 2) % len(others)]
-    strict = F.cross_entropy(patched_logits(model, base, z, p.layer, head, position), labels)
-    return task + iit + strict
+    """The four losses of one step, from one pass over [task | interchange | strict | source]."""
+    n = cfg.batch_size
+    task, strict_base, source = (torch.randint(len(data), (n,), generator=gen) for _ in range(3))
+    base = informative[torch.randint(len(informative), (n,), generator=gen)]
+    rows = torch.cat([task, base, strict_base, source])
+    tokens = data.tokens[rows, : int(data.seq_length[rows].max()) + 2]
+    chosen = torch.rand(n, len(strict), generator=gen) < 0.5  # which strict nodes each row patches
+    chosen[torch.arange(n), torch.randint(len(strict), (n,), generator=gen)] = True
+    ar = torch.arange(n)
+
+    def hook_for(layer: int) -> Hook:
+        def hook(z: Tensor, hook: object) -> Tensor:
+            z = z.clone()
+            src = z[3 * n :]
+            if layer == p.layer:
+                z[n + ar, p.position, p.head] = src[:, p.position, p.head]
+            for j, (layer_j, head_j, pos_j) in enumerate(strict):
+                if layer_j == layer:
+                    r = ar[chosen[:, j]]
+                    z[2 * n + r, pos_j, head_j] = src[r, pos_j, head_j]
+            return z
+
+        return hook
+
+    layers = sorted({p.layer, *(node[0] for node in strict)})
+    hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+        (f"blocks.{layer}.attn.hook_z", hook_for(layer)) for layer in layers
+    ]
+    logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, 0]
+    labels = _answer(values)
+    swapped = {k: v[base] for k, v in values.items()}
+    swapped[p.variable] = values[p.variable][source]
+    return (
+        F.cross_entropy(logits[:n], labels[task])
+        + cfg.iit_weight * F.cross_entropy(logits[n : 2 * n], _answer(swapped))
+        + F.cross_entropy(logits[2 * n : 3 * n], labels[strict_base])
+        + F.cross_entropy(logits[3 * n :], labels[source])
+    )
+
+
+def iia_score(
+    predicted: Int[Tensor, " batch"], want: Int[Tensor, " batch"], base_label: Int[Tensor, " batch"]
+) -> float:
+    """IIA as the mean over the two kinds of pairs: the swap changes the answer, or not.
+
+    Scoring only the pairs whose answer changes would credit a patch that merely
+    breaks the model; scoring all pairs would credit doing nothing. The mean of the
+    two kinds gives both 0.5 and a faithful patch 1.0.
+    """
+    hit = (predicted == want).float()
+    moved = want != base_label
+    if moved.all() or not moved.any():
+        return float(hit.mean())
+    return 0.5 * float(hit[moved].mean()) + 0.5 * float(hit[~moved].mean())
 
 
 def interchange_accuracy(
     model: BracketTransformer, variable: str, data: BracketDataset, seed: int = 0
 ) -> dict[str, float]:
-    """IIA of ``variable`` at every head (layers 0-2) and position in PATCH_POSITIONS.
+    """IIA (:func:`iia_score`) of ``variable`` at every head and position in PATCH_POSITIONS.
 
-    Keys are ``"L.H@pos"``; each is the share of (base, source) pairs, the source a
-    seeded permutation of ``data``, where the patched model gives the answer of the
-    high-level model with ``variable`` from the source. Only pairs where that answer
-    differs from the base's own label count, so that doing nothing scores 0.
+    Keys are ``"L.H@pos"``; the sources are a seeded permutation of ``data``.
     """
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     base, source = data.tokens, data.tokens[perm]
     want = interchange_labels(variable, base, source)
-    moved = want != data.labels.long()
     out = {}
     for layer in range(model.cfg.n_layers):
         z = source_z(model, source, layer)
@@ -171,23 +247,11 @@ def interchange_accuracy(
             for pos in PATCH_POSITIONS:
                 with torch.no_grad():
                     logits = patched_logits(model, base, z, layer, head, pos)
-                hit = logits.argmax(-1) == want
-                out[f"{layer}.{head}@{pos}"] = float(hit[moved].float().mean())
+                score = iia_score(logits.argmax(-1), want, data.labels.long())
+                out[f"{layer}.{head}@{pos}"] = round(score, 4)
     return out
 
 
 def _long_enough(data: BracketDataset) -> BracketDataset:
     """Strings of two or more parens: every PATCH_POSITION holds a token."""
     return data[data.seq_length >= 2]
-
-
-def _batch(data: BracketDataset, size: int, gen: torch.Generator) -> Tensor:
-    idx = torch.randint(len(data), (size,), generator=gen)
-    width = int(data.seq_length[idx].max()) + 2
-    return data.tokens[idx, :width]
-
-
-def _pad(tokens: Tensor, width: int) -> Tensor:
-    if tokens.shape[1] == width:
-        return tokens
-    return F.pad(tokens, (0, width - tokens.shape[1]), value=1)  # [pad] is token 1
