@@ -172,3 +172,10 @@ def test_iia_heatmaps_draw_one_panel_per_kind_with_pairs() -> None:
     assert len(fig.data) == 2
     assert list(fig.data[0].x) == [0, 1, 2]  # single positions only
     assert fig.data[0].z[0][0] == pytest.approx(iia[0, 0, 0])
+
+
+def test_searches_are_named_and_an_unknown_name_says_which_exist():
+    assert Search.named("default") == Search()
+    assert Search.named("smoke").counts.total < Search.named("quick").counts.total
+    with pytest.raises(BracketLensError, match="default, quick, smoke"):
+        Search.named("thorough")

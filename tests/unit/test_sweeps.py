@@ -5,6 +5,7 @@ import json
 import math
 import sys
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -36,6 +37,9 @@ def test_recipe_hash_is_stable_and_tracks_what_changes_the_result():
     assert tiny.hash == get_recipe("tiny").hash
     assert tiny.with_steps(None) is tiny
     assert tiny.with_steps(61).hash != tiny.hash
+    assert replace(tiny, search="quick").hash != tiny.hash
+    # the default search adds nothing to the hash: sweeps saved before it existed are reused
+    assert get_recipe("short").hash == "1804e1106ed54598"
     assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)
     assert set(RECIPE_HELP) == set(RECIPES)
     for name, recipe in RECIPES.items():  # --help states each recipe's steps

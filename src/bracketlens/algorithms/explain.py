@@ -74,6 +74,27 @@ class Search:
         return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
                    das_dims=(1,), das_steps=20)  # fmt: skip
 
+    @classmethod
+    def smoke(cls) -> Search:
+        """The least search that still fills every field: for the tiny sweep recipe and tests.
+
+        About a tenth of the default's time; its IIA rests on a few dozen pairs.
+        """
+        return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
+                   das_dims=(1,), das_steps=5)  # fmt: skip
+
+    @classmethod
+    def named(cls, name: str) -> Search:
+        """``"default"``, ``"quick"`` or ``"smoke"``."""
+        presets: dict[str, Callable[[], Search]] = {
+            "default": cls,
+            "quick": cls.quick,
+            "smoke": cls.smoke,
+        }
+        if name not in presets:
+            raise BracketLensError(f"unknown search {name!r}; use one of {', '.join(presets)}")
+        return presets[name]()
+
 
 @dataclass(frozen=True)
 class _Candidates:

@@ -26,11 +26,14 @@ class Recipe:
         train: the training configuration (its ``seed`` is replaced per task).
         n_analysis: strings of the evaluation distribution that localisation and
             ``explain`` measure on (``evaluation_set(n_analysis, 10_000 + seed)``).
+        search: how hard ``explain`` looks (``Search.named``): ``"default"``, as
+            ``bracketlens explain`` does, or ``"smoke"`` for the tiny recipe.
     """
 
     name: str
     train: TrainConfig
     n_analysis: int = 4000
+    search: str = "default"
 
     @property
     def hash(self) -> str:
@@ -40,7 +43,10 @@ class Recipe:
         bracketlens is checked beside the hash, not inside it.
         """
         train = {k: v for k, v in asdict(self.train).items() if k != "seed"}
-        text = json.dumps({"train": train, "n_analysis": self.n_analysis}, sort_keys=True)
+        fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
+        if self.search != "default":  # absent for the default, so saved sweeps keep their hash
+            fields["search"] = self.search
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def with_steps(self, steps: int | None) -> Recipe:
@@ -56,6 +62,7 @@ RECIPES: dict[str, Recipe] = {
         "tiny",
         TrainConfig(n_train=2000, steps=40, batch_size=64, warmup=10, n_eval=300, n_near_miss=100),
         n_analysis=300,
+        search="smoke",
     ),
     "short": Recipe("short", short_recipe()),
     "default": Recipe("default", TrainConfig(n_eval=10_000, n_near_miss=2000)),

@@ -50,7 +50,7 @@ def explain_available() -> bool:
 
 
 def explain_model(
-    model: BracketTransformer, data: BracketDataset, seed: int
+    model: BracketTransformer, data: BracketDataset, seed: int, search: str = "default"
 ) -> dict[str, Any] | None:
     """``explain``'s JSON for this model, or None while ``bracketlens.algorithms`` is absent.
 
@@ -60,9 +60,9 @@ def explain_model(
     """
     if not explain_available():
         return None
-    from bracketlens.algorithms import explain
+    from bracketlens.algorithms import Search, explain
 
-    result: dict[str, Any] = explain(model, data, seed=seed).to_json()
+    result: dict[str, Any] = explain(model, data, seed=seed, search=Search.named(search)).to_json()
     return result
 
 
@@ -126,7 +126,7 @@ def _measure(
     model = model.cpu()  # the analysis code is CPU code; training alone uses --device
     data = evaluation_set(recipe.n_analysis, seed=ANALYSIS_SEED_OFFSET + seed)
     found = localise_model(model, data)
-    explanation = explain_model(model, data, seed)
+    explanation = explain_model(model, data, seed, recipe.search)
     held_out = record["held_out"]
     return {
         "accuracy": held_out["evaluation"]["accuracy"],
