@@ -108,7 +108,10 @@ def strict_json_stdout(enabled: bool) -> Iterator[None]:
 # `seeds --recipe` names and what they are, for --help without importing torch; the
 # recipes themselves are bracketlens.sweeps.recipes.RECIPES (a test keeps the two in step)
 RECIPE_HELP = {
-    "tiny": "40 steps on 2,000 strings: seconds per seed, for tests (not a working model)",
+    "tiny": (
+        "40 steps on 2,000 strings, a smoke-sized explain: seconds per seed, "
+        "for tests (not a working model)"
+    ),
     "short": "3,000 steps, the earlier `seeds` recipe",
     "default": "11,000 steps, the bundled model's recipe",
 }

@@ -141,16 +141,23 @@ def test_explain_is_called_through_its_interface_and_absent_means_null(monkeypat
         def to_json(self):
             return {"best_model": "none", "models": [{"name": "m", "iia": 0.4}], "variables": []}
 
-    def explain(model, data, seed=0):
-        calls.append((model, data, seed))
+    def explain(model, data, seed=0, search=None):
+        calls.append((model, data, seed, search))
         return Explanation()
+
+    class Search:
+        @staticmethod
+        def named(name):
+            return f"search {name}"
 
     fake = types.ModuleType("bracketlens.algorithms")
     fake.__spec__ = importlib.machinery.ModuleSpec("bracketlens.algorithms", None)
-    fake.explain = explain
+    fake.explain, fake.Search = explain, Search
     monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
     result = explain_model("model", "data", 7)
-    assert calls == [("model", "data", 7)]
+    assert calls == [("model", "data", 7, "search default")]
+    explain_model("model", "data", 7, "smoke")
+    assert calls[-1][-1] == "search smoke"
     assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "variables": []}
     monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)  # not installed
     assert explain_model("model", "data", 7) is None
