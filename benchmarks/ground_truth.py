@@ -91,10 +91,9 @@ def run_explain(path: Path, n: int, search: Search | None) -> dict[str, str]:
     result = explain(model, evaluation_set(n, seed=0), seed=0, models=[MODEL], search=search)
     out = {}
     for a in result.variables:
-        site = a.location.site
-        head = "" if site.head is None else f".{site.head}"
-        where = f"{site.layer}{head}@{','.join(map(str, a.location.positions))}"
-        out[a.variable] = where if site.head is not None else f"{site.label}@{where.split('@')[1]}"
+        site, positions = a.location.site, ",".join(map(str, a.location.positions))
+        head = site.label if site.head is None else f"{site.layer}.{site.head}"
+        out[a.variable] = f"{head}@{positions}"
         out[a.variable + "_iia"] = f"{a.iia.value:.2f}"
     return out
 
