@@ -144,8 +144,9 @@ def train_planted(placement: Placement, cfg: IITConfig | None = None) -> Planted
     )
     gen = torch.Generator().manual_seed(placement.seed)
     strict = strict_nodes(placement)
+    labels = _answer(values)
     for _ in range(cfg.steps):
-        loss = _step_loss(model, placement, data, values, informative, strict, cfg, gen)
+        loss = _step_loss(model, placement, data, values, labels, informative, strict, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -169,6 +170,7 @@ def _step_loss(
     p: Placement,
     data: BracketDataset,
     values: dict[str, Tensor],
+    labels: Tensor,
     informative: Tensor,
     strict: list[Node],
     cfg: IITConfig,
@@ -203,7 +205,6 @@ def _step_loss(
         (f"blocks.{layer}.attn.hook_z", hook_for(layer)) for layer in layers
     ]
     logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, 0]
-    labels = _answer(values)
     swapped = {k: v[base] for k, v in values.items()}
     swapped[p.variable] = values[p.variable][source]
     return (
