@@ -21,14 +21,35 @@ shift, which keeps float64 cancellation far below float32 noise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from jaxtyping import Float
-from sklearn.linear_model import LinearRegression
 from torch import Tensor
 
 from bracketlens.errors import BracketLensError
+
+if TYPE_CHECKING:  # the course's own fit (bracketlens.arena) keeps sklearn's type
+    from sklearn.linear_model import LinearRegression
+
+
+class AffineMap:
+    """A fitted map ``y = x @ coef_.T + intercept_``, with sklearn's attribute names.
+
+    The library's fits never import sklearn (a second of start-up for every command);
+    the names match ``LinearRegression``'s so that code written against the course's
+    sklearn fit reads either.
+    """
+
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray) -> None:
+        self.coef_ = coef  # [d_out, d_in]
+        self.intercept_ = intercept  # [d_out]
+        self.n_features_in_ = coef.shape[1]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The fitted values for rows ``x`` (``[rows, d_in]``)."""
+        return np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
 
 
 @dataclass(frozen=True)
@@ -36,20 +57,21 @@ class LayerNormFit:
     """A linear fit ``normalized ~ coef @ input + intercept`` of one LayerNorm.
 
     Attributes:
-        regression: the fitted sklearn ``LinearRegression`` (with intercept).
+        regression: the fitted map (:class:`AffineMap`; sklearn's ``LinearRegression``
+            for the course's own fit in :mod:`bracketlens.arena`).
         r2: coefficient of determination on the data it was fitted on.
         layernorm: which LayerNorm (``"ln_final"``, ``"blocks.L.ln1"``...).
         position: the sequence position fitted, or ``None`` for all positions pooled.
     """
 
-    regression: LinearRegression
+    regression: AffineMap | LinearRegression
     r2: float
     layernorm: str
     position: int | None
 
     @property
     def coef(self) -> Float[Tensor, "d_out d_in"]:
-        """The fitted linear map as a float32 tensor (sklearn's ``coef_``)."""
+        """The fitted linear map as a float32 tensor (``coef_``)."""
         return torch.from_numpy(np.asarray(self.regression.coef_, dtype=np.float32))
 
     def pull_back(self, direction: Float[Tensor, " d_out"]) -> Float[Tensor, " d_in"]:
@@ -130,10 +152,7 @@ class FitMoments:
         keep = sing > 10 * (self.eps or np.finfo(np.float64).eps) * sing.max()
         inverse = (eigvec[:, keep] / eigval[keep]) @ eigvec[:, keep].T
         beta = inverse @ cxy  # [d_in, d_out]
-        regression = LinearRegression()
-        regression.coef_ = beta.T.copy()
-        regression.intercept_ = (my + self.shift_y) - beta.T @ (mx + self.shift_x)
-        regression.n_features_in_ = len(mx)
+        regression = AffineMap(beta.T.copy(), (my + self.shift_y) - beta.T @ (mx + self.shift_x))
         ss_res = cyy - np.einsum("io,io->o", beta, cxy)
         return LayerNormFit(
             regression=regression,

@@ -71,7 +71,9 @@ def run(
     read = st.read_pass(model, data, roles, heads, groups, "circuits" in stages)
     neurons = st.neurons(model, read, data, fit, roles, direction)
     step("ablating every component")
-    clean, ablations, start_close = st.ablate(model, causal, "mean_ablation" in stages)
+    clean, ablations, start_close = st.ablate(
+        model, causal, "mean_ablation" in stages, roles, heads, "interventions" in stages
+    )
     result = Analysis(
         meta=meta(model, data, weights),
         data=data,

@@ -31,8 +31,8 @@ from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import bootstrap
 from bracketlens.verify.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
 from bracketlens.verify.attribution_patching import attribution_patching
-from bracketlens.verify.paths import path_patch_elevation
-from bracketlens.verify.scrub import scrub_both, scrub_elevation, scrub_negative
+from bracketlens.verify.paths import path_patch_elevation, path_patch_hooks
+from bracketlens.verify.scrub import scrub_all, scrub_hooks
 
 
 def check_data(data: BracketDataset) -> None:
@@ -145,22 +145,40 @@ def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAtte
 
 
 def ablate(
-    model: BracketTransformer, causal: BracketDataset, table: bool
+    model: BracketTransformer,
+    causal: BracketDataset,
+    table: bool,
+    roles: Roles | None,
+    heads: HeadRoles,
+    interventions: bool,
 ) -> tuple[CleanRun, list[AblationEffect], RoleFinding]:
     """Mean ablations on the held-out strings, and the start-close component they name.
 
     Without ``table`` only the strings the start-close role is judged on (those
     starting with ')', and the unbalanced ones starting with '(' it must matter less
-    for) are ablated, and no ablation is kept for the report.
+    for) are ablated, and no ablation is kept for the report. The clean pass the
+    ablations start from also keeps, when ``interventions`` follow, what they read
+    from the clean run of the same strings.
     """
     closes = ~causal.starts_open & (causal.seq_length > 0)
     rows = None if table else closes | (causal.starts_open & ~causal.labels)
-    clean = clean_run(model, causal, rows)
+    keep = _intervention_hooks(roles, heads) if interventions else []
+    clean = clean_run(model, causal, rows, keep=keep)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]
-    base = predict_proba(model, chosen.tokens)
+    base = clean.logits[slice(None) if rows is None else rows].softmax(-1)[:, 1]
     start_close = locate_start_close(ablations, base, chosen)
     return clean, ablations if table else [], start_close
+
+
+def _negative_head(heads: HeadRoles | Localisation) -> tuple[int, int] | None:
+    return heads.negative_head.layer_head() if heads.negative_head.found else None
+
+
+def _intervention_hooks(roles: Roles | None, heads: HeadRoles) -> list[str]:
+    """The clean activations the interventions read (kept by the ablations' clean pass)."""
+    paths = path_patch_hooks(roles) if roles is not None and roles.elevation_layer > 0 else []
+    return [*scrub_hooks(roles, _negative_head(heads)), *paths]
 
 
 def interventions(
@@ -171,16 +189,11 @@ def interventions(
     clean: CleanRun,
 ) -> Analysis:
     """Resampling tests, path patching and attribution patching on the held-out strings."""
-    roles, found = result.roles, result.localisation
-    scrubs = [] if roles is None else [scrub_elevation(model, causal, roles, seed)]
-    if found.negative_head.found:
-        neg = found.negative_head.layer_head()
-        scrubs.append(scrub_negative(model, causal, *neg, seed))
-        if roles is not None:
-            scrubs.append(scrub_both(model, causal, roles, neg, seed))
+    roles = result.roles
+    scrubs = scrub_all(model, causal, roles, _negative_head(result.localisation), seed, clean)
     paths = None
     if roles is not None and roles.elevation_layer > 0:
-        paths = path_patch_elevation(model, causal, roles, seed)
+        paths = path_patch_elevation(model, causal, roles, seed, clean=clean.acts)
     return replace(
         result,
         scrubs=scrubs,

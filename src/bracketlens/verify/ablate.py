@@ -149,10 +149,16 @@ class CleanRun:
             (full width: padding positions included, as :func:`mean_activation` takes it).
         resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
             the strings :func:`clean_run` was asked to keep.
+        logits: ``[batch, 2]``, the class logits of every string.
+        acts: hook name -> activation of every string (full width), for the hooks
+            :func:`clean_run` was asked to keep: what later interventions on the same
+            strings read from the clean run.
     """
 
     means: dict[str, Tensor]
     resid_pre: Tensor
+    logits: Tensor
+    acts: dict[str, Tensor]
 
 
 @torch.no_grad()
@@ -161,36 +167,46 @@ def clean_run(
     data: BracketDataset,
     rows: Tensor | None = None,
     batch_size: int = 512,
+    keep: Sequence[str] = (),
 ) -> CleanRun:
-    """The component means over ``data``, and the block inputs of the strings in ``rows``."""
+    """The component means over ``data``, the block inputs of the strings in ``rows``,
+    every string's logits, and the activations named in ``keep``."""
     names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
     n, width = data.tokens.shape
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
     resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
+    acts: dict[str, Tensor] = {}
     batch: dict[str, slice] = {}
 
     def add(act: Tensor, hook: Any) -> None:
         total = act.sum(0)
         sums[hook.name] = sums[hook.name] + total if hook.name in sums else total
 
-    def keep(layer: int) -> Any:
+    def keep_rows(layer: int) -> Any:
         def hook(act: Tensor, hook: Any) -> None:
             mine = kept[batch["now"]]
             resid[layer, slot[batch["now"]][mine]] = act[mine]
 
         return hook
 
+    def keep_all(act: Tensor, hook: Any) -> None:
+        if hook.name not in acts:
+            acts[hook.name] = torch.empty((n, *act.shape[1:]), dtype=act.dtype)
+        acts[hook.name][batch["now"]] = act
+
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
         (name, add) for name in names
     ]
-    hooks += [(f"blocks.{lyr}.hook_resid_pre", keep(lyr)) for lyr in range(model.cfg.n_layers)]
+    hooks += [(f"blocks.{lyr}.hook_resid_pre", keep_rows(lyr)) for lyr in range(model.cfg.n_layers)]
+    hooks += [(name, keep_all) for name in sorted(set(keep))]
+    logits = torch.empty(n, model.cfg.d_vocab_out)
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):
             batch["now"] = slice(start, min(start + batch_size, n))
-            model(data.tokens[batch["now"]])
-    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid)
+            logits[batch["now"]] = model(data.tokens[batch["now"]])[:, 0]
+    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid, logits, acts)
 
 
 def mean_ablations(

@@ -26,6 +26,7 @@ that of the sender at the read position with every path open.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import isnan
 from typing import Any, cast
@@ -38,7 +39,6 @@ from torch import Tensor
 from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.data.tokens import PAD
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, constant, set_at
@@ -115,12 +115,16 @@ def path_patch_elevation(
     seed: int = 0,
     batch_size: int = DEFAULT_BATCH,
     donors: Tensor | None = None,
+    clean: Mapping[str, Tensor] | None = None,
 ) -> PathPatch:
     """Patch the tallying head at the read position along the claimed route only.
 
     Args:
         donors: for each string, the index of the string whose sender output is
             patched in; by default a seeded random permutation (the feature destroyed).
+        clean: the activations :func:`path_patch_hooks` names, of every string of
+            ``data`` at full width, if a clean pass already kept them (the donors'
+            sender outputs come from the same tensors: donors are strings of ``data``).
     """
     layer, head, pos, tally = (
         roles.elevation_layer,
@@ -138,21 +142,25 @@ def path_patch_elevation(
         donors = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
     elif donors.shape != (len(data),):
         raise BracketLensError("donors must hold one string index per string of the data")
+    names = path_patch_hooks(roles)
+    acts = clean
+    if acts is None or any(name not in acts for name in names):
+        acts = get_activations(model, data.tokens, names)
     merged: dict[str, Tensor] = {}
-    lengths = (data.tokens != PAD).sum(-1)
-    for rows, clean in iter_batches(data.tokens, batch_size):
-        # the donors run at their own length, and at least as wide as the clean batch
-        width = max(clean.shape[1], pos + 1)
-        donor_width = max(width, int(lengths[donors[rows]].max()))
-        donor = data.tokens[donors[rows], :donor_width]
-        batch = _batch_logits(model, data.tokens[rows, :width], donor, roles)
+    for rows, batch_tokens in iter_batches(data.tokens, batch_size):
+        # pad keys are masked, so each string's activations at its own positions do not
+        # depend on how wide the pass that computed them was
+        width = max(batch_tokens.shape[1], pos + 1)
+        clean_out = {name: acts[name][rows, :width] for name in names}
+        donor_out = acts[names[0]][donors[rows], :width]
+        batch = _batch_logits(model, data.tokens[rows, :width], clean_out, donor_out, roles)
         for key, value in batch.items():
             merged.setdefault(key, torch.empty(len(data), 2, dtype=torch.float64))[rows] = (
                 value.double()
             )
     labels = data.labels.long()
-    clean = merged.pop("clean")
-    clean_diff = clean[:, 1] - clean[:, 0]
+    unpatched = merged.pop("clean")
+    clean_diff = unpatched[:, 1] - unpatched[:, 0]
     effects = {}
     for key, value in merged.items():
         change = value[:, 1] - value[:, 0] - clean_diff
@@ -167,14 +175,31 @@ def path_patch_elevation(
             f"head 0.{tally} at position {pos} -> MLPs at position {pos} -> head "
             f"{layer}.{head}'s value at position {pos} -> position 0"
         ),
-        clean_loss=group_means(F.cross_entropy(clean, labels, reduction="none"), data),
+        clean_loss=group_means(F.cross_entropy(unpatched, labels, reduction="none"), data),
         effects=effects,
         groups=data.failure_groups.numpy(),
     )
 
 
+def path_patch_hooks(roles: Roles) -> list[str]:
+    """The clean activations path patching reads: the sender (first), the attention
+    layers between it and the elevation layer, every MLP before that layer, and the
+    residual entering it."""
+    layer = roles.elevation_layer
+    return [
+        "blocks.0.attn.hook_result",
+        *[f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)],
+        *[f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)],
+        f"blocks.{layer}.hook_resid_pre",
+    ]
+
+
 def _batch_logits(
-    model: BracketTransformer, clean: Tensor, donor: Tensor, roles: Roles
+    model: BracketTransformer,
+    clean: Tensor,
+    clean_out: dict[str, Tensor],
+    donor_out: Tensor,
+    roles: Roles,
 ) -> dict[str, Tensor]:
     """Position-0 logits of one batch under every patch (``"clean"`` for none)."""
     layer, head, pos, tally = (
@@ -187,9 +212,6 @@ def _batch_logits(
     frozen = [f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)]
     mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
     resid_name = f"blocks.{layer}.hook_resid_pre"
-    donor_out = get_activations(model, donor, sender, batch_size=len(donor))[sender]
-    donor_out = donor_out[:, : clean.shape[1]]
-    clean_out = get_activations(model, clean, [sender, *frozen, *mlps, resid_name], len(clean))
     recorded: dict[str, Tensor] = {}
 
     def at_read(act: Tensor, hook: object) -> Tensor:

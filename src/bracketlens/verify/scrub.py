@@ -32,7 +32,7 @@ from bracketlens.interventions import Hook, patch, run_patched
 from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
-from bracketlens.verify.ablate import group_means
+from bracketlens.verify.ablate import CleanRun, group_means
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,65 @@ class Site:
     feature: np.ndarray  # [batch, k]: strings with equal rows are interchangeable
 
 
+@dataclass(frozen=True)
+class CleanActivations:
+    """What every resampling test on one data set reads from the clean run, computed once.
+
+    ``acts`` holds each site's activation and the residual entering each site's
+    first block (the patched runs start there); ``losses`` the clean per-string loss.
+    """
+
+    acts: dict[str, Tensor]
+    losses: Tensor
+
+
+def _first_layer(hook_names: list[str]) -> int:
+    return min(int(name.split(".")[1]) for name in hook_names)  # every site is in a block
+
+
+def _hooks_read(tests: list[list[str]]) -> list[str]:
+    """Each test's site hooks and the residual entering its first block."""
+    names = {name for hooks in tests for name in hooks}
+    names |= {f"blocks.{_first_layer(hooks)}.hook_resid_pre" for hooks in tests}
+    return sorted(names)
+
+
+def clean_activations(
+    model: BracketTransformer,
+    data: BracketDataset,
+    tests: list[list[Site]],
+    clean: CleanRun | None = None,
+) -> CleanActivations:
+    """What ``tests`` (each a list of sites) read from the clean run of ``data``.
+
+    Taken from ``clean`` (a :func:`~bracketlens.verify.ablate.clean_run` of the same
+    strings that kept :func:`scrub_hooks`) when given, else from one pass.
+    """
+    names = _hooks_read([[site.hook_name for site in sites] for sites in tests])
+    if clean is not None and all(name in clean.acts for name in names):
+        return CleanActivations(clean.acts, _string_losses(clean.logits, data))
+    acts = get_activations(model, data.tokens, names)
+    return CleanActivations(acts, _string_losses(predict_logits(model, data.tokens), data))
+
+
 def resample_test(
     model: BracketTransformer,
     data: BracketDataset,
     sites: list[Site],
     hypothesis: str,
     seed: int = 0,
+    clean: CleanActivations | None = None,
 ) -> ScrubResult:
-    """Resample every site at once from donors that share its feature (or at random)."""
+    """Resample every site at once from donors that share its feature (or at random).
+
+    ``clean`` (from :func:`clean_activations` over the same ``data``) lets several
+    tests share one clean pass; without it the test makes its own.
+    """
     rng = np.random.default_rng(seed)
-    first = min(int(s.hook_name.split(".")[1]) for s in sites)  # every site is in a block
+    first = _first_layer([site.hook_name for site in sites])
     resid_name = f"blocks.{first}.hook_resid_pre"
-    acts = get_activations(model, data.tokens, sorted({s.hook_name for s in sites} | {resid_name}))
+    clean = clean or clean_activations(model, data, [sites])
+    acts = clean.acts
 
     def run(donors: list[np.ndarray]) -> Tensor:
         sources = [
@@ -147,7 +194,7 @@ def resample_test(
 
     n = len(data)
     losses = {
-        "model": _string_losses(predict_logits(model, data.tokens), data),  # nothing resampled
+        "model": clean.losses,  # nothing resampled
         "hypothesis": run([matched_donors(s.feature, rng) for s in sites]),
         "random": run([rng.permutation(n) for _ in sites]),
         "control": run([matched_donors(s.feature[rng.permutation(n)], rng) for s in sites]),
@@ -174,7 +221,7 @@ def elevation_feature(data: BracketDataset) -> np.ndarray:
 def elevation_site(data: BracketDataset, roles: Roles) -> Site:
     """The elevation head's value vector at the read position, and the elevation feature."""
     return Site(
-        f"blocks.{roles.elevation_layer}.attn.hook_v",
+        _elevation_hook(roles),
         roles.elevation_head,
         roles.read_position,
         elevation_feature(data),
@@ -185,30 +232,48 @@ def negative_site(data: BracketDataset, layer: int, head: int) -> Site:
     """The negative head's output at position 0, and (goes negative, elevation, first char)."""
     negative = data.failure_types.negative.numpy().astype(np.int64)
     feature = np.concatenate([negative[:, None], elevation_feature(data)], axis=1)
-    return Site(f"blocks.{layer}.attn.hook_result", head, 0, feature)
+    return Site(_negative_hook(layer), head, 0, feature)
+
+
+def _elevation_hook(roles: Roles) -> str:
+    return f"blocks.{roles.elevation_layer}.attn.hook_v"
+
+
+def _negative_hook(layer: int) -> str:
+    return f"blocks.{layer}.attn.hook_result"
 
 
 def scrub_elevation(
-    model: BracketTransformer, data: BracketDataset, roles: Roles, seed: int = 0
+    model: BracketTransformer,
+    data: BracketDataset,
+    roles: Roles,
+    seed: int = 0,
+    clean: CleanActivations | None = None,
 ) -> ScrubResult:
     """The elevation head's value at the read position depends only on the elevation feature."""
     hypothesis = (
         f"head {roles.elevation_layer}.{roles.elevation_head}'s value at position "
         f"{roles.read_position} carries only the elevation and the first character"
     )
-    result = resample_test(model, data, [elevation_site(data, roles)], hypothesis, seed)
+    result = resample_test(model, data, [elevation_site(data, roles)], hypothesis, seed, clean)
     return replace(result, headline=FailureGroup.ELEVATION_ONLY.label)
 
 
 def scrub_negative(
-    model: BracketTransformer, data: BracketDataset, layer: int, head: int, seed: int = 0
+    model: BracketTransformer,
+    data: BracketDataset,
+    layer: int,
+    head: int,
+    seed: int = 0,
+    clean: CleanActivations | None = None,
 ) -> ScrubResult:
     """The negative head's output at position 0 depends only on whether a suffix goes negative."""
     hypothesis = (
         f"head {layer}.{head}'s output at position 0 carries only whether a suffix goes "
         "negative (with the elevation and first character)"
     )
-    result = resample_test(model, data, [negative_site(data, layer, head)], hypothesis, seed)
+    site = negative_site(data, layer, head)
+    result = resample_test(model, data, [site], hypothesis, seed, clean)
     return replace(result, headline=FailureGroup.NEGATIVE_ONLY.label)
 
 
@@ -218,7 +283,49 @@ def scrub_both(
     roles: Roles,
     negative_head: tuple[int, int],
     seed: int = 0,
+    clean: CleanActivations | None = None,
 ) -> ScrubResult:
     """Both hypotheses at once: everything the two final heads carry is the two features."""
     sites = [elevation_site(data, roles), negative_site(data, *negative_head)]
-    return resample_test(model, data, sites, "the elevation and negative hypotheses together", seed)
+    hypothesis = "the elevation and negative hypotheses together"
+    return resample_test(model, data, sites, hypothesis, seed, clean)
+
+
+def _tests(
+    data: BracketDataset, roles: Roles | None, negative_head: tuple[int, int] | None
+) -> list[list[Site]]:
+    tests = []
+    if roles is not None:
+        tests.append([elevation_site(data, roles)])
+    if negative_head is not None:
+        tests.append([negative_site(data, *negative_head)])
+    return tests
+
+
+def scrub_hooks(roles: Roles | None, negative_head: tuple[int, int] | None) -> list[str]:
+    """The clean activations :func:`scrub_all` reads, for a clean pass to keep."""
+    elevation = None if roles is None else _elevation_hook(roles)
+    negative = None if negative_head is None else _negative_hook(negative_head[0])
+    return _hooks_read([[name] for name in (elevation, negative) if name is not None])
+
+
+def scrub_all(
+    model: BracketTransformer,
+    data: BracketDataset,
+    roles: Roles | None,
+    negative_head: tuple[int, int] | None,
+    seed: int = 0,
+    clean: CleanRun | None = None,
+) -> list[ScrubResult]:
+    """Every test the roles found allow (elevation, negative, both), on one clean pass
+    (``clean``'s, when it kept :func:`scrub_hooks`)."""
+    tests = _tests(data, roles, negative_head)
+    if not tests:
+        return []
+    shared = clean_activations(model, data, tests, clean)
+    out = [] if roles is None else [scrub_elevation(model, data, roles, seed, shared)]
+    if negative_head is not None:
+        out.append(scrub_negative(model, data, *negative_head, seed, shared))
+        if roles is not None:
+            out.append(scrub_both(model, data, roles, negative_head, seed, shared))
+    return out
