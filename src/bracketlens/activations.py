@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Int
@@ -21,6 +22,24 @@ from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 
 Reducer = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ActSlice:
+    """The part of one hook's activation that a later step reads: one position and/or
+    one head (``None``: all of them). A clean pass that keeps only these slices keeps
+    a fraction of the activations."""
+
+    hook_name: str
+    position: int | None = None
+    head: int | None = None
+
+    def take(self, act: Tensor) -> Tensor:
+        """The slice of ``act`` (``[batch, pos, (head,) d]``)."""
+        if self.position is not None:
+            act = act[:, self.position]
+            return act if self.head is None else act[:, self.head]
+        return act if self.head is None else act[:, :, self.head]
 
 
 def check_hook_names(model: BracketTransformer, names: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from bracketlens.activations import ActSlice
 from bracketlens.analysis import Analysis, group_accuracy
 from bracketlens.circuits.elevation import Roles, elevation_from_pass
 from bracketlens.circuits.negative import negative_feeders, negative_head_attention
@@ -31,8 +32,8 @@ from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import bootstrap
 from bracketlens.verify.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
 from bracketlens.verify.attribution_patching import attribution_patching
-from bracketlens.verify.paths import path_patch_elevation, path_patch_hooks
-from bracketlens.verify.scrub import scrub_all, scrub_hooks
+from bracketlens.verify.paths import path_patch_elevation, path_patch_slices
+from bracketlens.verify.scrub import scrub_all, scrub_slices
 
 
 def check_data(data: BracketDataset) -> None:
@@ -162,7 +163,7 @@ def ablate(
     """
     closes = ~causal.starts_open & (causal.seq_length > 0)
     rows = None if table else closes | (causal.starts_open & ~causal.labels)
-    keep = _intervention_hooks(roles, heads) if interventions else []
+    keep = _intervention_slices(roles, heads) if interventions else []
     clean = clean_run(model, causal, rows, keep=keep)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]
@@ -175,10 +176,10 @@ def _negative_head(heads: HeadRoles | Localisation) -> tuple[int, int] | None:
     return heads.negative_head.layer_head() if heads.negative_head.found else None
 
 
-def _intervention_hooks(roles: Roles | None, heads: HeadRoles) -> list[str]:
+def _intervention_slices(roles: Roles | None, heads: HeadRoles) -> list[ActSlice]:
     """The clean activations the interventions read (kept by the ablations' clean pass)."""
-    paths = path_patch_hooks(roles) if roles is not None and roles.elevation_layer > 0 else []
-    return [*scrub_hooks(roles, _negative_head(heads)), *paths]
+    paths = path_patch_slices(roles) if roles is not None and roles.elevation_layer > 0 else []
+    return [*scrub_slices(roles, _negative_head(heads)), *paths]
 
 
 def interventions(

@@ -8,7 +8,14 @@ import torch
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
-from bracketlens.verify.paths import READ_ALL_PATHS, ROUTE, PathPatch, path_patch_elevation
+from bracketlens.verify.ablate import clean_run
+from bracketlens.verify.paths import (
+    READ_ALL_PATHS,
+    ROUTE,
+    PathPatch,
+    path_patch_elevation,
+    path_patch_slices,
+)
 
 DATA = evaluation_set(300, seed=8)
 
@@ -62,3 +69,14 @@ def test_bad_roles_and_donors_are_refused(random_model):
         path_patch_elevation(random_model, DATA, Roles(), donors=torch.arange(3))
     with pytest.raises(BracketLensError, match="head"):
         path_patch_elevation(random_model, DATA, Roles(2, 4, 1, 0))
+
+
+def test_the_ablations_clean_pass_gives_the_same_effects(random_model):
+    """Slices kept by the ablations' clean pass stand in for path patching's own pass."""
+    roles = Roles(2, 1, 3, 1)
+    clean = clean_run(random_model, DATA, keep=path_patch_slices(roles))
+    kept = path_patch_elevation(random_model, DATA, roles, seed=0, clean=clean.acts)
+    own = path_patch_elevation(random_model, DATA, roles, seed=0)
+    for key, effect in own.effects.items():
+        for group, value in effect.logit_diff_change.items():
+            assert kept.effects[key].logit_diff_change[group] == pytest.approx(value, abs=1e-5)

@@ -2,7 +2,19 @@ import numpy as np
 import pytest
 
 from bracketlens import BracketLensError, evaluation_set
-from bracketlens.verify.scrub import ScrubResult, Site, matched_donors, resample_test
+from bracketlens.circuits.elevation import Roles
+from bracketlens.verify.ablate import clean_run
+from bracketlens.verify.scrub import (
+    ScrubResult,
+    Site,
+    matched_donors,
+    resample_test,
+    scrub_all,
+    scrub_both,
+    scrub_elevation,
+    scrub_negative,
+    scrub_slices,
+)
 
 DATA = evaluation_set(120, seed=4)
 
@@ -42,3 +54,20 @@ def test_recovered_interval_resamples_strings(random_model):
         result.recovered_interval("nonsense")
     with pytest.raises(BracketLensError, match="per-string"):
         ScrubResult("h", "a", {}, {}, {}, {}).recovered_interval()
+
+
+def test_the_tests_share_the_ablations_clean_pass(random_model):
+    """scrub_all on a clean run that kept scrub_slices gives each test's own numbers."""
+    roles = Roles(2, 0, 1, 0)
+    clean = clean_run(random_model, DATA, keep=scrub_slices(roles, (2, 1)))
+    shared = scrub_all(random_model, DATA, roles, (2, 1), seed=3, clean=clean)
+    alone = [
+        scrub_elevation(random_model, DATA, roles, seed=3),
+        scrub_negative(random_model, DATA, 2, 1, seed=3),
+        scrub_both(random_model, DATA, roles, (2, 1), seed=3),
+    ]
+    assert [r.hypothesis for r in shared] == [r.hypothesis for r in alone]
+    for mine, theirs in zip(shared, alone, strict=True):
+        assert mine.loss_hypothesis == pytest.approx(theirs.loss_hypothesis, abs=1e-6)
+        assert mine.loss_random == pytest.approx(theirs.loss_random, abs=1e-6)
+    assert scrub_all(random_model, DATA, None, None) == []

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from bracketlens.activations import get_activations
+from bracketlens.activations import ActSlice, get_activations
 from bracketlens.components import Component, all_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
@@ -150,15 +150,15 @@ class CleanRun:
         resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
             the strings :func:`clean_run` was asked to keep.
         logits: ``[batch, 2]``, the class logits of every string.
-        acts: hook name -> activation of every string (full width), for the hooks
-            :func:`clean_run` was asked to keep: what later interventions on the same
-            strings read from the clean run.
+        acts: each slice :func:`clean_run` was asked to keep, of every string (full
+            width where the slice keeps positions): what later interventions on the
+            same strings read from the clean run.
     """
 
     means: dict[str, Tensor]
     resid_pre: Tensor
     logits: Tensor
-    acts: dict[str, Tensor]
+    acts: dict[ActSlice, Tensor]
 
 
 @torch.no_grad()
@@ -167,17 +167,17 @@ def clean_run(
     data: BracketDataset,
     rows: Tensor | None = None,
     batch_size: int = 512,
-    keep: Sequence[str] = (),
+    keep: Sequence[ActSlice] = (),
 ) -> CleanRun:
     """The component means over ``data``, the block inputs of the strings in ``rows``,
-    every string's logits, and the activations named in ``keep``."""
+    every string's logits, and the activation slices in ``keep``."""
     names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
     n, width = data.tokens.shape
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
     resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
-    acts: dict[str, Tensor] = {}
+    acts: dict[ActSlice, Tensor] = {}
     batch: dict[str, slice] = {}
 
     def add(act: Tensor, hook: Any) -> None:
@@ -191,16 +191,22 @@ def clean_run(
 
         return hook
 
-    def keep_all(act: Tensor, hook: Any) -> None:
-        if hook.name not in acts:
-            acts[hook.name] = torch.empty((n, *act.shape[1:]), dtype=act.dtype)
-        acts[hook.name][batch["now"]] = act
+    def keep_slices(act: Tensor, hook: Any) -> None:
+        for part in wanted[hook.name]:
+            value = part.take(act)
+            if part not in acts:
+                acts[part] = torch.empty((n, *value.shape[1:]), dtype=value.dtype)
+            acts[part][batch["now"]] = value
+
+    wanted: dict[str, list[ActSlice]] = {}
+    for part in dict.fromkeys(keep):
+        wanted.setdefault(part.hook_name, []).append(part)
 
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
         (name, add) for name in names
     ]
     hooks += [(f"blocks.{lyr}.hook_resid_pre", keep_rows(lyr)) for lyr in range(model.cfg.n_layers)]
-    hooks += [(name, keep_all) for name in sorted(set(keep))]
+    hooks += [(name, keep_slices) for name in wanted]
     logits = torch.empty(n, model.cfg.d_vocab_out)
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):

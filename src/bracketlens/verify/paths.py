@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bracketlens.activations import get_activations
+from bracketlens.activations import ActSlice, get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
@@ -113,16 +113,16 @@ def path_patch_elevation(
     data: BracketDataset,
     roles: Roles,
     seed: int = 0,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int = DEFAULT_BATCH // 2,  # its patched passes keep many activations
     donors: Tensor | None = None,
-    clean: Mapping[str, Tensor] | None = None,
+    clean: Mapping[ActSlice, Tensor] | None = None,
 ) -> PathPatch:
     """Patch the tallying head at the read position along the claimed route only.
 
     Args:
         donors: for each string, the index of the string whose sender output is
             patched in; by default a seeded random permutation (the feature destroyed).
-        clean: the activations :func:`path_patch_hooks` names, of every string of
+        clean: the slices :func:`path_patch_slices` names, of every string of
             ``data`` at full width, if a clean pass already kept them (the donors'
             sender outputs come from the same tensors: donors are strings of ``data``).
     """
@@ -142,17 +142,21 @@ def path_patch_elevation(
         donors = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
     elif donors.shape != (len(data),):
         raise BracketLensError("donors must hold one string index per string of the data")
-    names = path_patch_hooks(roles)
+    parts = path_patch_slices(roles)
     acts = clean
-    if acts is None or any(name not in acts for name in names):
-        acts = get_activations(model, data.tokens, names)
+    if acts is None or any(part not in acts for part in parts):
+        full = get_activations(model, data.tokens, sorted({part.hook_name for part in parts}))
+        acts = {part: part.take(full[part.hook_name]) for part in parts}
     merged: dict[str, Tensor] = {}
     for rows, batch_tokens in iter_batches(data.tokens, batch_size):
         # pad keys are masked, so each string's activations at its own positions do not
         # depend on how wide the pass that computed them was
         width = max(batch_tokens.shape[1], pos + 1)
-        clean_out = {name: acts[name][rows, :width] for name in names}
-        donor_out = acts[names[0]][donors[rows], :width]
+        clean_out = [
+            acts[part][rows] if part.position is not None else acts[part][rows, :width]
+            for part in parts
+        ]
+        donor_out = acts[parts[0]][donors[rows], :width]
         batch = _batch_logits(model, data.tokens[rows, :width], clean_out, donor_out, roles)
         for key, value in batch.items():
             merged.setdefault(key, torch.empty(len(data), 2, dtype=torch.float64))[rows] = (
@@ -181,27 +185,31 @@ def path_patch_elevation(
     )
 
 
-def path_patch_hooks(roles: Roles) -> list[str]:
-    """The clean activations path patching reads: the sender (first), the attention
-    layers between it and the elevation layer, every MLP before that layer, and the
-    residual entering it."""
-    layer = roles.elevation_layer
+def path_patch_slices(roles: Roles) -> list[ActSlice]:
+    """The clean activations path patching reads, in this order: the sender (the tally
+    head's output), the attention output of each layer between it and the elevation
+    layer, the residual entering that layer, and each earlier MLP at the read position."""
+    layer, pos = roles.elevation_layer, roles.read_position
     return [
-        "blocks.0.attn.hook_result",
-        *[f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)],
-        *[f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)],
-        f"blocks.{layer}.hook_resid_pre",
+        ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
+        *[ActSlice(f"blocks.{lyr}.hook_attn_out") for lyr in range(1, layer)],
+        ActSlice(f"blocks.{layer}.hook_resid_pre"),
+        *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
     ]
 
 
 def _batch_logits(
     model: BracketTransformer,
     clean: Tensor,
-    clean_out: dict[str, Tensor],
+    clean_out: list[Tensor],
     donor_out: Tensor,
     roles: Roles,
 ) -> dict[str, Tensor]:
-    """Position-0 logits of one batch under every patch (``"clean"`` for none)."""
+    """Position-0 logits of one batch under every patch (``"clean"`` for none).
+
+    ``clean_out`` holds the batch's rows of :func:`path_patch_slices`, in its order;
+    ``donor_out`` the sender's output on each row's donor.
+    """
     layer, head, pos, tally = (
         roles.elevation_layer,
         roles.elevation_head,
@@ -209,33 +217,37 @@ def _batch_logits(
         roles.tally_head,
     )
     sender = "blocks.0.attn.hook_result"
-    frozen = [f"blocks.{lyr}.attn.hook_result" for lyr in range(1, layer)]
+    frozen = [f"blocks.{lyr}.hook_attn_out" for lyr in range(1, layer)]
     mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
     resid_name = f"blocks.{layer}.hook_resid_pre"
+    clean_sender, clean_resid = clean_out[0], clean_out[len(frozen) + 1]
+    clean_frozen, clean_mlps = clean_out[1 : len(frozen) + 1], clean_out[len(frozen) + 2 :]
     recorded: dict[str, Tensor] = {}
 
     def at_read(act: Tensor, hook: object) -> Tensor:
         act = act.clone()
-        act[:, pos, tally] = donor_out[:, pos, tally]
+        act[:, pos, tally] = donor_out[:, pos]
         return act
 
     def everywhere(act: Tensor, hook: object) -> Tensor:
         act = act.clone()
-        act[:, :, tally] = donor_out[:, :, tally]
+        act[:, :, tally] = donor_out
         return act
 
     def record(act: Tensor, hook: Any) -> None:
         recorded[hook.name] = act[:, pos].clone()
 
-    freeze: list[tuple[str, Hook]] = [(name, constant(clean_out[name])) for name in frozen]
+    freeze: list[tuple[str, Hook]] = [
+        (name, constant(value)) for name, value in zip(frozen, clean_frozen, strict=True)
+    ]
     model.run_with_hooks(
         clean, fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]]
     )
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
-    clean_resid = clean_out[resid_name][:, pos]
-    via_mlps = clean_resid + sum(recorded[m] - clean_out[m][:, pos] for m in mlps)
-    direct = clean_resid + donor_out[:, pos, tally] - clean_out[sender][:, pos, tally]
+    at_pos = clean_resid[:, pos]
+    via_mlps = at_pos + sum(recorded[m] - v for m, v in zip(mlps, clean_mlps, strict=True))
+    direct = at_pos + donor_out[:, pos] - clean_sender[:, pos]
     ln1 = cast(torch.nn.Module, model.blocks[layer].ln1)
     runs: dict[str, list[tuple[str, Hook]]] = {"clean": []}
     for h in range(model.cfg.n_heads):
@@ -253,7 +265,7 @@ def _batch_logits(
     out = {}
     for key, hooks in runs.items():
         with model.hooks(fwd_hooks=list(hooks)):
-            out[key] = model.forward_from(layer, clean_out[resid_name], clean)[:, 0]
+            out[key] = model.forward_from(layer, clean_resid, clean)[:, 0]
     out[READ_ALL_PATHS] = model.run_with_hooks(clean, fwd_hooks=[(sender, at_read)])[:, 0]
     out["sender at every position"] = model.run_with_hooks(clean, fwd_hooks=[(sender, everywhere)])[
         :, 0

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
-from bracketlens.activations import get_activations
+from bracketlens.activations import ActSlice, get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import Hook, patch, run_patched
+from bracketlens.interventions import Hook, run_patched, set_at
 from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
@@ -122,11 +122,11 @@ class Site:
 class CleanActivations:
     """What every resampling test on one data set reads from the clean run, computed once.
 
-    ``acts`` holds each site's activation and the residual entering each site's
-    first block (the patched runs start there); ``losses`` the clean per-string loss.
+    ``acts`` holds each site's value and the residual entering each test's first
+    block (the patched runs start there); ``losses`` the clean per-string loss.
     """
 
-    acts: dict[str, Tensor]
+    acts: dict[ActSlice, Tensor]
     losses: Tensor
 
 
@@ -134,11 +134,14 @@ def _first_layer(hook_names: list[str]) -> int:
     return min(int(name.split(".")[1]) for name in hook_names)  # every site is in a block
 
 
-def _hooks_read(tests: list[list[str]]) -> list[str]:
-    """Each test's site hooks and the residual entering its first block."""
-    names = {name for hooks in tests for name in hooks}
-    names |= {f"blocks.{_first_layer(hooks)}.hook_resid_pre" for hooks in tests}
-    return sorted(names)
+def _resid_slice(sites: list[Site]) -> ActSlice:
+    return ActSlice(f"blocks.{_first_layer([s.hook_name for s in sites])}.hook_resid_pre")
+
+
+def _slices_read(tests: list[list[Site]]) -> list[ActSlice]:
+    """Each site's value and the residual entering each test's first block."""
+    parts = [ActSlice(s.hook_name, s.position, s.head) for sites in tests for s in sites]
+    return list(dict.fromkeys([*parts, *(_resid_slice(sites) for sites in tests)]))
 
 
 def clean_activations(
@@ -150,12 +153,13 @@ def clean_activations(
     """What ``tests`` (each a list of sites) read from the clean run of ``data``.
 
     Taken from ``clean`` (a :func:`~bracketlens.verify.ablate.clean_run` of the same
-    strings that kept :func:`scrub_hooks`) when given, else from one pass.
+    strings that kept :func:`scrub_slices`) when given, else from one pass.
     """
-    names = _hooks_read([[site.hook_name for site in sites] for sites in tests])
-    if clean is not None and all(name in clean.acts for name in names):
+    parts = _slices_read(tests)
+    if clean is not None and all(part in clean.acts for part in parts):
         return CleanActivations(clean.acts, _string_losses(clean.logits, data))
-    acts = get_activations(model, data.tokens, names)
+    full = get_activations(model, data.tokens, sorted({part.hook_name for part in parts}))
+    acts = {part: part.take(full[part.hook_name]) for part in parts}
     return CleanActivations(acts, _string_losses(predict_logits(model, data.tokens), data))
 
 
@@ -174,22 +178,21 @@ def resample_test(
     """
     rng = np.random.default_rng(seed)
     first = _first_layer([site.hook_name for site in sites])
-    resid_name = f"blocks.{first}.hook_resid_pre"
     clean = clean or clean_activations(model, data, [sites])
-    acts = clean.acts
+    resid = clean.acts[_resid_slice(sites)]
+    # each site's clean value, [batch, d]: a donor's copy is one row of it
+    values = [clean.acts[ActSlice(s.hook_name, s.position, s.head)] for s in sites]
 
     def run(donors: list[np.ndarray]) -> Tensor:
-        sources = [
-            acts[s.hook_name][torch.from_numpy(d)] for s, d in zip(sites, donors, strict=True)
-        ]
+        sources = [v[torch.from_numpy(d)] for v, d in zip(values, donors, strict=True)]
 
         def hooks(rows: Tensor) -> list[tuple[str, Hook]]:
             return [
-                (s.hook_name, patch(src[rows], head=s.head, positions=s.position))
+                (s.hook_name, set_at(src[rows], s.position, s.head))
                 for s, src in zip(sites, sources, strict=True)
             ]
 
-        logits = run_patched(model, data.tokens, per_batch=hooks, start=(first, acts[resid_name]))
+        logits = run_patched(model, data.tokens, per_batch=hooks, start=(first, resid))
         return _string_losses(logits, data)
 
     n = len(data)
@@ -220,27 +223,24 @@ def elevation_feature(data: BracketDataset) -> np.ndarray:
 
 def elevation_site(data: BracketDataset, roles: Roles) -> Site:
     """The elevation head's value vector at the read position, and the elevation feature."""
-    return Site(
-        _elevation_hook(roles),
-        roles.elevation_head,
-        roles.read_position,
-        elevation_feature(data),
-    )
+    return Site(*_elevation_place(roles), elevation_feature(data))
 
 
 def negative_site(data: BracketDataset, layer: int, head: int) -> Site:
     """The negative head's output at position 0, and (goes negative, elevation, first char)."""
     negative = data.failure_types.negative.numpy().astype(np.int64)
     feature = np.concatenate([negative[:, None], elevation_feature(data)], axis=1)
-    return Site(_negative_hook(layer), head, 0, feature)
+    return Site(*_negative_place(layer, head), feature)
 
 
-def _elevation_hook(roles: Roles) -> str:
-    return f"blocks.{roles.elevation_layer}.attn.hook_v"
+def _elevation_place(roles: Roles) -> tuple[str, int, int]:
+    """Hook, head and position of the elevation site."""
+    return f"blocks.{roles.elevation_layer}.attn.hook_v", roles.elevation_head, roles.read_position
 
 
-def _negative_hook(layer: int) -> str:
-    return f"blocks.{layer}.attn.hook_result"
+def _negative_place(layer: int, head: int) -> tuple[str, int, int]:
+    """Hook, head and position of the negative site."""
+    return f"blocks.{layer}.attn.hook_result", head, 0
 
 
 def scrub_elevation(
@@ -302,11 +302,12 @@ def _tests(
     return tests
 
 
-def scrub_hooks(roles: Roles | None, negative_head: tuple[int, int] | None) -> list[str]:
+def scrub_slices(roles: Roles | None, negative_head: tuple[int, int] | None) -> list[ActSlice]:
     """The clean activations :func:`scrub_all` reads, for a clean pass to keep."""
-    elevation = None if roles is None else _elevation_hook(roles)
-    negative = None if negative_head is None else _negative_hook(negative_head[0])
-    return _hooks_read([[name] for name in (elevation, negative) if name is not None])
+    no_feature = np.zeros((0, 1), dtype=np.int64)
+    places = [] if roles is None else [_elevation_place(roles)]
+    places += [] if negative_head is None else [_negative_place(*negative_head)]
+    return _slices_read([[Site(*place, no_feature)] for place in places])
 
 
 def scrub_all(
@@ -318,7 +319,7 @@ def scrub_all(
     clean: CleanRun | None = None,
 ) -> list[ScrubResult]:
     """Every test the roles found allow (elevation, negative, both), on one clean pass
-    (``clean``'s, when it kept :func:`scrub_hooks`)."""
+    (``clean``'s, when it kept :func:`scrub_slices`)."""
     tests = _tests(data, roles, negative_head)
     if not tests:
         return []
