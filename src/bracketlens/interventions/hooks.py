@@ -135,16 +135,19 @@ def run_patched(
     is lined up with the batch being run. With ``start = (layer, resid)``, every
     hook sits at ``layer`` or later and the run starts from ``resid``, the clean
     ``blocks.{layer}.hook_resid_pre`` of every string (the layers before it would
-    compute it again). Batches of about 512 strings are fastest on CPU.
+    compute it again). Batches of about 512 strings are fastest on CPU. The last
+    block computes position 0 alone (``class_only``): hooks there from the attention
+    scores on see that position only, the only one the class logits read.
     """
     out = torch.empty(len(tokens), 2)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
         with model.hooks(fwd_hooks=[*hooks, *extra]):  # type: ignore[operator]
             if start is None:
-                out[rows] = model(batch)[:, 0]
+                out[rows] = model(batch, class_only=True)[:, 0]
             else:
                 layer, resid = start
                 forward_from = getattr(model, "forward_from")  # noqa: B009
-                out[rows] = forward_from(layer, resid[rows, : batch.shape[1]], batch)[:, 0]
+                clean = resid[rows, : batch.shape[1]]
+                out[rows] = forward_from(layer, clean, batch, class_only=True)[:, 0]
     return out

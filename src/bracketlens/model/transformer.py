@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -188,9 +187,15 @@ class Attention(nn.Module):
         self.hook_result = HookPoint()  # (B, T, nh, d_model): each head's output
 
     def forward(
-        self, x: Float[Tensor, "batch pos d_model"], pad: Bool[Tensor, "batch pos"]
-    ) -> Float[Tensor, "batch pos d_model"]:
-        q = self.hook_q(torch.einsum("bpm,hmd->bphd", x, self.W_Q) + self.b_Q)
+        self,
+        x: Float[Tensor, "batch pos d_model"],
+        pad: Bool[Tensor, "batch pos"],
+        queries: int | None = None,
+    ) -> Float[Tensor, "batch query d_model"]:
+        """Attention output at every position, or at the first ``queries`` positions only
+        (keys and values still come from every position)."""
+        x_q = x if queries is None else x[:, :queries]
+        q = self.hook_q(torch.einsum("bpm,hmd->bphd", x_q, self.W_Q) + self.b_Q)
         k = self.hook_k(torch.einsum("bpm,hmd->bphd", x, self.W_K) + self.b_K)
         v = self.hook_v(torch.einsum("bpm,hmd->bphd", x, self.W_V) + self.b_V)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / self.attn_scale
@@ -232,10 +237,16 @@ class TransformerBlock(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(
-        self, resid: Float[Tensor, "batch pos d_model"], pad: Bool[Tensor, "batch pos"]
-    ) -> Float[Tensor, "batch pos d_model"]:
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        pad: Bool[Tensor, "batch pos"],
+        queries: int | None = None,
+    ) -> Float[Tensor, "batch query d_model"]:
+        """The block's output at every position, or at the first ``queries`` only: every
+        hook after the attention pattern then sees those positions alone."""
         resid = self.hook_resid_pre(resid)
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), pad)))
+        attn_out = self.hook_attn_out(self.attn(self.ln1(resid), pad, queries))
+        resid = self.hook_resid_mid((resid if queries is None else resid[:, :queries]) + attn_out)
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
 
 
@@ -304,55 +315,43 @@ class BracketTransformer(HookedRootModule):
                 else:
                     p.zero_()
 
-    def forward(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos 2"]:
+    def forward(
+        self, tokens: Int[Tensor, "batch pos"], *, class_only: bool = False
+    ) -> Float[Tensor, "batch pos 2"]:
+        """Logits at every position, or with ``class_only`` at position 0 alone (``[batch, 1, 2]``).
+
+        Only position 0 is read, and the last block needs keys and values at every
+        position but a query, an MLP and an unembedding at position 0 only: with
+        ``class_only`` only those are computed, and the last block's hooks from the
+        attention scores on see position 0 alone (hooks before them see every position).
+        """
         tokens = self.hook_tokens(tokens)
-        pad = tokens == self.cfg.pad_token_id
         resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks:
-            resid = block(resid, pad)
-        return self.unembed(self.ln_final(resid))
+        return self.forward_from(0, resid, tokens, class_only=class_only)
 
     def forward_from(
         self,
         layer: int,
         resid: Float[Tensor, "batch pos d_model"],
         tokens: Int[Tensor, "batch pos"],
+        *,
+        class_only: bool = False,
     ) -> Float[Tensor, "batch pos 2"]:
         """The logits from the residual stream entering block ``layer`` (its hooks fire).
 
         An intervention at ``layer`` or later leaves everything before it as in the
         clean run, so it can start from the clean ``blocks.{layer}.hook_resid_pre``.
+        ``class_only`` as in :meth:`forward`.
         """
         pad = tokens == self.cfg.pad_token_id
-        for block in self.blocks[layer:]:
-            resid = block(resid, pad)
+        last = self.cfg.n_layers - 1
+        for i in range(layer, self.cfg.n_layers):
+            resid = self.blocks[i](resid, pad, 1 if class_only and i == last else None)
         return self.unembed(self.ln_final(resid))
 
     def class_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 2"]:
-        """The logits at position 0 only: ``self(tokens)[:, 0]`` at about 80% of the cost.
-
-        The last block needs keys and values at every position but a query, an MLP
-        and an unembedding at position 0 only, so only those are computed. Hooks are
-        not run on this path; if any hook is attached, this falls back to the full
-        forward pass so that the hook still has its effect.
-        """
-        if any(hp.fwd_hooks or hp._forward_hooks for hp in self.hook_dict.values()):
-            return self(tokens)[:, 0]
-        pad = tokens == self.cfg.pad_token_id
-        resid = self.embed(tokens) + self.pos_embed(tokens)
-        for block in self.blocks[:-1]:
-            resid = block(resid, pad)
-        last = cast(TransformerBlock, self.blocks[-1])
-        attn, x = last.attn, last.ln1(resid)
-        q = torch.einsum("bm,hmd->bhd", x[:, 0], attn.W_Q) + attn.b_Q
-        k = torch.einsum("bpm,hmd->bphd", x, attn.W_K) + attn.b_K
-        v = torch.einsum("bpm,hmd->bphd", x, attn.W_V) + attn.b_V
-        scores = torch.einsum("bhd,bkhd->bhk", q, k) / attn.attn_scale
-        pattern = scores.masked_fill(pad[:, None, :], IGNORE).softmax(dim=-1)
-        z = torch.einsum("bhk,bkhd->bhd", pattern, v)
-        resid0 = resid[:, :1] + (torch.einsum("bhd,hdm->bm", z, attn.W_O) + attn.b_O)[:, None]
-        resid0 = resid0 + last.mlp(last.ln2(resid0))
-        return self.unembed(self.ln_final(resid0))[:, 0]
+        """The logits at position 0 only: ``self(tokens)[:, 0]`` at about 80% of the cost."""
+        return self(tokens, class_only=True)[:, 0]
 
     def run_with_cache(self, *args, **kwargs) -> tuple[Tensor, ActivationCache]:
         """As ``HookedRootModule.run_with_cache``, returning an ``ActivationCache``."""

@@ -241,7 +241,9 @@ def _batch_logits(
         (name, constant(value)) for name, value in zip(frozen, clean_frozen, strict=True)
     ]
     model.run_with_hooks(
-        clean, fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]]
+        clean,
+        fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]],
+        class_only=True,  # the MLPs recorded are before the last block
     )
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
@@ -265,9 +267,7 @@ def _batch_logits(
     out = {}
     for key, hooks in runs.items():
         with model.hooks(fwd_hooks=list(hooks)):
-            out[key] = model.forward_from(layer, clean_resid, clean)[:, 0]
-    out[READ_ALL_PATHS] = model.run_with_hooks(clean, fwd_hooks=[(sender, at_read)])[:, 0]
-    out["sender at every position"] = model.run_with_hooks(clean, fwd_hooks=[(sender, everywhere)])[
-        :, 0
-    ]
+            out[key] = model.forward_from(layer, clean_resid, clean, class_only=True)[:, 0]
+    for key, hook in ((READ_ALL_PATHS, at_read), ("sender at every position", everywhere)):
+        out[key] = model.run_with_hooks(clean, fwd_hooks=[(sender, hook)], class_only=True)[:, 0]
     return out
