@@ -65,14 +65,19 @@ def run_pass(
     hooks: HookList,
     batch_size: int,
     min_width: int = 1,
+    class_only: bool = False,
 ) -> None:
-    """Run every batch of ``data`` once with ``hooks`` (at least ``min_width`` tokens wide)."""
+    """Run every batch of ``data`` once with ``hooks`` (at least ``min_width`` tokens wide).
+
+    With ``class_only`` (for hooks that read the last block at position 0 only) the
+    last block computes position 0 alone (:meth:`BracketTransformer.forward`).
+    """
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for idx, tokens in iter_batches(data.tokens, batch_size):
             if tokens.shape[1] < min_width:  # every batch keeps the read position
                 tokens = data.tokens[idx, :min_width]
             state.batch.update(idx=idx, tokens=tokens)
-            model(tokens)
+            model(tokens, class_only=class_only)
 
 
 def layer0_moments(

@@ -137,5 +137,6 @@ def gather_feeders(
     check_head(model, layer, head)
     state = Pass(len(data), None, torch.float32)
     keep = new_sums(model, len(data), layer, head)
-    run_pass(model, data, state, feeder_hooks(model, state, keep), batch_size)
+    # its hooks read the head's layer input and its pattern from query 0
+    run_pass(model, data, state, feeder_hooks(model, state, keep), batch_size, class_only=True)
     return keep

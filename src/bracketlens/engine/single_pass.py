@@ -333,7 +333,8 @@ def read_slices(
         check_head(model, *feeders_of)
         keep = replace(keep, feeders=new_sums(model, n, *feeders_of))
         hooks = _read_hooks(model, state, keep) + feeder_hooks(model, state, keep.feeders)
-    run_pass(model, data, state, hooks, batch_size, position + 1)
+    # its hooks sit at the read layer's input or earlier, or read position 0
+    run_pass(model, data, state, hooks, batch_size, position + 1, class_only=True)
     return keep
 
 
