@@ -126,7 +126,7 @@ def pair_activations(
     source_tokens = tokens[torch.as_tensor(source), :width]
     pre_names = [f"blocks.{layer}.hook_resid_pre" for layer in sorted(set(layers))]
     with torch.no_grad():
-        base_logits = model(base_tokens)[:, 0] if len(base) else torch.zeros(0, 2)
+        base_logits = model.class_logits(base_tokens) if len(base) else torch.zeros(0, 2)
     cached = get_activations(model, base_tokens, pre_names) if len(base) else {}
     src = get_activations(model, source_tokens, list(dict.fromkeys(hooks))) if len(base) else {}
     resid_pre = {int(name.split(".")[1]): t for name, t in cached.items()}

@@ -63,14 +63,11 @@ def run_from(
     """Class logits of the forward pass started at block ``layer`` from its input ``resid_pre``.
 
     The blocks' own hook points fire as in a full pass (``blocks.{layer}.hook_resid_pre``
-    included), so hooks at or after ``layer`` act as they would on ``model(tokens)``.
+    included), so hooks at or after ``layer`` act as they would on ``model(tokens)``;
+    the last block computes position 0 alone (``class_only``).
     """
-    pad = tokens == model.cfg.pad_token_id  # type: ignore[union-attr]
     with model.hooks(fwd_hooks=list(hooks)):  # type: ignore[operator]
-        resid = resid_pre
-        for block in model.blocks[layer:]:  # type: ignore[index]
-            resid = block(resid, pad)
-        return model.unembed(model.ln_final(resid[:, :1]))[:, 0]  # type: ignore[operator]
+        return model.forward_from(layer, resid_pre, tokens, class_only=True)[:, 0]  # type: ignore[operator]
 
 
 class OrthogonalBasis(nn.Module):
