@@ -2,13 +2,15 @@
 
 Usage:
     python benchmarks/ground_truth.py [--cache DIR] [--models 6] [--seed 0]
-        [--steps 1200] [--n 2000]
+        [--steps STEPS] [--n 2000] [--jobs 1]
 
 1. The suite file ``DIR/suite.json`` is drawn and written first (or reused), so the
    placements are fixed before any model is trained or any detector runs.
 2. Each placement is trained with interchange intervention training
    (``bracketlens.planted``) unless ``DIR/<name>.safetensors`` exists; the record
    (time, accuracy, IIA at every head and position) goes to ``DIR/<name>.record.json``.
+   ``--jobs`` trains that many placements at once, each in its own process on one
+   thread (each model's training is seeded, so the result does not depend on it).
 3. Every model, the compiled one included, is copied *without* its sidecar into a
    fresh folder, and ``circuit`` and ``explain`` run on the copy. ``explain`` looks
    where a variable may be planted (one head's output in layer 0 or 1, one position)
@@ -25,7 +27,10 @@ import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import torch
 
 from bracketlens import evaluation_set, load_model, save_checkpoint
 from bracketlens.algorithms import Search, explain
@@ -40,23 +45,39 @@ MODEL = "elevation_and_negative"
 ROLE_KEYS = {"total_elevation": "elevation_head", "negative": "negative_head"}
 
 
-def build_suite(cache: Path, models: int, seed: int, cfg: IITConfig) -> list[dict[str, object]]:
+def build_suite(
+    cache: Path, models: int, seed: int, cfg: IITConfig, jobs: int = 1
+) -> list[dict[str, object]]:
     """Train (or reuse) every placement of the suite; returns each model's path and truth."""
     cache.mkdir(parents=True, exist_ok=True)
     suite_file = cache / "suite.json"
     if not suite_file.exists():
         write_suite_file(draw_suite(models, seed), suite_file)
-    rows = []
-    for p in read_suite(suite_file):
-        path, rec_path = cache / f"{p.name}.safetensors", cache / f"{p.name}.record.json"
-        if not path.exists():
-            print(f"training {p.name}: {p.variable} in {p.label} at position {p.position}")
-            planted = train_planted(p, cfg)
-            save_checkpoint(planted.model, path, force=True)
-            path.with_suffix(".json").unlink()  # the answer is kept apart from the weights
-            rec_path.write_text(json.dumps(planted.record, indent=2))
-        rows.append({"placement": p, "path": path, "record": json.loads(rec_path.read_text())})
-    return rows
+    placements = read_suite(suite_file)
+    todo = [p for p in placements if not (cache / f"{p.name}.safetensors").exists()]
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for name in pool.map(train_one, todo, [cache] * len(todo), [cfg] * len(todo)):
+            print(f"trained {name}", flush=True)
+    return [
+        {
+            "placement": p,
+            "path": cache / f"{p.name}.safetensors",
+            "record": json.loads((cache / f"{p.name}.record.json").read_text()),
+        }
+        for p in placements
+    ]
+
+
+def train_one(p: Placement, cache: Path, cfg: IITConfig) -> str:
+    """Train one placement on one thread and write its weights and record to ``cache``."""
+    torch.set_num_threads(1)
+    print(f"training {p.name}: {p.variable} in {p.label} at position {p.position}", flush=True)
+    planted = train_planted(p, cfg)
+    path = cache / f"{p.name}.safetensors"
+    save_checkpoint(planted.model, path, force=True)
+    path.with_suffix(".json").unlink()  # the answer is kept apart from the weights
+    (cache / f"{p.name}.record.json").write_text(json.dumps(planted.record, indent=2))
+    return p.name
 
 
 def truth_of(p: Placement) -> dict[str, object]:
@@ -120,9 +141,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=IITConfig().steps)
     parser.add_argument("--n", type=int, default=2000, help="strings each detector sees")
+    parser.add_argument("--jobs", type=int, default=1, help="placements trained at once")
     args = parser.parse_args()
     t = time.perf_counter()
-    suite = build_suite(Path(args.cache), args.models, args.seed, IITConfig(steps=args.steps))
+    cfg = IITConfig(steps=args.steps)
+    suite = build_suite(Path(args.cache), args.models, args.seed, cfg, args.jobs)
     print(f"suite ready in {time.perf_counter() - t:.1f} s")
     blind = Path(tempfile.mkdtemp(prefix="blind-"))
     try:
@@ -140,7 +163,10 @@ def detect(row: dict[str, object], blind: Path, n: int) -> dict[str, object]:
     shutil.copyfile(row["path"], copy)  # type: ignore[arg-type]
     iia = row["record"]["iia"]  # type: ignore[index]
     here = f"{p.layer}.{p.head}@{p.position}"
-    best_other = max((v, k) for k, v in iia.items() if k != here)
+    # the other places a variable may be planted (layers 0-1): a later head that copies
+    # the variable to position 0 carries it too, and is no rival location
+    plantable = {k: v for k, v in iia.items() if int(k.split(".")[0]) in (0, 1)}
+    best_other = max((v, k) for k, v in plantable.items() if k != here)
     found = run_circuit(copy, n)
     accuracy = row["record"]["accuracy"]  # type: ignore[index]
     # a planting failed when the model cannot classify or the variable is not where planted
@@ -176,7 +202,9 @@ def detect_compiled(blind: Path, n: int) -> dict[str, object]:
 
 def report(table: list[dict[str, object]]) -> None:
     totals, explain_totals = [0, 0, 0], [0, 0, 0]
-    print(f"{'model':<28} {'planted':<52} {'accuracy':>8}  {'IIA here vs best other':<26} found")
+    print(
+        f"{'model':<28} {'planted':<52} {'accuracy':>8}  {'IIA here vs best in layers 0-1':<26} found"
+    )
     for row in table:
         truth, found = row["truth"], row["circuit"]
         assert isinstance(truth, dict) and isinstance(found, dict)
