@@ -36,7 +36,14 @@ from bracketlens import evaluation_set, load_model, save_checkpoint
 from bracketlens.algorithms import Search, explain
 from bracketlens.algorithms.result import THRESHOLD
 from bracketlens.compiled import ROLES, build_compiled
-from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, train_planted
+from bracketlens.planted import (
+    IITConfig,
+    Placement,
+    draw_suite,
+    plantable_search,
+    read_suite,
+    train_planted,
+)
 from bracketlens.planted import write_suite as write_suite_file
 from bracketlens.verify.circuit import verdict_json, verify_circuit
 
@@ -101,9 +108,7 @@ def run_circuit(path: Path, n: int) -> dict[str, object]:
 #: explain's names for the planted variables
 EXPLAIN_NAMES = {"total_elevation": "elevation", "negative": "negative"}
 #: where a planted variable may sit: one head's output in layer 0 or 1, at one position
-PLANTABLE = Search(
-    sites=lambda s: s.head is not None and s.layer <= 1, positions=lambda p: len(p) == 1
-)
+PLANTABLE = plantable_search()
 
 
 def run_explain(path: Path, n: int, search: Search | None) -> dict[str, str]:

@@ -6,7 +6,14 @@ interchange intervention training and measures interchange accuracy everywhere.
 """
 
 from bracketlens.planted.iit import IITConfig, Planted, interchange_accuracy, train_planted
-from bracketlens.planted.suite import Placement, draw_suite, read_suite, space, write_suite
+from bracketlens.planted.suite import (
+    Placement,
+    draw_suite,
+    plantable_search,
+    read_suite,
+    space,
+    write_suite,
+)
 
 __all__ = [
     "IITConfig",
@@ -14,6 +21,7 @@ __all__ = [
     "Planted",
     "draw_suite",
     "interchange_accuracy",
+    "plantable_search",
     "read_suite",
     "space",
     "train_planted",

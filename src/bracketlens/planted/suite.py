@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from bracketlens.algorithms import Search
 from bracketlens.errors import BracketLensError
 
 VARIABLES = ("total_elevation", "negative")
@@ -69,6 +70,17 @@ def space() -> list[tuple[str, int, int, int]]:
         for head in range(N_HEADS)
         for pos in POSITIONS
     ]
+
+
+def plantable_search(base: Search | None = None) -> Search:
+    """``base`` (default: explain's default search) restricted to where a variable may
+    be planted: one head's output in layer 0 or 1, at one position. A detector scored
+    on a planted suite looks there."""
+    return replace(
+        base or Search(),
+        sites=lambda site: site.head is not None and site.layer in (0, 1),
+        positions=lambda positions: len(positions) == 1,
+    )
 
 
 def draw_suite(n: int, seed: int) -> list[Placement]:
