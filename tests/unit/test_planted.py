@@ -4,7 +4,18 @@ import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set, tokenize
-from bracketlens.planted import IITConfig, Placement, draw_suite, read_suite, space, write_suite
+from bracketlens.algorithms import Search
+from bracketlens.algorithms.locations import sites
+from bracketlens.model.transformer import ModelConfig
+from bracketlens.planted import (
+    IITConfig,
+    Placement,
+    draw_suite,
+    plantable_search,
+    read_suite,
+    space,
+    write_suite,
+)
 from bracketlens.planted.iit import (
     iia_score,
     interchange_labels,
@@ -82,3 +93,12 @@ def test_strict_nodes_leave_the_planted_node_and_the_negative_check_free():
     assert (1, 0, 3) not in strict_nodes(negative)
     assert {layer for layer, *_ in strict_nodes(negative)} == {1}
     assert len(strict_nodes(negative)) == 7
+
+
+def test_the_plantable_search_looks_only_where_a_variable_may_be_planted():
+    search = plantable_search(Search.quick())
+    assert search.das_steps == Search.quick().das_steps  # the rest of the base is kept
+    chosen = [s for s in sites(ModelConfig()) if search.sites(s)]
+    assert chosen and all(s.head is not None and s.layer in (0, 1) for s in chosen)
+    assert {(s.layer, s.head) for s in chosen} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert search.positions((2,)) and not search.positions((1, 2))
