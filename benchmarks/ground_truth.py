@@ -93,7 +93,7 @@ def truth_of(p: Placement) -> dict[str, object]:
 
 COMPILED_TRUTH = {
     "tally_head": ROLES["tally_head"],
-    "read_position": ROLES["read_position"],
+    "read_position": str(ROLES["read_position"]),  # as circuit's JSON writes it
     "elevation_head": ROLES["elevation_head"],
     "negative_head": ROLES["negative_head"],
     "start_close_component": None,
@@ -101,8 +101,12 @@ COMPILED_TRUTH = {
 
 
 def run_circuit(path: Path, n: int) -> dict[str, object]:
+    """Where ``circuit`` puts each role: ``"0.0"``, ``"1"``, ``"head 1.0"``, or None."""
     model = load_model(path)
-    return verdict_json(verify_circuit(model, evaluation_set(n, seed=0), seed=0))
+    found = verdict_json(verify_circuit(model, evaluation_set(n, seed=0), seed=0))
+    localisation = found["localisation"]
+    assert isinstance(localisation, dict)
+    return {role: localisation[role]["location"] for role in COMPILED_TRUTH}
 
 
 #: explain's names for the planted variables
