@@ -10,12 +10,15 @@ Passes over the data, in order (each stage is named after what it adds):
 3. localise: the heads and the read position from that pass, on the fit half;
 4. read: one pass for the slices at the read position (and what feeds the
    negative head), from which the MLP neurons are named;
-5. ablate: mean ablation of every component on min(``causal_n``, held-out half)
-   strings (those starting with ')' unless the "mean_ablation" table is asked
-   for), which names the start-close component;
+5. ablate: one clean pass over min(``causal_n``, held-out half) strings (component
+   means, block inputs, class logits, and the activation slices the interventions
+   read), then mean ablation of every component on them (those starting with ')'
+   unless the "mean_ablation" table is asked for), which names the start-close
+   component;
 6. circuits: the elevation and negative-head analyses, from the two passes;
 7. interventions: resampling tests, path patching and attribution patching on
-   the same held-out strings, with bootstrap intervals.
+   the same held-out strings, from the clean pass of 5, with bootstrap intervals.
+   Every patched run computes the last block at position 0 only (``class_only``).
 
 ``analyze``/``report`` run "circuits" and "interventions", ``circuit`` runs
 "interventions" and "mean_ablation", ``seeds`` stops after localisation; ``report``
