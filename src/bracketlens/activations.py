@@ -107,6 +107,25 @@ def get_activations(
     return {name: tensors[0] for name, tensors in out.items()}
 
 
+def get_slices(
+    model: BracketTransformer,
+    tokens: Int[Tensor, "batch seq"],
+    parts: Sequence[ActSlice],
+    batch_size: int = DEFAULT_BATCH,
+) -> dict[ActSlice, Tensor]:
+    """The slices asked for, over all strings, from one pass keeping only them."""
+    by_hook: dict[str, list[ActSlice]] = {}
+    for part in dict.fromkeys(parts):
+        by_hook.setdefault(part.hook_name, []).append(part)
+    reducers = {name: [part.take for part in hook_parts] for name, hook_parts in by_hook.items()}
+    out = run_and_reduce(model, tokens, reducers, batch_size)
+    return {
+        part: value
+        for name, hook_parts in by_hook.items()
+        for part, value in zip(hook_parts, out[name], strict=True)
+    }
+
+
 def _keep(act: Tensor) -> Tensor:
     return act
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bracketlens.activations import ActSlice, get_activations
+from bracketlens.activations import ActSlice, get_slices
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
@@ -145,8 +145,7 @@ def path_patch_elevation(
     parts = path_patch_slices(roles)
     acts = clean
     if acts is None or any(part not in acts for part in parts):
-        full = get_activations(model, data.tokens, sorted({part.hook_name for part in parts}))
-        acts = {part: part.take(full[part.hook_name]) for part in parts}
+        acts = get_slices(model, data.tokens, parts)
     merged: dict[str, Tensor] = {}
     for rows, batch_tokens in iter_batches(data.tokens, batch_size):
         # pad keys are masked, so each string's activations at its own positions do not

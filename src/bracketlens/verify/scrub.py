@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
 
-from bracketlens.activations import ActSlice, get_activations
+from bracketlens.activations import ActSlice, get_slices
 from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows
@@ -158,8 +158,7 @@ def clean_activations(
     parts = _slices_read(tests)
     if clean is not None and all(part in clean.acts for part in parts):
         return CleanActivations(clean.acts, _string_losses(clean.logits, data))
-    full = get_activations(model, data.tokens, sorted({part.hook_name for part in parts}))
-    acts = {part: part.take(full[part.hook_name]) for part in parts}
+    acts = get_slices(model, data.tokens, parts)
     return CleanActivations(acts, _string_losses(predict_logits(model, data.tokens), data))
 
 
