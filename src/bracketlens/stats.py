@@ -36,26 +36,38 @@ def bootstrap(
     n_resamples: int = N_BOOTSTRAP,
     seed: int = 0,
 ) -> Estimate:
-    """Percentile bootstrap over the first axis of ``values``.
+    """Percentile bootstrap of a function of the means over the first axis of ``values``.
+
+    Every statistic here is a function of per-string means (a mean, a ratio of means,
+    a mean of per-kind ratios), so each resample is kept as how often it draws each
+    string: its means are one matrix product with ``values``, never a gathered copy
+    of ``[resamples, n, ...]`` values.
 
     Args:
         values: per-string values ``[n, ...]``.
-        statistic: maps ``[resamples, n, ...]`` to ``[resamples]``; default: the mean
-            over strings (of a 1-D array).
+        statistic: maps the resamples' means ``[resamples, ...]`` to ``[resamples]``;
+            default: the mean itself (of a 1-D array).
     """
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
-    stat = statistic or (lambda x: x.mean(axis=1))
+    stat = statistic or (lambda means: means)
+    flat = values.reshape(n, -1)
     rng = np.random.default_rng(seed)
-    # resample in chunks: 1,000 x n x ... indices at once can be large
-    estimates = np.concatenate(
-        [stat(values[rng.integers(0, n, size=(100, n))]) for _ in range(n_resamples // 100)]
-    )
+    means = []
+    for _ in range(n_resamples // _CHUNK):
+        drawn = rng.integers(0, n, size=(_CHUNK, n))  # string indices, a resample a row
+        rows = np.arange(_CHUNK)[:, None] * n
+        counts = np.bincount((drawn + rows).ravel(), minlength=_CHUNK * n).reshape(_CHUNK, n)
+        means.append(counts @ flat / n)
+    estimates = stat(np.concatenate(means).reshape(-1, *values.shape[1:]))
     alpha = (1 - LEVEL) / 2
     low, high = np.quantile(estimates, [alpha, 1 - alpha])
-    return Estimate(float(stat(values[None])[0]), float(low), float(high), n)
+    return Estimate(float(stat(values.mean(axis=0)[None])[0]), float(low), float(high), n)
+
+
+_CHUNK = 100  # resamples drawn at once
 
 
 def bootstrap_ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
@@ -64,8 +76,8 @@ def bootstrap_ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
     A resample whose denominator's mean is (near) 0 gives NaN rather than a huge ratio.
     """
 
-    def ratio(x: np.ndarray) -> np.ndarray:
-        num, den = x.mean(axis=1).T  # each [resamples]
+    def ratio(means: np.ndarray) -> np.ndarray:
+        num, den = means.T  # each [resamples]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(np.abs(den) > 1e-9, num / den, np.nan)
 

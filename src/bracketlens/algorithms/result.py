@@ -46,11 +46,11 @@ def pooled_estimate(parts: list[tuple[np.ndarray, np.ndarray]], seed: int) -> Es
         values[rows, cells + v * len(KINDS) + kind] = 1.0
         row += len(correct)
 
-    def statistic(x: np.ndarray) -> np.ndarray:
-        sums = x.sum(axis=1)
+    def statistic(means: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ratio = (sums[:, :cells] / sums[:, cells:]).reshape(len(x), len(parts), len(KINDS))
+            ratio = (means[:, :cells] / means[:, cells:]).reshape(len(means), len(parts),
+                                                                  len(KINDS))  # fmt: skip
             return np.nanmean(np.nanmean(ratio, axis=2), axis=1)
 
     return bootstrap(values, statistic, seed=seed)
