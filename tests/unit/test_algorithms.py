@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,9 @@ from bracketlens.algorithms import (
     explain,
     register,
 )
+from bracketlens.algorithms.align import Adam, screen
+from bracketlens.algorithms.explain import _same_patch, _screen_map
+from bracketlens.algorithms.locations import Site, pair_activations
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
@@ -120,6 +125,69 @@ def test_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
 def test_orthogonal_basis_has_orthonormal_columns() -> None:
     basis = OrthogonalBasis(56, 4, seed=0)()
     torch.testing.assert_close(basis.T @ basis, torch.eye(4), atol=1e-5, rtol=0)
+
+
+def test_orthogonal_basis_fit_depends_on_its_seed_alone() -> None:
+    """The parametrisation's hidden base comes from the seed, not torch's global generator:
+    the same seed gives the same gradient steps whatever ran before."""
+    grads = []
+    for before in (1, 7):
+        torch.randn(before)  # move the global generator differently
+        rotation = OrthogonalBasis(56, 2, seed=5)
+        (rotation()[:, 0] @ torch.arange(56.0)).square().backward()
+        grads.append(next(rotation.parameters()).grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_adam_is_torchs_adam_step_for_step() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y, w0 = (torch.randn(*s, generator=gen) for s in ((50, 20), (50, 3), (20, 3)))
+    finals = []
+    for make in (torch.optim.Adam, Adam):
+        w = w0.clone().requires_grad_(True)
+        optimiser = make([w], lr=0.05)
+        for _ in range(40):
+            optimiser.zero_grad()
+            (x @ w - y).square().mean().backward()
+            optimiser.step()
+        finals.append(w.detach())
+    assert torch.equal(finals[0], finals[1])
+
+
+def test_screen_map_is_each_site_screened_on_its_own(data) -> None:
+    """Sites whose patches are the same run (``resid_post L`` and ``resid_pre L+1``) are
+    screened once; every other site, each head of a hook included, on its own."""
+    model = BracketTransformer()
+    model.init_weights(seed=1)
+    causal = MODELS["elevation_and_negative"]
+    tokens = data.tokens.numpy()
+    pairs = sample_pairs(causal, causal.variables[0], causal.values(tokens), tokens,
+                         data.failure_groups.numpy(), string_splits(len(data), np.random.default_rng(0)),
+                         PairCounts(train=4, validation=8, test=4), np.random.default_rng(1))  # fmt: skip
+    val = pairs.in_split("validation")
+    search = replace(
+        SMALL, sites=lambda s: s.layer < 2, positions=lambda p: len(p) == 1 and p[0] < 4
+    )
+    found = _screen_map(model, data, causal.name, causal.variables[0], val, search)
+    assert found.sites == ("resid_pre 0", "z 0.0", "z 0.1", "resid_mid 0", "mlp_post 0",
+                           "resid_post 0", "resid_pre 1", "z 1.0", "z 1.1", "resid_mid 1",
+                           "mlp_post 1", "resid_post 1")  # fmt: skip
+    sites = found.site_objects
+    acts = pair_activations(model, data.tokens, val.base, val.source,
+                            [s.hook for s in sites], [s.layer for s in sites])  # fmt: skip
+    for i, site in enumerate(sites):
+        direct = screen(model, acts, site, list(found.positions)) == val.label[None]
+        for k in range(len(KINDS)):
+            rows = val.kind == k
+            if rows.any():
+                want = direct[:, rows].mean(axis=1)
+                np.testing.assert_allclose(found.iia[i, :, k], want, atol=0.13, err_msg=site.label)
+    z00, z01 = found.sites.index("z 0.0"), found.sites.index("z 0.1")
+    assert not np.array_equal(found.iia[z00], found.iia[z01])  # two heads, two screens
+    post, pre = found.sites.index("resid_post 0"), found.sites.index("resid_pre 1")
+    np.testing.assert_array_equal(found.iia[post], found.iia[pre])
+    last = Site("blocks.2.hook_resid_post", None, 2)
+    assert _same_patch(last, 3) == last  # the last block's output is no block's input
 
 
 def test_random_model_explains_nothing_and_json_has_the_keys(random_model, data) -> None:

@@ -221,21 +221,34 @@ def _screen_map(
 ) -> ScreenMap:
     """Whole-vector IIA by kind at every (hook, position set) that ``search`` allows."""
     site_list = [s for s in sites(model.cfg) if search.sites is None or search.sites(s)]
+    runs = [_same_patch(s, model.cfg.n_layers) for s in site_list]
     acts = pair_activations(model, data.tokens, val.base, val.source,
-                            [s.hook for s in site_list], [s.layer for s in site_list])  # fmt: skip
+                            [s.hook for s in runs], [s.layer for s in runs])  # fmt: skip
     sets = position_sets(acts.base_tokens.shape[1], variable.position)
     sets = [p for p in sets if search.positions is None or search.positions(p)]
     iia = np.full((len(site_list), len(sets), len(KINDS)), np.nan)
+    done: dict[Site, np.ndarray] = {}
     for i, site in enumerate(site_list):
         # the whole residual stream at every position is the whole run: a trivial alignment
         here = [p for p in sets if len(p) <= 2 or "resid" not in site.hook]
-        correct = screen(model, acts, site, here) == val.label[None]
+        if runs[i] not in done:
+            done[runs[i]] = screen(model, acts, runs[i], here) == val.label[None]
+        correct = done[runs[i]]
         rows = [sets.index(p) for p in here]
         for k in range(len(KINDS)):
             if (val.kind == k).any():
                 iia[i, rows, k] = correct[:, val.kind == k].mean(axis=1)
     return ScreenMap(causal, variable.name, tuple(s.label for s in site_list),
                      tuple(s.layer for s in site_list), tuple(sets), iia, tuple(site_list))  # fmt: skip
+
+
+def _same_patch(site: Site, n_layers: int) -> Site:
+    """The site whose patch is this one's, run from as late a layer as possible: block
+    ``L``'s output is block ``L + 1``'s input, so patching ``resid_post L`` is patching
+    ``resid_pre L+1`` (and starts a layer later)."""
+    if site.hook.endswith("hook_resid_post") and site.layer + 1 < n_layers:
+        return Site(f"blocks.{site.layer + 1}.hook_resid_pre", None, site.layer + 1)
+    return site
 
 
 def _choose_and_test(

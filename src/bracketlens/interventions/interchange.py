@@ -84,7 +84,12 @@ class OrthogonalBasis(nn.Module):
         self.map = nn.Linear(k, d, bias=False)
         with torch.no_grad():
             self.map.weight.copy_(random_basis(d, k, gen))
-        nn.utils.parametrizations.orthogonal(self.map)
+        # the parametrisation completes the k columns to a d x d base with random
+        # columns from torch's global generator, and the gradient steps depend on that
+        # base: draw it from ``seed`` too, or a fit depends on what ran before it
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            nn.utils.parametrizations.orthogonal(self.map)
 
     def forward(self) -> Float[Tensor, "d k"]:
         return self.map.weight
