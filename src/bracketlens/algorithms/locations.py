@@ -124,10 +124,13 @@ def pair_activations(
     width = int(lengths.max()) + 2 if len(lengths) else 2
     base_tokens = tokens[torch.as_tensor(base), :width]
     source_tokens = tokens[torch.as_tensor(source), :width]
+    if not len(base):
+        return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
     pre_names = [f"blocks.{layer}.hook_resid_pre" for layer in sorted(set(layers))]
-    with torch.no_grad():
-        base_logits = model.class_logits(base_tokens) if len(base) else torch.zeros(0, 2)
-    cached = get_activations(model, base_tokens, pre_names) if len(base) else {}
-    src = get_activations(model, source_tokens, list(dict.fromkeys(hooks))) if len(base) else {}
+    cached = get_activations(model, base_tokens, pre_names)
     resid_pre = {int(name.split(".")[1]): t for name, t in cached.items()}
-    return PairActivations(base_tokens, resid_pre, src, base_logits, lengths)
+    last = max(resid_pre)
+    with torch.no_grad():  # the bases' logits from the last block input kept: no third pass
+        base_logits = model.forward_from(last, resid_pre[last], base_tokens, class_only=True)
+    src = get_activations(model, source_tokens, list(dict.fromkeys(hooks)))
+    return PairActivations(base_tokens, resid_pre, src, base_logits[:, 0], lengths)
