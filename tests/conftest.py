@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -14,6 +15,20 @@ from bracketlens import BracketDataset, BracketTransformer, load_model
 ARENA = Path(__file__).resolve().parents[2] / "shared" / "arena"
 COURSE_WEIGHTS = ARENA / "brackets_model_state_dict.pt"
 COURSE_DATA = ARENA / "brackets_data.json"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one of pytest-xdist's workers (one per core): one thread each, here and in
+        # the command-line processes tests start, so that they do not oversubscribe
+        torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # the training-length tests first: with pytest-xdist's work stealing the longest, the
+    # bundled model's retrain, starts at once on one worker while the others take the rest
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

@@ -36,6 +36,9 @@ def test_load_model_defaults_to_the_bundle(bundled_model):
 
 @pytest.mark.slow
 def test_default_recipe_reproduces_the_bundled_accuracy():
+    # Under pytest-xdist this runs at one thread, the bundle was trained at two: the
+    # weights then differ in their last bits (CPU kernels split sums by thread), but a
+    # one-thread retrain measured the same held-out accuracy (1.0 on 100,000 strings).
     side = read_sidecar(bundled_weights_path())
     cfg = TrainConfig(seed=side["seed"])
     result = train(cfg, progress=False)
