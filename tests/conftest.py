@@ -25,10 +25,21 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
 
 
+def _minutes(item: pytest.Item) -> float:
+    """A test's expected minutes: ``slow(minutes=N)``, 0 for a plain ``slow``, -1 for the rest."""
+    mark = item.get_closest_marker("slow")
+    return -1 if mark is None else float(mark.kwargs.get("minutes", 0))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # the training-length tests first: with pytest-xdist's work stealing the longest, the
-    # bundled model's retrain, starts at once on one worker while the others take the rest
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    # Longest first, so that pytest-xdist's work stealing spreads the training-length
+    # tests over the workers while the longest (the bundled retrain) runs. A quick test
+    # goes second: a worker always keeps the test after the one it runs, and the retrain
+    # should not hold a long one back until it ends.
+    items.sort(key=_minutes, reverse=True)  # a stable sort: collection order among equals
+    quick = next((i for i, item in enumerate(items) if _minutes(item) < 0), None)
+    if quick is not None and quick > 1:
+        items.insert(1, items.pop(quick))
 
 
 @pytest.fixture(autouse=True)
