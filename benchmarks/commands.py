@@ -5,8 +5,9 @@ Usage: python benchmarks/commands.py [--only analyze-5000,analyze-100000,report,
 
 Each case runs the baseline (``bracketlens evaluate`` on the same data: start-up
 plus one forward pass, the floor a user sees) and then the command, each as its
-own process with OMP_NUM_THREADS=1, and prints wall time, CPU time (user + sys)
-and peak RSS of both, with the ratios and the targets of issue 17:
+own process with OMP_NUM_THREADS=1, in turn ``--repeat`` times (default 3), and
+prints the medians of wall time, CPU time (user + sys) and peak RSS of both (and
+each run's CPU time), with the ratios of the medians and the targets of issue 17:
 
 - ``analyze`` on the first 5,000 course strings: time <= 2x, peak RSS <= 1.5x;
 - ``analyze`` on all 100,000 course strings: time <= 3x, peak RSS <= 2 GB;
@@ -27,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COURSE = ROOT.parent / "shared" / "arena"
@@ -51,8 +54,13 @@ def timed(args: list[str]) -> dict[str, float]:
     }
 
 
-def case(name: str, baseline: list[str], command: list[str], targets: dict[str, float]) -> dict:
-    base, ours = timed(baseline), timed(command)
+def case(
+    name: str, baseline: list[str], command: list[str], targets: dict[str, float], repeat: int
+) -> dict:
+    """Baseline and command run in turn ``repeat`` times; medians of each, and the ratios of
+    the medians (on a shared machine one run's time varies by 10-20%)."""
+    runs = [(timed(baseline), timed(command)) for _ in range(repeat)]
+    base, ours = (_median([run[i] for run in runs]) for i in (0, 1))
     ratios = {
         "wall": round(ours["wall_s"] / base["wall_s"], 2),
         "cpu": round(ours["cpu_s"] / base["cpu_s"], 2),
@@ -65,6 +73,12 @@ def case(name: str, baseline: list[str], command: list[str], targets: dict[str, 
         "ratios": ratios,
         "targets": targets,
     }
+
+
+def _median(samples: list[dict[str, float]]) -> dict[str, object]:
+    out: dict[str, object] = {k: float(np.median([x[k] for x in samples])) for k in samples[0]}
+    out["cpu_s_each"] = [x["cpu_s"] for x in samples]
+    return out
 
 
 def render_floor(n: int) -> dict[str, float]:
@@ -84,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="analyze-5000,analyze-100000,report,circuit")
     parser.add_argument("--course-dir", type=Path, default=DEFAULT_COURSE)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each process (medians)")
     args = parser.parse_args()
     chosen = args.only.split(",")
     weights = str(args.course_dir / "brackets_model_state_dict.pt")
@@ -103,6 +118,7 @@ def main() -> None:
                         ["evaluate", *course, "--json"],
                         ["analyze", *course, "--json"],
                         {"time_ratio": target, **rss},
+                        args.repeat,
                     )
                 )
         if "report" in chosen:
@@ -111,6 +127,7 @@ def main() -> None:
                 ["evaluate", "--n", "5000", "--json"],
                 ["report", "--n", "5000", "--no-png", "--out", str(Path(tmp) / "report")],
                 {"time_ratio": 3.0},
+                args.repeat,
             )
             out.append({**report, "rendering_floor": render_floor(5000)})
         if "circuit" in chosen:
@@ -120,6 +137,7 @@ def main() -> None:
                     ["evaluate", "--n", "10000", "--json"],
                     ["circuit", "--n", "10000", "--json"],
                     {"time_ratio": 3.0},
+                    args.repeat,
                 )
             )
     print(json.dumps(out, indent=2))
