@@ -10,6 +10,7 @@ from statistics import NormalDist
 import numpy as np
 
 N_BOOTSTRAP = 1000
+_CHUNK = 100  # resamples drawn at once
 LEVEL = 0.95
 
 
@@ -56,18 +57,14 @@ def bootstrap(
     flat = values.reshape(n, -1)
     rng = np.random.default_rng(seed)
     means = []
-    for _ in range(n_resamples // _CHUNK):
-        drawn = rng.integers(0, n, size=(_CHUNK, n))  # string indices, a resample a row
-        rows = np.arange(_CHUNK)[:, None] * n
-        counts = np.bincount((drawn + rows).ravel(), minlength=_CHUNK * n).reshape(_CHUNK, n)
-        means.append(counts @ flat / n)
-    estimates = stat(np.concatenate(means).reshape(-1, *values.shape[1:]))
+    for start in range(0, n_resamples, _CHUNK):
+        # string indices, a resample a row; each row's means from how often it draws each
+        drawn = rng.integers(0, n, size=(min(_CHUNK, n_resamples - start), n))
+        means += [np.bincount(row, minlength=n) @ flat / n for row in drawn]
+    estimates = stat(np.stack(means).reshape(-1, *values.shape[1:]))
     alpha = (1 - LEVEL) / 2
     low, high = np.quantile(estimates, [alpha, 1 - alpha])
     return Estimate(float(stat(values.mean(axis=0)[None])[0]), float(low), float(high), n)
-
-
-_CHUNK = 100  # resamples drawn at once
 
 
 def bootstrap_ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:

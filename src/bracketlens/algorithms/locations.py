@@ -129,8 +129,12 @@ def pair_activations(
     pre_names = [f"blocks.{layer}.hook_resid_pre" for layer in sorted(set(layers))]
     cached = get_activations(model, base_tokens, pre_names)
     resid_pre = {int(name.split(".")[1]): t for name, t in cached.items()}
-    last = max(resid_pre)
     with torch.no_grad():  # the bases' logits from the last block input kept: no third pass
-        base_logits = model.forward_from(last, resid_pre[last], base_tokens, class_only=True)
+        if resid_pre:
+            last = max(resid_pre)
+            base_logits = model.forward_from(last, resid_pre[last], base_tokens, class_only=True)
+            base_logits = base_logits[:, 0]
+        else:
+            base_logits = model.class_logits(base_tokens)
     src = get_activations(model, source_tokens, list(dict.fromkeys(hooks)))
-    return PairActivations(base_tokens, resid_pre, src, base_logits[:, 0], lengths)
+    return PairActivations(base_tokens, resid_pre, src, base_logits, lengths)
