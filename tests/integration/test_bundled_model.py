@@ -1,7 +1,6 @@
 """The bundled default checkpoint: it ships, loads, records how it was made, and is accurate."""
 
 import pytest
-import torch
 
 from bracketlens import evaluate, evaluation_set, load_model
 from bracketlens.model import read_sidecar
@@ -35,20 +34,16 @@ def test_load_model_defaults_to_the_bundle(bundled_model):
     assert load_model().state_dict()["unembed.W_U"].equal(bundled_model.W_U)
 
 
-@pytest.mark.slow(minutes=18)
+@pytest.mark.slow(minutes=21)
 def test_default_recipe_reproduces_the_bundled_accuracy():
+    # Under pytest-xdist this runs at its worker's one thread; the bundle was trained at
+    # two. CPU kernels split their sums by thread, so the weights differ in their last
+    # bits, but the held-out accuracy is the same (1.0 on 100,000 strings, measured on a
+    # one-thread retrain). Two threads beside the other workers oversubscribe the cores
+    # and took longer than one.
     side = read_sidecar(bundled_weights_path())
     cfg = TrainConfig(seed=side["seed"])
-    # at the thread count the bundle was trained with (pytest-xdist's workers run one):
-    # CPU kernels split their sums by thread, so only that count gives the same weights
-    # (a one-thread retrain, measured once, reached the same held-out accuracy, 1.0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(side["torch_threads"])
-    try:
-        result = train(cfg, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    result = train(cfg, progress=False)
     want = side["held_out"]["evaluation"]["accuracy"]
     got = result.record["held_out"]["evaluation"]["accuracy"]
-    assert result.record["torch_threads"] == side["torch_threads"]
     assert abs(got - want) <= 0.0005  # 0.05 percentage points
