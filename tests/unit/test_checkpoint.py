@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from bracketlens import BracketLensError, BracketTransformer, load_model, save_checkpoint
 from bracketlens.model import read_sidecar
-from bracketlens.model.checkpoint import load_state
+from bracketlens.model.checkpoint import _read_torch, load_state
 
 
 def test_safetensors_round_trip_with_sidecar(random_model, tmp_path):
@@ -106,3 +106,40 @@ def test_saved_files_get_ordinary_permissions(random_model, tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_subnormal_weights_are_flushed_to_zero_on_load(random_model, tmp_path):
+    tiny = torch.finfo(torch.float32).tiny
+    state = dict(random_model.state_dict())
+    w_e = state["embed.W_E"].clone()
+    w_e[0, :3] = torch.tensor([tiny / 4, -tiny / 1000, tiny])  # two subnormal, one normal
+    state["embed.W_E"] = w_e
+    path = tmp_path / "m.safetensors"
+    save_file(
+        state,
+        path,
+        metadata={"format_version": "1", "config": json.dumps(random_model.cfg.to_dict())},
+    )
+    loaded = load_model(path).embed.W_E
+    assert loaded[0, :3].tolist() == [0.0, 0.0, tiny]
+    assert torch.equal(loaded[1:], w_e[1:]) and torch.equal(loaded[0, 3:], w_e[0, 3:])
+
+
+def test_flushing_the_course_checkpoint_changes_no_output(course_model, course_data):
+    # the course weights hold subnormals (in W_E and the last MLP); flushing them leaves the
+    # logits bit-identical, and only the flushed weights differ from the file's
+    from tests.conftest import COURSE_WEIGHTS
+
+    raw = BracketTransformer(course_model.cfg)
+    load_state(raw, _read_torch(COURSE_WEIGHTS), source="course")
+    tiny = torch.finfo(torch.float32).tiny
+    flushed = 0
+    for name, w in raw.state_dict().items():
+        mine = course_model.state_dict()[name]
+        subnormal = (w.abs() < tiny) & (w != 0)
+        flushed += int(subnormal.sum())
+        assert torch.equal(mine[~subnormal], w[~subnormal]) and not mine[subnormal].any(), name
+    assert flushed > 2_000
+    tokens = course_data.tokens[:2_000]
+    with torch.no_grad():
+        assert torch.equal(course_model(tokens), raw(tokens))
