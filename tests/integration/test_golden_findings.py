@@ -5,8 +5,12 @@ at commit 9118b69, before the restructure (see its ``made_by``), on the course
 checkpoint (first 5,000 course strings) and the bundled model (``--n 5000``).
 Compared here with the pipeline at the same sizes:
 
-- observational numbers within 1e-6 relative (plus 1e-6 absolute: the JSON rounds
-  them to 6 decimals, attention rows to 4);
+- observational numbers within 1e-6 relative, plus 2e-5 of the largest number of
+  their block (e.g. every component's attribution medians), plus the JSON's rounding
+  (6 decimals, attention rows 4). The block term is float32 arithmetic: the CPU's
+  matrix kernels sum in a different order on another processor, and the LayerNorm
+  fits amplify that. The reference was made on one machine; on an AVX-512 Xeon with
+  AMX the same commit moves numbers by up to 6.3e-6 of their block's largest;
 - what feeds the negative head within 1e-5 of the block's largest value: those sums
   are now weighted over positions before the projection instead of after, a float32
   re-association;
@@ -84,13 +88,33 @@ def test_role_names_are_the_same(case):
 def test_observational_numbers_are_the_same(case):
     _, before, after = case
     assert before["observational"], "the reference lists no numbers"
+    scale = _block_scales(before["observational"])
     for path, want in before["observational"].items():
         got = after[path]
         if isinstance(want, bool) or (isinstance(want, int) and "n_wrong" in path):
             assert got == want, path
             continue
         quantum = 1e-4 if "attention_from" in path else 1e-6  # the JSON's rounding
-        assert abs(got - want) <= 1e-6 * abs(want) + quantum, (path, want, got)
+        float32 = FLOAT32_NOISE * scale.get(_block(path), 0.0)
+        assert abs(got - want) <= 1e-6 * abs(want) + float32 + quantum, (path, want, got)
+
+
+#: float32 re-association across CPUs, as a fraction of a block's largest number
+FLOAT32_NOISE = 2e-5
+
+
+def _block(path: str) -> str:
+    """``/logit_attribution/components/head 0.1/...`` -> ``/logit_attribution/components``."""
+    return "/".join(path.split("/")[:3])
+
+
+def _block_scales(numbers: dict[str, object]) -> dict[str, float]:
+    """The largest magnitude of each block's real numbers (counts left out)."""
+    scale: dict[str, float] = {}
+    for path, value in numbers.items():
+        if isinstance(value, float):
+            scale[_block(path)] = max(scale.get(_block(path), 0.0), abs(value))
+    return scale
 
 
 def test_negative_head_feeders_agree_to_float32_reassociation(case):
