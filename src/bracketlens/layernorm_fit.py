@@ -102,14 +102,16 @@ class FitMoments:
             self.shift_y = ys.mean(0).numpy()
         xs = xs - torch.from_numpy(self.shift_x)
         ys = ys - torch.from_numpy(self.shift_y)
-        w = torch.ones(len(xs), dtype=torch.float64) if weight is None else weight.double()
-        wx = xs * w[:, None]
-        self.n += float(w.sum())
+        if weight is None:  # every row once: no products with a weight of 1
+            wx, wy, sq, self.n = xs, ys, ys.pow(2), self.n + len(xs)
+        else:
+            w = weight.double()[:, None]
+            wx, wy, sq, self.n = xs * w, ys * w, ys.pow(2) * w, self.n + float(w.sum())
         self.sx += wx.sum(0).numpy()
-        self.sy += (ys * w[:, None]).sum(0).numpy()
+        self.sy += wy.sum(0).numpy()
         self.sxx += (wx.T @ xs).numpy()
         self.sxy += (wx.T @ ys).numpy()
-        self.syy += (ys.pow(2) * w[:, None]).sum(0).numpy()
+        self.syy += sq.sum(0).numpy()
 
     def merged(self, other: FitMoments) -> FitMoments:
         """The moments of both sets of rows together."""
