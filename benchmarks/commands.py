@@ -140,7 +140,23 @@ def main() -> None:
                     args.repeat,
                 )
             )
-    print(json.dumps(out, indent=2))
+    print(json.dumps({"machine": machine(), "cases": out}, indent=2))
+
+
+def machine() -> dict[str, object]:
+    """The CPU the figures were measured on: ratios move between processors (a forward
+    pass is matrix products, much of the rest Python and small kernels)."""
+    model, flags = "unknown", set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    wide = sorted(f for f in flags if f in {"avx2", "avx512f", "amx_tile"})
+    return {"cpu": model, "cores": os.cpu_count(), "vector_units": wide}
 
 
 if __name__ == "__main__":
