@@ -132,7 +132,11 @@ def float64_fit(model, data, layernorm, seq_pos=None):
     x, y = (x.flatten(0, 1), y.flatten(0, 1)) if seq_pos is None else (x[:, seq_pos], y[:, seq_pos])
     design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
     solution = torch.linalg.lstsq(design, y, driver="gelsd").solution
-    r2 = 1 - ((y - design @ solution) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
+    residual, total = ((y - design @ solution) ** 2).sum(0), ((y - y.mean(0)) ** 2).sum(0)
+    # a constant output (ln2 of block 2 has one: its weight and bias were subnormal, and
+    # loading flushes them to 0) scores 1 when fitted exactly, as sklearn's r2_score does
+    exact = torch.where(residual == 0, 1.0, 0.0).double()
+    r2 = torch.where(total > 0, 1 - residual / total, exact)
     return SimpleNamespace(coef_=solution[:-1].T.numpy(), intercept_=solution[-1].numpy()), float(
         r2.mean()
     )

@@ -648,3 +648,19 @@ def unnormalised_samples(v, n_samples=1000):
 def test_avg_squared_cos_sim(fn, phrase):
     result = arena_checks.check_avg_squared_cos_sim(fn)
     assert_outcome(result, phrase)
+
+
+def test_a_failure_names_the_part_outside_its_tolerance():
+    # the first part's error is the larger one but within its bound (relative to its
+    # large values); the second's is small but past its bound: the message names it
+    from bracketlens.arena._compare import Case, Tolerance, run_cases
+
+    expected = (torch.tensor([1000.0, 2.0]), torch.tensor([0.5]))
+    answer = (torch.tensor([1000.5, 2.0]), torch.tensor([0.51]))
+    case = Case("f()", lambda: answer, expected, Tolerance(atol=1e-5, rtol=1e-3), parts=("a", "b"))
+    result = run_cases("f", [case])
+    assert not result.passed
+    assert "values differ in b" in result.message and "at index (0,)" in result.message
+    nan = (torch.tensor([1000.0, 2.0]), torch.tensor([float("nan")]))
+    result = run_cases("f", [dataclasses.replace(case, call=lambda: nan)])
+    assert "your result in b contains NaN" in result.message

@@ -225,8 +225,14 @@ def _generic_mistakes(expected: Parts, is_bool: bool) -> list[Mistake]:
 
 
 def _describe(case: Case, got: Parts, expected: Parts) -> str:
-    """Where the largest difference is, when no known mistake explains it."""
-    i = max(range(len(got)), key=lambda k: _max_error(got[k], expected[k]))
+    """Where the largest difference is, in a part outside its tolerance, when no known
+    mistake explains it (a part with a larger error may be inside its own, looser bound)."""
+
+    def excess(k: int) -> float:
+        error = _max_error(got[k], expected[k])
+        return math.inf if math.isnan(error) else error - case.tol.bound(expected[k])
+
+    i = max(range(len(got)), key=excess)
     g, e = got[i], expected[i]
     if bool(torch.isnan(g).any()):
         return f"your result{_part(case, i)} contains NaN"
