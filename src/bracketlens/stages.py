@@ -10,7 +10,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from bracketlens.activations import ActSlice
-from bracketlens.analysis import Analysis, group_accuracy
+from bracketlens.analysis import Analysis, accuracy, group_accuracy
 from bracketlens.circuits.elevation import Roles, elevation_from_pass
 from bracketlens.circuits.negative import negative_feeders, negative_head_attention
 from bracketlens.circuits.patching import PatchedAttention, patched_attention
@@ -29,7 +29,6 @@ from bracketlens.localisation import (
 )
 from bracketlens.model.predict import predict_proba
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.stats import bootstrap
 from bracketlens.verify.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
 from bracketlens.verify.attribution_patching import attribution_patching
 from bracketlens.verify.paths import path_patch_elevation, path_patch_slices
@@ -227,7 +226,7 @@ def observed(seen: Observation, data: BracketDataset, halves: bool) -> dict[str,
         r2["held_out_half"] = seen.final_ln[1].score(final)
     return {
         "evaluation": evaluation,
-        "accuracy": bootstrap(evaluation.correct.numpy()),
+        "accuracy": accuracy(evaluation.correct),
         "group_accuracy": group_accuracy(evaluation),
         "ln_final_r2": r2,
     }

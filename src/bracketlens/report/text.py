@@ -35,7 +35,7 @@ def _model(f: Findings, png_note: str) -> str:
         else "<p>No string of the sample is misclassified.</p>"
     )
     return (
-        f"<p>Accuracy <b>{_pct(acc.value)}</b> (95% bootstrap interval {_pct(acc.low)} to "
+        f"<p>Accuracy <b>{_pct(acc.value)}</b> (95% Wilson interval {_pct(acc.low)} to "
         f"{_pct(acc.high)}) on {acc.n:,} strings ({html.escape(f.data.description)}); "
         f"{f.evaluation.n_wrong} wrong.</p>"
         + _table(["failure group", "strings", "accuracy", "95% interval"], rows)
