@@ -72,3 +72,20 @@ def test_no_neurons_before_an_elevation_head_in_layer_0(random_model):
     at_2 = read_slices(random_model, DATA, layer=2, position=1)
     names, _ = locate_neurons(random_model, at_2, DATA, rows, Roles(2, 0, 1, 0), direction)
     assert names and all(n.split(".")[0] in ("0", "1") for n in names)
+
+
+def test_old_localise_import_gives_the_function_whatever_was_imported_first():
+    # a submodule named like the function used to replace it once anything imported the
+    # submodule (the report did): `from bracketlens.verify import localise` gave a module
+    import subprocess
+    import sys
+
+    code = (
+        "import bracketlens.report.text, bracketlens.sweeps.task\n"
+        "from bracketlens.verify import Localisation, localise\n"
+        "from bracketlens.localisation import Localisation as moved\n"
+        "from bracketlens.pipeline import localise as run_localise\n"
+        "assert localise is run_localise and Localisation is moved, localise\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -74,7 +74,7 @@ def explore(
 
         data = evaluation_set(DEFAULT_N, seed=0)
     if roles is None:
-        from bracketlens.verify.localise import localise
+        from bracketlens.pipeline import localise
 
         found = localise(model, data)
         roles = found.roles()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 
 from bracketlens.data.truth import FailureGroup, labels_present
+from bracketlens.localisation import RoleFinding
 from bracketlens.report.analyze import Findings
-from bracketlens.verify.localise import RoleFinding
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

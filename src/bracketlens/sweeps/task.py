@@ -19,10 +19,10 @@ from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set
+from bracketlens.localisation import Localisation
 from bracketlens.model.train import train
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.sweeps.recipes import Recipe
-from bracketlens.verify.localise import Localisation
 
 SCHEMA_VERSION = 1
 ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")

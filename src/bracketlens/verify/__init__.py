@@ -8,15 +8,20 @@ from bracketlens.verify.ablate import AblationEffect, ablate, component_names, m
 
 
 def __getattr__(name: str) -> object:
-    # the pipeline imports this package, so its localisation is imported only when asked for
-    if name in ("Localisation", "RoleFinding", "localise"):
-        import importlib
+    # the pipeline imports this package, so its localisation is imported only when asked
+    # for. There is no submodule of that name: importing one would set this package's
+    # ``localise`` to the module, and ``from bracketlens.verify import localise`` would
+    # then give the module instead of the function.
+    if name in ("Localisation", "RoleFinding"):
+        from bracketlens import localisation
 
-        moved = importlib.import_module("bracketlens.verify.localise")
-        value = getattr(moved, name)
-        globals()[name] = value  # the function, not the submodule of the same name
-        return value
-    raise AttributeError(name)
+        value = getattr(localisation, name)
+    elif name == "localise":
+        from bracketlens.pipeline import localise as value
+    else:
+        raise AttributeError(name)
+    globals()[name] = value
+    return value
 
 
 __all__ = [
