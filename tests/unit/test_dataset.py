@@ -89,3 +89,20 @@ def test_split_into_disjoint_seeded_halves():
     assert len(a) == 4 and len(b) == 4
     assert sorted(a.strings + b.strings) == sorted(data.strings)
     assert data.split(seed=1)[0].strings == a.strings
+
+
+def test_a_subset_keeps_its_strings_failure_types_and_groups():
+    from bracketlens import evaluation_set
+    from bracketlens.data.truth import failure_groups, failure_types
+
+    data = evaluation_set(400, seed=3)
+    groups = data.failure_groups  # computed once for the whole set, then sliced for subsets
+    rows = torch.arange(len(data)) % 3 == 0
+    assert torch.equal(data[rows].failure_groups, groups[rows])
+    for subset in (data[rows], data[5:77], data[[4, 1, 9]]):
+        fresh = failure_types(subset.tokens)
+        assert torch.equal(subset.failure_types.negative, fresh.negative)
+        assert torch.equal(subset.failure_types.total_elevation, fresh.total_elevation)
+        assert torch.equal(subset.failure_groups, failure_groups(subset.tokens, fresh))
+    with pytest.raises(BracketLensError, match="got 2 labels for 3 strings"):
+        BracketDataset(["()", "(", ")"], [True, False])

@@ -57,15 +57,15 @@ class BracketDataset:
         """
         self.strings: list[str] = list(strings)
         self.tokens = tokenize(self.strings) if tokens is None else tokens
-        truth = is_balanced_tokens(self.tokens)
         if labels is None:
-            self.labels = truth
+            self.labels = is_balanced_tokens(self.tokens)
         else:
             self.labels = torch.as_tensor(labels, dtype=torch.bool)
-            if self.labels.shape != truth.shape:
+            if self.labels.shape != (len(self.strings),):
                 raise BracketLensError(
                     f"got {len(self.labels)} labels for {len(self.strings)} strings"
                 )
+            truth = is_balanced_tokens(self.tokens) if validate else self.labels
             if validate and not torch.equal(self.labels, truth):
                 i = int(torch.nonzero(self.labels != truth)[0])
                 raise BracketLensError(
@@ -119,13 +119,19 @@ class BracketDataset:
         # keep padding tight: drop columns that are pad for every selected string
         width = int((tokens != PAD).sum(-1).max()) if len(idx) else 2
         strings = [self.strings[i] for i in idx.tolist()]
-        return BracketDataset(
+        subset = BracketDataset(
             strings,
             self.labels[idx],
             validate=False,
             description=self.description,
             tokens=tokens[:, :width],
         )
+        cached = getattr(self, "_truth_cache", None)
+        if cached is not None and cached[0] is self.tokens:  # each string's own, so kept
+            types, groups = cached[1], cached[2]
+            picked = FailureTypes(types.total_elevation[idx], types.negative[idx])
+            subset._truth_cache = (subset.tokens, picked, groups[idx])
+        return subset
 
     def __repr__(self) -> str:
         return (
