@@ -301,7 +301,10 @@ def observe(
     state = Pass(n, groups, dtype)
     keep = _new_observation(model, n, width, state)
     layer0_moments(model, data.tokens, keep.pooled_ln0)
-    run_pass(model, data, state, _observe_hooks(model, state, keep), batch_size)
+    # the last block's hooks read position 0 alone (class_only computes no other query
+    # there), unless it is layer 0, whose uniformity reads every query
+    hooks = _observe_hooks(model, state, keep)
+    run_pass(model, data, state, hooks, batch_size, class_only=model.cfg.n_layers > 1)
     return keep
 
 
