@@ -153,3 +153,23 @@ def test_init_is_seeded(seed):
     b.init_weights(seed)
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
+
+
+def test_class_only_computes_position_0_alone_where_the_model_says(random_model):
+    """`at_position_0_only` names exactly the hooks a class_only pass sees one position of,
+    and that pass gives the full pass's class logits."""
+    tokens = tokenize(STRINGS)
+    widths: dict[str, int] = {}
+
+    def width(act: torch.Tensor, hook) -> None:
+        queries = 2 if hook.name.endswith(("attn_scores", "pattern")) else 1  # [b, h, q, k]
+        widths[hook.name] = act.shape[queries]
+
+    hooks = [(name, width) for name in random_model.hook_dict if name != "hook_tokens"]
+    with torch.no_grad():
+        logits = random_model.run_with_hooks(tokens, fwd_hooks=hooks, class_only=True)
+        full = random_model(tokens)
+    assert len(widths) == len(hooks)
+    for name, w in widths.items():
+        assert (w == 1) == random_model.at_position_0_only(name), name
+    torch.testing.assert_close(logits[:, 0], full[:, 0], rtol=1e-5, atol=1e-5)

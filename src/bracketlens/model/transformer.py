@@ -349,6 +349,18 @@ class BracketTransformer(HookedRootModule):
             resid = self.blocks[i](resid, pad, 1 if class_only and i == last else None)
         return self.unembed(self.ln_final(resid))
 
+    def at_position_0_only(self, hook_name: str) -> bool:
+        """Whether ``class_only`` computes this hook at position 0 alone: the last block's
+        from the queries on (its keys, values and first LayerNorm see every position)."""
+        last = f"blocks.{self.cfg.n_layers - 1}."
+        if hook_name.startswith("ln_final."):
+            return True
+        if not hook_name.startswith(last):
+            return False
+        return not hook_name[len(last) :].startswith(
+            ("hook_resid_pre", "ln1.", "attn.hook_k", "attn.hook_v")
+        )
+
     def class_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 2"]:
         """The logits at position 0 only: ``self(tokens)[:, 0]`` at about 80% of the cost."""
         return self(tokens, class_only=True)[:, 0]

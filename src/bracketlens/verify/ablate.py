@@ -146,7 +146,9 @@ class CleanRun:
 
     Attributes:
         means: hook name -> mean over the strings, ``[1, seq, (head,) d_model]``
-            (full width: padding positions included, as :func:`mean_activation` takes it).
+            (full width: padding positions included, as :func:`mean_activation` takes it;
+            the last block's at position 0 alone, ``[1, 1, ...]``, when the pass was
+            ``class_only``).
         resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
             the strings :func:`clean_run` was asked to keep.
         logits: ``[batch, 2]``, the class logits of every string.
@@ -170,8 +172,14 @@ def clean_run(
     keep: Sequence[ActSlice] = (),
 ) -> CleanRun:
     """The component means over ``data``, the block inputs of the strings in ``rows``,
-    every string's logits, and the activation slices in ``keep``."""
+    every string's logits, and the activation slices in ``keep``.
+
+    The last block is computed at position 0 alone (``class_only``) unless a slice in
+    ``keep`` needs it elsewhere: its components' means are then at position 0 only,
+    the only position of theirs that a patched run (also ``class_only``) reads.
+    """
     names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
+    class_only = all(p.position == 0 or not model.at_position_0_only(p.hook_name) for p in keep)
     n, width = data.tokens.shape
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
@@ -211,7 +219,7 @@ def clean_run(
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):
             batch["now"] = slice(start, min(start + batch_size, n))
-            logits[batch["now"]] = model(data.tokens[batch["now"]])[:, 0]
+            logits[batch["now"]] = model(data.tokens[batch["now"]], class_only=class_only)[:, 0]
     return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid, logits, acts)
 
 

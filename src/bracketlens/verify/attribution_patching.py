@@ -114,10 +114,10 @@ def attribution_patching(
     # zero past a batch's trimmed width: a padding position's gradient is exactly 0
     effects = torch.zeros(n, len(names), width)
     for rows, tokens in iter_batches(data.tokens, batch_size):
-        w = tokens.shape[1]
         acts = _acts_and_grads(model, tokens, data.labels[rows], hook_names)
         for i, (name, head) in enumerate(hooks):
             act, grad = acts[name]
+            w = act.shape[1]  # 1 in the last block: its other positions' gradient is 0
             mean = means[name][0] if means[name].dim() == act.dim() else means[name]
             per_dim = (act - mean[:w]) * grad  # the margin lost by moving to the mean
             per_pos = per_dim[:, :, head] if head is not None else per_dim
@@ -129,7 +129,8 @@ def attribution_patching(
 def _means(
     model: BracketTransformer, tokens: Tensor, names: list[str], batch_size: int
 ) -> dict[str, Tensor]:
-    """Each hook's mean activation over the strings, per position (padding as given)."""
+    """Each hook's mean activation over the strings, per position (padding as given;
+    the last block's at position 0, all that the margin's gradient reaches there)."""
     sums: dict[str, Tensor] = {}
 
     def add(act: Tensor, hook: Any) -> None:
@@ -138,7 +139,9 @@ def _means(
 
     for start in range(0, len(tokens), batch_size):
         model.run_with_hooks(
-            tokens[start : start + batch_size], fwd_hooks=[(n, add) for n in names]
+            tokens[start : start + batch_size],
+            fwd_hooks=[(n, add) for n in names],
+            class_only=True,
         )
     return {name: total / len(tokens) for name, total in sums.items()}
 
@@ -159,6 +162,7 @@ def _acts_and_grads(
         logits = model.run_with_hooks(
             tokens,
             fwd_hooks=[("hook_embed", grad_from_here), *[(n, keep) for n in names]],
+            class_only=True,  # the margin reads position 0: the last block computes no other
         )[:, 0]
         # summed: each string's gradient is that of its own margin; autograd.grad leaves
         # the weights' .grad untouched
