@@ -173,3 +173,28 @@ def test_class_only_computes_position_0_alone_where_the_model_says(random_model)
     for name, w in widths.items():
         assert (w == 1) == random_model.at_position_0_only(name), name
     torch.testing.assert_close(logits[:, 0], full[:, 0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("class_only", [False, True])
+def test_a_run_can_start_at_any_block_or_its_mlp_half(random_model, class_only):
+    """From a clean run's hook_resid_pre or hook_resid_mid of any block (or the last
+    block's output), the rest of the model gives the same logits."""
+    tokens = tokenize(STRINGS)
+    logits, cache = random_model.run_with_cache(tokens)
+    n = random_model.cfg.n_layers
+    want = logits[:, :1] if class_only else logits
+    with torch.no_grad():
+        for layer in range(n + 1):
+            pre = (
+                cache[f"blocks.{layer}.hook_resid_pre"]
+                if layer < n
+                else cache[f"blocks.{n - 1}.hook_resid_post"]
+            )
+            got = random_model.forward_from(layer, pre, tokens, class_only=class_only)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            if layer < n:
+                mid = cache[f"blocks.{layer}.hook_resid_mid"]
+                got = random_model.forward_from(layer, mid, tokens, class_only=class_only, mid=True)
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        after_0 = random_model.run_blocks(cache["blocks.0.hook_resid_mid"], tokens, 0, 1, mid=True)
+    torch.testing.assert_close(after_0, cache["blocks.1.hook_resid_pre"], rtol=1e-5, atol=1e-5)

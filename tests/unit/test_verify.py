@@ -89,3 +89,19 @@ def test_old_localise_import_gives_the_function_whatever_was_imported_first():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("subset", [False, True])
+def test_mean_ablations_from_one_clean_pass_match_each_ablation_run_whole(random_model, subset):
+    """Each run of the table starts after its component, from the clean pass; the
+    numbers are those of ablating the component in a whole run, means over all of DATA."""
+    from bracketlens.verify.ablate import mean_ablations
+
+    rows = DATA.starts_open if subset else None
+    table = mean_ablations(random_model, DATA, rows)
+    chosen = DATA[rows] if subset else DATA
+    assert [e.component for e in table] == component_names(random_model)
+    for effect in table:
+        whole = ablate(random_model, chosen, effect.component, "mean", reference=DATA)
+        torch.testing.assert_close(effect.p_balanced, whole.p_balanced, atol=1e-5, rtol=1e-4)
+        assert effect.loss == pytest.approx(whole.loss, rel=1e-4, abs=1e-6)

@@ -11,6 +11,7 @@ such hooks in batches and returns the class logits.
 from bracketlens.interventions.hooks import (
     Hook,
     Positions,
+    Start,
     constant,
     patch,
     run_patched,
@@ -24,5 +25,5 @@ from bracketlens.interventions.interchange import (
     run_from,
 )
 
-__all__ = ["Hook", "Positions", "constant", "patch", "run_patched", "set_at", "zero"]
+__all__ = ["Hook", "Positions", "Start", "constant", "patch", "run_patched", "set_at", "zero"]
 __all__ += ["OrthogonalBasis", "patch_rows", "random_basis", "run_from"]

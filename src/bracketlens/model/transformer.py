@@ -202,8 +202,17 @@ class Attention(nn.Module):
         scores = self.hook_attn_scores(scores.masked_fill(pad[:, None, None, :], IGNORE))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
-        # per-head outputs straight from z: never a (B, T, nh, dh, d_model) intermediate
-        result = self.hook_result(torch.einsum("bqhd,hdm->bqhm", z, self.W_O))
+        return self.output(self.hook_result(self.head_results(z)))
+
+    def head_results(self, z: Float[Tensor, "batch pos head d_head"]) -> Tensor:
+        """Each head's output from its ``z``, ``[batch, pos, head, d_model]`` (``hook_result``)."""
+        # straight from z: never a (B, T, nh, dh, d_model) intermediate
+        return torch.einsum("bqhd,hdm->bqhm", z, self.W_O)
+
+    def output(
+        self, result: Float[Tensor, "batch pos head d_model"]
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The attention output (``hook_attn_out``) from the heads' outputs."""
         return result.sum(dim=2) + self.b_O
 
 
@@ -246,7 +255,13 @@ class TransformerBlock(nn.Module):
         hook after the attention pattern then sees those positions alone."""
         resid = self.hook_resid_pre(resid)
         attn_out = self.hook_attn_out(self.attn(self.ln1(resid), pad, queries))
-        resid = self.hook_resid_mid((resid if queries is None else resid[:, :queries]) + attn_out)
+        return self.second_half((resid if queries is None else resid[:, :queries]) + attn_out)
+
+    def second_half(
+        self, resid_mid: Float[Tensor, "batch pos d_model"]
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The block from its ``hook_resid_mid`` on: the MLP and its residual connection."""
+        resid = self.hook_resid_mid(resid_mid)
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
 
 
@@ -336,18 +351,45 @@ class BracketTransformer(HookedRootModule):
         tokens: Int[Tensor, "batch pos"],
         *,
         class_only: bool = False,
+        mid: bool = False,
     ) -> Float[Tensor, "batch pos 2"]:
         """The logits from the residual stream entering block ``layer`` (its hooks fire).
 
         An intervention at ``layer`` or later leaves everything before it as in the
         clean run, so it can start from the clean ``blocks.{layer}.hook_resid_pre``.
-        ``class_only`` as in :meth:`forward`.
+        With ``mid``, ``resid`` is block ``layer``'s ``hook_resid_mid`` (what its MLP
+        half reads), and the run starts there. ``class_only`` as in :meth:`forward`;
+        ``layer`` may be ``n_layers`` (``resid``: the last block's output).
+        """
+        resid = self.run_blocks(resid, tokens, layer, mid=mid, class_only=class_only)
+        return self.unembed(self.ln_final(resid[:, :1] if class_only else resid))
+
+    def run_blocks(
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        tokens: Int[Tensor, "batch pos"],
+        start: int,
+        stop: int | None = None,
+        *,
+        mid: bool = False,
+        class_only: bool = False,
+    ) -> Float[Tensor, "batch pos d_model"]:
+        """The residual stream after blocks ``start`` to ``stop - 1`` (default: the last).
+
+        ``resid`` enters block ``start`` (its ``hook_resid_mid`` with ``mid``); the
+        last block computes position 0 alone with ``class_only``.
         """
         pad = tokens == self.cfg.pad_token_id
         last = self.cfg.n_layers - 1
-        for i in range(layer, self.cfg.n_layers):
-            resid = self.blocks[i](resid, pad, 1 if class_only and i == last else None)
-        return self.unembed(self.ln_final(resid))
+        stop = self.cfg.n_layers if stop is None else stop
+        for i in range(start, stop):
+            if mid and i == start:
+                resid = self.blocks[i].second_half(
+                    resid[:, :1] if class_only and i == last else resid
+                )
+            else:
+                resid = self.blocks[i](resid, pad, 1 if class_only and i == last else None)
+        return resid
 
     def at_position_0_only(self, hook_name: str) -> bool:
         """Whether ``class_only`` computes this hook at position 0 alone: the last block's

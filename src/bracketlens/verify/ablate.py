@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,8 @@ from bracketlens.components import Component, all_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import patch, run_patched
-from bracketlens.model.transformer import BracketTransformer
+from bracketlens.interventions import Start, patch, run_patched
+from bracketlens.model.transformer import Attention, BracketTransformer
 
 
 def component_hook_name(
@@ -151,6 +152,9 @@ class CleanRun:
             ``class_only``).
         resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
             the strings :func:`clean_run` was asked to keep.
+        z: each block's ``attn.hook_z``, ``[row, seq, head, d_head]``, for the same
+            strings (the last block's at position 0 alone when the pass was
+            ``class_only``): with ``resid_pre``, what enters each block's MLP half.
         logits: ``[batch, 2]``, the class logits of every string.
         acts: each slice :func:`clean_run` was asked to keep, of every string (full
             width where the slice keeps positions): what later interventions on the
@@ -159,8 +163,27 @@ class CleanRun:
 
     means: dict[str, Tensor]
     resid_pre: Tensor
+    z: list[Tensor]
     logits: Tensor
     acts: dict[ActSlice, Tensor]
+
+    def resid_mid(
+        self,
+        model: BracketTransformer,
+        layer: int,
+        rows: Tensor,
+        width: int,
+        head: int | None = None,
+    ) -> Tensor:
+        """Block ``layer``'s ``hook_resid_mid`` for the kept strings ``rows`` (trimmed to
+        ``width``), with head ``head``'s output replaced by its mean when given."""
+        z = self.z[layer][rows, :width]
+        attn = cast(Attention, model.blocks[layer].attn)
+        result = attn.head_results(z)
+        if head is not None:
+            name = f"blocks.{layer}.attn.hook_result"
+            result[:, :, head] = self.means[name][0, : z.shape[1], head]
+        return self.resid_pre[layer][rows, : z.shape[1]] + attn.output(result)
 
 
 @torch.no_grad()
@@ -185,6 +208,7 @@ def clean_run(
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
     resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
+    zs: list[Tensor] = []
     acts: dict[ActSlice, Tensor] = {}
     batch: dict[str, slice] = {}
 
@@ -198,6 +222,13 @@ def clean_run(
             resid[layer, slot[batch["now"]][mine]] = act[mine]
 
         return hook
+
+    def keep_z(act: Tensor, hook: Any) -> None:
+        layer = int(hook.name.split(".")[1])
+        if len(zs) == layer:
+            zs.append(torch.empty(len(resid[0]), *act.shape[1:]))
+        mine = kept[batch["now"]]
+        zs[layer][slot[batch["now"]][mine]] = act[mine]
 
     def keep_slices(act: Tensor, hook: Any) -> None:
         for part in wanted[hook.name]:
@@ -214,13 +245,14 @@ def clean_run(
         (name, add) for name in names
     ]
     hooks += [(f"blocks.{lyr}.hook_resid_pre", keep_rows(lyr)) for lyr in range(model.cfg.n_layers)]
+    hooks += [(f"blocks.{lyr}.attn.hook_z", keep_z) for lyr in range(model.cfg.n_layers)]
     hooks += [(name, keep_slices) for name in wanted]
     logits = torch.empty(n, model.cfg.d_vocab_out)
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):
             batch["now"] = slice(start, min(start + batch_size, n))
             logits[batch["now"]] = model(data.tokens[batch["now"]], class_only=class_only)[:, 0]
-    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid, logits, acts)
+    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid, zs, logits, acts)
 
 
 def mean_ablations(
@@ -232,7 +264,10 @@ def mean_ablations(
     """Mean ablation of every head and MLP (means over ``data``, per position).
 
     The numbers of :func:`ablate` with ``"mean"`` for each component, from one clean
-    pass: each ablated run starts at the component's own layer.
+    pass. The residual stream is a sum, so each ablated run starts after the component:
+    a head's at its block's MLP half, from the clean ``hook_resid_mid`` with the head's
+    output swapped for its mean; an MLP's at the next block, from the clean
+    ``hook_resid_mid`` plus the MLP's mean.
 
     Args:
         rows: the strings to ablate on (all by default); the means are over all of ``data``.
@@ -244,10 +279,22 @@ def mean_ablations(
     if resid.shape[1] != len(chosen):
         raise BracketLensError("clean must be the clean run of data kept for the same rows")
     out = []
-    for component in component_names(model):
-        name, head = component_hook_name(model, component)
-        layer = int(name.split(".")[1])
-        hook = [(name, patch(clean.means[name], head=head))]
-        logits = run_patched(model, chosen.tokens, hook, start=(layer, resid[layer]))
-        out.append(summarise(logits, chosen, component, "mean"))
+    for component in all_components(model.cfg):
+        layer = component.layer
+        if component.head is not None:
+            start = Start(
+                layer, partial(clean.resid_mid, model, layer, head=component.head), mid=True
+            )
+        else:
+            mean = clean.means[component.hook_name][0]
+
+            def mlp_ablated(
+                rows: Tensor, width: int, layer: int = layer, mean: Tensor = mean
+            ) -> Tensor:
+                mid = clean.resid_mid(model, layer, rows, width)
+                return mid + mean[: mid.shape[1]]
+
+            start = Start(layer + 1, mlp_ablated)
+        logits = run_patched(model, chosen.tokens, start=start)
+        out.append(summarise(logits, chosen, component.label, "mean"))
     return out

@@ -28,7 +28,7 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import Hook, run_patched, set_at
+from bracketlens.interventions import Hook, Start, run_patched, set_at
 from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
@@ -191,7 +191,7 @@ def resample_test(
                 for s, src in zip(sites, sources, strict=True)
             ]
 
-        logits = run_patched(model, data.tokens, per_batch=hooks, start=(first, resid))
+        logits = run_patched(model, data.tokens, per_batch=hooks, start=Start(first, resid))
         return _string_losses(logits, data)
 
     n = len(data)
