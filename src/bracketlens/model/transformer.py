@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -383,12 +384,11 @@ class BracketTransformer(HookedRootModule):
         last = self.cfg.n_layers - 1
         stop = self.cfg.n_layers if stop is None else stop
         for i in range(start, stop):
+            block = cast(TransformerBlock, self.blocks[i])
             if mid and i == start:
-                resid = self.blocks[i].second_half(
-                    resid[:, :1] if class_only and i == last else resid
-                )
+                resid = block.second_half(resid[:, :1] if class_only and i == last else resid)
             else:
-                resid = self.blocks[i](resid, pad, 1 if class_only and i == last else None)
+                resid = block(resid, pad, 1 if class_only and i == last else None)
         return resid
 
     def at_position_0_only(self, hook_name: str) -> bool:
