@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,28 @@ def test_the_ablations_clean_pass_gives_the_same_effects(random_model):
     for key, effect in own.effects.items():
         for group, value in effect.logit_diff_change.items():
             assert kept.effects[key].logit_diff_change[group] == pytest.approx(value, abs=1e-5)
+
+
+@pytest.mark.parametrize("everywhere", [False, True])
+def test_sender_references_match_a_whole_run_with_the_head_patched(random_model, everywhere):
+    """The references start after layer 0's attention with the sender's change added;
+    they equal a whole run with the tally head's output swapped for its donor's."""
+    from bracketlens.interventions import patch, run_patched
+
+    roles = Roles(2, 1, 3, 1)
+    donors = torch.from_numpy(np.random.default_rng(4).permutation(len(DATA)))
+    result = path_patch_elevation(random_model, DATA, roles, donors=donors)
+    name = "blocks.0.attn.hook_result"
+    _, cache = random_model.run_with_cache(DATA.tokens, names_filter=name)
+    source = cache[name][donors]
+    positions = None if everywhere else [roles.read_position]
+    logits = run_patched(
+        random_model,
+        DATA.tokens,
+        per_batch=lambda rows: [(name, patch(source[rows], head=1, positions=positions))],
+    )
+    clean = random_model(DATA.tokens)[:, 0]
+    want = (logits[:, 1] - logits[:, 0]) - (clean[:, 1] - clean[:, 0])
+    key = "sender at every position" if everywhere else READ_ALL_PATHS
+    got = torch.from_numpy(result.effects[key].per_string).float()
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)

@@ -187,13 +187,15 @@ def path_patch_elevation(
 def path_patch_slices(roles: Roles) -> list[ActSlice]:
     """The clean activations path patching reads, in this order: the sender (the tally
     head's output), the attention output of each layer between it and the elevation
-    layer, the residual entering that layer, and each earlier MLP at the read position."""
+    layer, the residual entering that layer, each earlier MLP at the read position, and
+    the residual after the sender's layer's attention (where the patched runs start)."""
     layer, pos = roles.elevation_layer, roles.read_position
     return [
         ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
         *[ActSlice(f"blocks.{lyr}.hook_attn_out") for lyr in range(1, layer)],
         ActSlice(f"blocks.{layer}.hook_resid_pre"),
         *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
+        ActSlice("blocks.0.hook_resid_mid"),
     ]
 
 
@@ -209,29 +211,20 @@ def _batch_logits(
     ``clean_out`` holds the batch's rows of :func:`path_patch_slices`, in its order;
     ``donor_out`` the sender's output on each row's donor.
     """
-    layer, head, pos, tally = (
-        roles.elevation_layer,
-        roles.elevation_head,
-        roles.read_position,
-        roles.tally_head,
-    )
-    sender = "blocks.0.attn.hook_result"
+    layer, head, pos = roles.elevation_layer, roles.elevation_head, roles.read_position
     frozen = [f"blocks.{lyr}.hook_attn_out" for lyr in range(1, layer)]
     mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
     resid_name = f"blocks.{layer}.hook_resid_pre"
     clean_sender, clean_resid = clean_out[0], clean_out[len(frozen) + 1]
-    clean_frozen, clean_mlps = clean_out[1 : len(frozen) + 1], clean_out[len(frozen) + 2 :]
+    clean_frozen = clean_out[1 : len(frozen) + 1]
+    clean_mlps = clean_out[len(frozen) + 2 : len(frozen) + 2 + len(mlps)]
+    # the sender is a term of the residual stream after layer 0's attention: every
+    # patched run starts there, from the clean residual with the sender's change added
+    # (at the read position, or at every position)
+    clean_mid, change = clean_out[-1], donor_out - clean_sender
+    at_read = clean_mid.clone()
+    at_read[:, pos] += change[:, pos]
     recorded: dict[str, Tensor] = {}
-
-    def at_read(act: Tensor, hook: object) -> Tensor:
-        act = act.clone()
-        act[:, pos, tally] = donor_out[:, pos]
-        return act
-
-    def everywhere(act: Tensor, hook: object) -> Tensor:
-        act = act.clone()
-        act[:, :, tally] = donor_out
-        return act
 
     def record(act: Tensor, hook: Any) -> None:
         recorded[hook.name] = act[:, pos].clone()
@@ -239,11 +232,8 @@ def _batch_logits(
     freeze: list[tuple[str, Hook]] = [
         (name, constant(value)) for name, value in zip(frozen, clean_frozen, strict=True)
     ]
-    model.run_with_hooks(
-        clean,
-        fwd_hooks=[(sender, at_read), *freeze, *[(name, record) for name in mlps]],
-        class_only=True,  # the MLPs recorded are before the last block
-    )
+    with model.hooks(fwd_hooks=[*freeze, *[(name, record) for name in mlps]]):
+        model.run_blocks(at_read, clean, 0, layer, mid=True)  # to the last MLP recorded
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
     at_pos = clean_resid[:, pos]
@@ -267,6 +257,6 @@ def _batch_logits(
     for key, hooks in runs.items():
         with model.hooks(fwd_hooks=list(hooks)):
             out[key] = model.forward_from(layer, clean_resid, clean, class_only=True)[:, 0]
-    for key, hook in ((READ_ALL_PATHS, at_read), ("sender at every position", everywhere)):
-        out[key] = model.run_with_hooks(clean, fwd_hooks=[(sender, hook)], class_only=True)[:, 0]
+    for key, mid in ((READ_ALL_PATHS, at_read), ("sender at every position", clean_mid + change)):
+        out[key] = model.forward_from(0, mid, clean, class_only=True, mid=True)[:, 0]
     return out
