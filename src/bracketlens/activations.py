@@ -35,11 +35,20 @@ class ActSlice:
     head: int | None = None
 
     def take(self, act: Tensor) -> Tensor:
-        """The slice of ``act`` (``[batch, pos, (head,) d]``)."""
+        """The slice of ``act`` (``[batch, pos, (head,) d]``; an attention pattern's,
+        ``[batch, head, query, key]``, at a key position: what every query pays it)."""
+        if self.is_pattern:
+            act = act if self.head is None else act[:, self.head]
+            return act if self.position is None else act[..., self.position]
         if self.position is not None:
             act = act[:, self.position]
             return act if self.head is None else act[:, self.head]
         return act if self.head is None else act[:, :, self.head]
+
+    @property
+    def is_pattern(self) -> bool:
+        """Whether this is a slice of attention scores or pattern (its position: a key)."""
+        return self.hook_name.endswith(("attn.hook_pattern", "attn.hook_attn_scores"))
 
 
 def check_hook_names(model: BracketTransformer, names: Sequence[str]) -> None:

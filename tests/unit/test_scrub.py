@@ -71,3 +71,41 @@ def test_the_tests_share_the_ablations_clean_pass(random_model):
         assert mine.loss_hypothesis == pytest.approx(theirs.loss_hypothesis, abs=1e-6)
         assert mine.loss_random == pytest.approx(theirs.loss_random, abs=1e-6)
     assert scrub_all(random_model, DATA, None, None) == []
+
+
+@pytest.mark.parametrize(
+    "places",
+    [
+        [("blocks.1.attn.hook_v", 0, 3)],  # a value patch: a rank-one change of z
+        [("blocks.2.attn.hook_result", 1, 0)],  # a head's output at position 0
+        [("blocks.2.attn.hook_v", 0, 1), ("blocks.2.attn.hook_result", 1, 0)],  # one block
+        [("blocks.1.attn.hook_v", 1, 2), ("blocks.2.attn.hook_result", 1, 0)],  # two
+    ],
+)
+def test_starting_at_the_mlp_half_gives_the_whole_runs_losses(random_model, places, monkeypatch):
+    """Runs that start at the first site's block's MLP half, with the sites there
+    patched in the residual stream, lose what runs from the block's input with every
+    site hooked lose (the same donors)."""
+    import bracketlens.verify.scrub as scrub
+
+    rng = np.random.default_rng(3)
+    sites = [
+        Site(hook, head, pos, rng.integers(0, 3, (len(DATA), 1))) for hook, head, pos in places
+    ]
+    for kept in (None, "clean"):  # the test's own pass, and the ablations' clean pass
+        clean = None
+        if kept:
+            clean = scrub.clean_activations(
+                random_model,
+                DATA,
+                [sites],
+                clean_run(random_model, DATA, keep=scrub._slices_read([sites])),
+            )
+        fast = resample_test(random_model, DATA, sites, "h", seed=2, clean=clean)
+        with monkeypatch.context() as m:
+            m.setattr(scrub, "_first_sites", lambda s, f=scrub._first_sites: (*f(s)[:2], False))
+            slow = resample_test(random_model, DATA, sites, "h", seed=2)
+        for key in ("hypothesis", "random", "control"):
+            np.testing.assert_allclose(
+                fast.per_string[key], slow.per_string[key], atol=2e-5, rtol=1e-4
+            )

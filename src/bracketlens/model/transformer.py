@@ -210,6 +210,17 @@ class Attention(nn.Module):
         # straight from z: never a (B, T, nh, dh, d_model) intermediate
         return torch.einsum("bqhd,hdm->bqhm", z, self.W_O)
 
+    def value_change(
+        self,
+        head: int,
+        attention: Float[Tensor, "batch query"],
+        change: Float[Tensor, "batch d_head"],
+    ) -> Float[Tensor, "batch query d_model"]:
+        """How the attention output moves when ``head``'s value at one position moves by
+        ``change``: queries and keys do not, so each query's ``z`` moves by its
+        attention to that position (``attention``) times ``change``."""
+        return attention[:, :, None] * (change @ self.W_O[head])[:, None, :]
+
     def output(
         self, result: Float[Tensor, "batch pos head d_model"]
     ) -> Float[Tensor, "batch pos d_model"]:

@@ -198,11 +198,15 @@ def clean_run(
     every string's logits, and the activation slices in ``keep``.
 
     The last block is computed at position 0 alone (``class_only``) unless a slice in
-    ``keep`` needs it elsewhere: its components' means are then at position 0 only,
-    the only position of theirs that a patched run (also ``class_only``) reads.
+    ``keep`` needs another of its queries: its components' means, and the slices kept
+    of its hooks from the queries on, are then at position 0 only, the only position
+    of theirs that a patched run (also ``class_only``) reads.
     """
     names = sorted({component_hook_name(model, c)[0] for c in component_names(model)})
-    class_only = all(p.position == 0 or not model.at_position_0_only(p.hook_name) for p in keep)
+    class_only = all(
+        p.position in (None, 0) or p.is_pattern or not model.at_position_0_only(p.hook_name)
+        for p in keep
+    )
     n, width = data.tokens.shape
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes

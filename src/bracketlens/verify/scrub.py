@@ -16,6 +16,7 @@ should score near 0.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, Start, run_patched, set_at
 from bracketlens.model.predict import predict_logits
-from bracketlens.model.transformer import BracketTransformer
+from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 from bracketlens.verify.ablate import CleanRun, group_means
 
@@ -122,26 +123,48 @@ class Site:
 class CleanActivations:
     """What every resampling test on one data set reads from the clean run, computed once.
 
-    ``acts`` holds each site's value and the residual entering each test's first
-    block (the patched runs start there); ``losses`` the clean per-string loss.
+    ``acts`` holds each site's value and what each test's patched runs start from
+    (:func:`_start_slices`); ``losses`` the clean per-string loss.
     """
 
     acts: dict[ActSlice, Tensor]
     losses: Tensor
 
 
-def _first_layer(hook_names: list[str]) -> int:
-    return min(int(name.split(".")[1]) for name in hook_names)  # every site is in a block
+def _layer(site: Site) -> int:
+    return int(site.hook_name.split(".")[1])  # every site is in a block
 
 
-def _resid_slice(sites: list[Site]) -> ActSlice:
-    return ActSlice(f"blocks.{_first_layer([s.hook_name for s in sites])}.hook_resid_pre")
+def _first_sites(sites: list[Site]) -> tuple[int, list[int], bool]:
+    """The first block any site is in, the indices of the sites there, and whether the
+    patched runs can start at that block's MLP half: when each of those sites is a
+    head's value or output, at distinct heads, the block's attention output moves by
+    a known amount (see :func:`_start_slices`)."""
+    first = min(_layer(s) for s in sites)
+    here = [i for i, s in enumerate(sites) if _layer(s) == first]
+    kinds = all(sites[i].hook_name.endswith(("attn.hook_v", "attn.hook_result")) for i in here)
+    return first, here, kinds and len({sites[i].head for i in here}) == len(here)
+
+
+def _start_slices(sites: list[Site]) -> list[ActSlice]:
+    """What a test's patched runs start from: the first site's block's ``hook_resid_mid``
+    and, for each value site there, the attention every query pays its position (a
+    value patch leaves queries and keys alone); else that block's ``hook_resid_pre``."""
+    first, here, mid = _first_sites(sites)
+    if not mid:
+        return [ActSlice(f"blocks.{first}.hook_resid_pre")]
+    pattern = f"blocks.{first}.attn.hook_pattern"
+    values = [sites[i] for i in here if sites[i].hook_name.endswith("hook_v")]
+    return [
+        ActSlice(f"blocks.{first}.hook_resid_mid"),
+        *[ActSlice(pattern, s.position, s.head) for s in values],
+    ]
 
 
 def _slices_read(tests: list[list[Site]]) -> list[ActSlice]:
-    """Each site's value and the residual entering each test's first block."""
+    """Each site's value and what each test's patched runs start from."""
     parts = [ActSlice(s.hook_name, s.position, s.head) for sites in tests for s in sites]
-    return list(dict.fromkeys([*parts, *(_resid_slice(sites) for sites in tests)]))
+    return list(dict.fromkeys([*parts, *(p for sites in tests for p in _start_slices(sites))]))
 
 
 def clean_activations(
@@ -176,22 +199,39 @@ def resample_test(
     tests share one clean pass; without it the test makes its own.
     """
     rng = np.random.default_rng(seed)
-    first = _first_layer([site.hook_name for site in sites])
+    first, here, mid = _first_sites(sites)
     clean = clean or clean_activations(model, data, [sites])
-    resid = clean.acts[_resid_slice(sites)]
+    resid, *attention = (clean.acts[part] for part in _start_slices(sites))
+    attn = cast(Attention, model.blocks[first].attn)
     # each site's clean value, [batch, d]: a donor's copy is one row of it
     values = [clean.acts[ActSlice(s.hook_name, s.position, s.head)] for s in sites]
+    hooked = [i for i in range(len(sites)) if not (mid and i in here)]
 
     def run(donors: list[np.ndarray]) -> Tensor:
         sources = [v[torch.from_numpy(d)] for v, d in zip(values, donors, strict=True)]
 
         def hooks(rows: Tensor) -> list[tuple[str, Hook]]:
             return [
-                (s.hook_name, set_at(src[rows], s.position, s.head))
-                for s, src in zip(sites, sources, strict=True)
+                (sites[i].hook_name, set_at(sources[i][rows], sites[i].position, sites[i].head))
+                for i in hooked
             ]
 
-        logits = run_patched(model, data.tokens, per_batch=hooks, start=Start(first, resid))
+        def patched_mid(rows: Tensor, width: int) -> Tensor:
+            """The first block's resid_mid with the patches of the sites there."""
+            out = resid[rows, :width].clone()  # [:, :1] after a class_only last block
+            columns = iter(attention)
+            for i in here:
+                site, change = sites[i], sources[i][rows] - values[i][rows]
+                if site.hook_name.endswith("hook_v"):
+                    column = next(columns)[rows, : out.shape[1]]
+                    if site.position < width:  # else padding in every string here
+                        out += attn.value_change(site.head, column, change)
+                elif site.position < out.shape[1]:
+                    out[:, site.position] += change
+            return out
+
+        start = Start(first, patched_mid, mid=True) if mid else Start(first, resid)
+        logits = run_patched(model, data.tokens, per_batch=hooks, start=start)
         return _string_losses(logits, data)
 
     n = len(data)
