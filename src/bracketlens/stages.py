@@ -162,7 +162,7 @@ def ablate(
     """
     closes = ~causal.starts_open & (causal.seq_length > 0)
     rows = None if table else closes | (causal.starts_open & ~causal.labels)
-    keep = _intervention_slices(roles, heads) if interventions else []
+    keep = _intervention_slices(roles, heads, model.cfg.n_heads) if interventions else []
     clean = clean_run(model, causal, rows, keep=keep)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]
@@ -175,9 +175,11 @@ def _negative_head(heads: HeadRoles | Localisation) -> tuple[int, int] | None:
     return heads.negative_head.layer_head() if heads.negative_head.found else None
 
 
-def _intervention_slices(roles: Roles | None, heads: HeadRoles) -> list[ActSlice]:
+def _intervention_slices(roles: Roles | None, heads: HeadRoles, n_heads: int) -> list[ActSlice]:
     """The clean activations the interventions read (kept by the ablations' clean pass)."""
-    paths = path_patch_slices(roles) if roles is not None and roles.elevation_layer > 0 else []
+    paths = []
+    if roles is not None and roles.elevation_layer > 0:
+        paths = path_patch_slices(roles, n_heads)
     return [*scrub_slices(roles, _negative_head(heads)), *paths]
 
 

@@ -75,7 +75,7 @@ def test_bad_roles_and_donors_are_refused(random_model):
 def test_the_ablations_clean_pass_gives_the_same_effects(random_model):
     """Slices kept by the ablations' clean pass stand in for path patching's own pass."""
     roles = Roles(2, 1, 3, 1)
-    clean = clean_run(random_model, DATA, keep=path_patch_slices(roles))
+    clean = clean_run(random_model, DATA, keep=path_patch_slices(roles, 2))
     kept = path_patch_elevation(random_model, DATA, roles, seed=0, clean=clean.acts)
     own = path_patch_elevation(random_model, DATA, roles, seed=0)
     for key, effect in own.effects.items():
@@ -106,3 +106,63 @@ def test_sender_references_match_a_whole_run_with_the_head_patched(random_model,
     key = "sender at every position" if everywhere else READ_ALL_PATHS
     got = torch.from_numpy(result.effects[key].per_string).float()
     torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
+
+
+def test_the_route_matches_whole_runs_with_hooks(random_model):
+    """Every elevation-layer path against whole hooked runs: the MLPs' response recorded
+    with the sender patched and layer 1's attention frozen, then each head's value (or
+    key) at the read position recomputed from it."""
+    roles = Roles(2, 1, 3, 1)
+    layer, pos = 2, 3
+    donors = torch.from_numpy(np.random.default_rng(5).permutation(len(DATA)))
+    result = path_patch_elevation(random_model, DATA, roles, donors=donors)
+    tokens = DATA.tokens
+    logits, cache = random_model.run_with_cache(tokens)
+    sender = cache["blocks.0.attn.hook_result"][donors][:, :, 1]
+    recorded = {}
+
+    def patch_sender(act, hook):
+        act = act.clone()
+        act[:, pos, 1] = sender[:, pos]
+        return act
+
+    def record(act, hook):
+        recorded[hook.name] = act[:, pos].clone()
+
+    with torch.no_grad():
+        random_model.run_with_hooks(
+            tokens,
+            fwd_hooks=[
+                ("blocks.0.attn.hook_result", patch_sender),
+                ("blocks.1.hook_attn_out", lambda act, hook: cache["blocks.1.hook_attn_out"]),
+                ("blocks.0.hook_mlp_out", record),
+                ("blocks.1.hook_mlp_out", record),
+            ],
+        )
+        via = cache["blocks.2.hook_resid_pre"][:, pos] + sum(
+            recorded[n] - cache[n][:, pos]
+            for n in ("blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out")
+        )
+        normed = random_model.blocks[layer].ln1(via)
+        clean_diff = logits[:, 0, 1] - logits[:, 0, 0]
+        for key, kind, h in [
+            (ROUTE, "v", 1),
+            ("MLPs -> head 2.0's value", "v", 0),
+            ("MLPs -> head 2.0's key", "k", 0),
+            ("MLPs -> head 2.1's key", "k", 1),
+        ]:
+            w = random_model.W_V if kind == "v" else random_model.W_K
+            b = random_model.b_V if kind == "v" else random_model.b_K
+            new = normed @ w[layer, h] + b[layer, h]
+
+            def set_new(act, hook, new=new, h=h):
+                act = act.clone()
+                act[:, pos, h] = new
+                return act
+
+            patched = random_model.run_with_hooks(
+                tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_{kind}", set_new)]
+            )[:, 0]
+            want = patched[:, 1] - patched[:, 0] - clean_diff
+            got = torch.from_numpy(result.effects[key].per_string).float()
+            torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4, msg=key)

@@ -41,10 +41,10 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import Hook, constant, set_at
+from bracketlens.interventions import set_at
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
-from bracketlens.model.transformer import BracketTransformer
+from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 from bracketlens.verify.ablate import group_means
 
@@ -142,7 +142,7 @@ def path_patch_elevation(
         donors = torch.from_numpy(np.random.default_rng(seed).permutation(len(data)))
     elif donors.shape != (len(data),):
         raise BracketLensError("donors must hold one string index per string of the data")
-    parts = path_patch_slices(roles)
+    parts = path_patch_slices(roles, model.cfg.n_heads)
     acts = clean
     if acts is None or any(part not in acts for part in parts):
         acts = get_slices(model, data.tokens, parts)
@@ -151,10 +151,11 @@ def path_patch_elevation(
         # pad keys are masked, so each string's activations at its own positions do not
         # depend on how wide the pass that computed them was
         width = max(batch_tokens.shape[1], pos + 1)
-        clean_out = [
-            acts[part][rows] if part.position is not None else acts[part][rows, :width]
+        clean_out = {
+            part: acts[part][rows, :width] if part.position is None or part.is_pattern
+            else acts[part][rows]
             for part in parts
-        ]
+        }  # fmt: skip
         donor_out = acts[parts[0]][donors[rows], :width]
         batch = _batch_logits(model, data.tokens[rows, :width], clean_out, donor_out, roles)
         for key, value in batch.items():
@@ -184,79 +185,96 @@ def path_patch_elevation(
     )
 
 
-def path_patch_slices(roles: Roles) -> list[ActSlice]:
-    """The clean activations path patching reads, in this order: the sender (the tally
-    head's output), the attention output of each layer between it and the elevation
-    layer, the residual entering that layer, each earlier MLP at the read position, and
-    the residual after the sender's layer's attention (where the patched runs start)."""
+def path_patch_slices(roles: Roles, n_heads: int) -> list[ActSlice]:
+    """The clean activations path patching reads: the sender (the tally head's output);
+    the residual after layer 0's attention (where the sender's runs start); the
+    attention output of each layer between it and the elevation layer; each earlier
+    MLP at the read position; and, of the elevation layer, its input, its residual
+    after attention, and each head's value at the read position and the attention
+    every query pays it (a value patch leaves queries and keys alone)."""
     layer, pos = roles.elevation_layer, roles.read_position
     return [
         ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
-        *[ActSlice(f"blocks.{lyr}.hook_attn_out") for lyr in range(1, layer)],
-        ActSlice(f"blocks.{layer}.hook_resid_pre"),
-        *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
         ActSlice("blocks.0.hook_resid_mid"),
+        *[ActSlice(f"blocks.{lyr}.hook_attn_out") for lyr in range(1, layer)],
+        *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
+        ActSlice(f"blocks.{layer}.hook_resid_pre"),
+        ActSlice(f"blocks.{layer}.hook_resid_mid"),
+        *[ActSlice(f"blocks.{layer}.attn.hook_v", pos, h) for h in range(n_heads)],
+        *[ActSlice(f"blocks.{layer}.attn.hook_pattern", pos, h) for h in range(n_heads)],
     ]
 
 
 def _batch_logits(
     model: BracketTransformer,
-    clean: Tensor,
-    clean_out: list[Tensor],
+    tokens: Tensor,
+    clean: dict[ActSlice, Tensor],
     donor_out: Tensor,
     roles: Roles,
 ) -> dict[str, Tensor]:
     """Position-0 logits of one batch under every patch (``"clean"`` for none).
 
-    ``clean_out`` holds the batch's rows of :func:`path_patch_slices`, in its order;
-    ``donor_out`` the sender's output on each row's donor.
+    ``clean`` holds the batch's rows of :func:`path_patch_slices`; ``donor_out`` the
+    sender's output on each row's donor.
     """
     layer, head, pos = roles.elevation_layer, roles.elevation_head, roles.read_position
-    frozen = [f"blocks.{lyr}.hook_attn_out" for lyr in range(1, layer)]
-    mlps = [f"blocks.{lyr}.hook_mlp_out" for lyr in range(layer)]
-    resid_name = f"blocks.{layer}.hook_resid_pre"
-    clean_sender, clean_resid = clean_out[0], clean_out[len(frozen) + 1]
-    clean_frozen = clean_out[1 : len(frozen) + 1]
-    clean_mlps = clean_out[len(frozen) + 2 : len(frozen) + 2 + len(mlps)]
-    # the sender is a term of the residual stream after layer 0's attention: every
-    # patched run starts there, from the clean residual with the sender's change added
-    # (at the read position, or at every position)
-    clean_mid, change = clean_out[-1], donor_out - clean_sender
-    at_read = clean_mid.clone()
+    # the sender is a term of the residual stream after layer 0's attention: its runs
+    # start there, from the clean residual with its change added (at the read position,
+    # or at every position)
+    change = donor_out - clean[ActSlice("blocks.0.attn.hook_result", head=roles.tally_head)]
+    after_0 = clean[ActSlice("blocks.0.hook_resid_mid")]
+    at_read = after_0.clone()
     at_read[:, pos] += change[:, pos]
-    recorded: dict[str, Tensor] = {}
+    recorded: dict[int, Tensor] = {}
 
     def record(act: Tensor, hook: Any) -> None:
-        recorded[hook.name] = act[:, pos].clone()
+        recorded[int(hook.name.split(".")[1])] = act[:, pos].clone()
 
-    freeze: list[tuple[str, Hook]] = [
-        (name, constant(value)) for name, value in zip(frozen, clean_frozen, strict=True)
-    ]
-    with model.hooks(fwd_hooks=[*freeze, *[(name, record) for name in mlps]]):
-        model.run_blocks(at_read, clean, 0, layer, mid=True)  # to the last MLP recorded
+    # to the last MLP before the elevation layer, each attention between frozen at its
+    # clean output (so not computed): only the MLPs respond
+    resid = at_read
+    with model.hooks(fwd_hooks=[(f"blocks.{lyr}.hook_mlp_out", record) for lyr in range(layer)]):
+        for lyr in range(layer):
+            if lyr > 0:
+                resid = resid + clean[ActSlice(f"blocks.{lyr}.hook_attn_out")]
+            resid = model.run_blocks(resid, tokens, lyr, lyr + 1, mid=True)
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
-    at_pos = clean_resid[:, pos]
-    via_mlps = at_pos + sum(recorded[m] - v for m, v in zip(mlps, clean_mlps, strict=True))
-    direct = at_pos + donor_out[:, pos] - clean_sender[:, pos]
+    pre = clean[ActSlice(f"blocks.{layer}.hook_resid_pre")]
+    via_mlps = pre[:, pos] + sum(
+        recorded[lyr] - clean[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos)]
+        for lyr in range(layer)
+    )
+    direct = pre[:, pos] + change[:, pos]
     ln1 = cast(torch.nn.Module, model.blocks[layer].ln1)
-    runs: dict[str, list[tuple[str, Hook]]] = {"clean": []}
+    attn = cast(Attention, model.blocks[layer].attn)
+    mid = clean[ActSlice(f"blocks.{layer}.hook_resid_mid")]
+
+    def from_mid(resid_mid: Tensor) -> Tensor:
+        return model.forward_from(layer, resid_mid, tokens, class_only=True, mid=True)[:, 0]
+
+    def with_value(h: int, new: Tensor) -> Tensor:
+        """Head ``h``'s value at the read position set to ``new``: the layer's attention
+        output moves by a known amount, so the run starts after it."""
+        column = clean[ActSlice(f"blocks.{layer}.attn.hook_pattern", pos, h)][:, : mid.shape[1]]
+        old = clean[ActSlice(f"blocks.{layer}.attn.hook_v", pos, h)]
+        return from_mid(mid + attn.value_change(h, column, new - old))
+
+    def with_hook(name: str, value: Tensor, h: int | None) -> Tensor:
+        with model.hooks(fwd_hooks=[(name, set_at(value, pos, h))]):
+            return model.forward_from(layer, pre, tokens, class_only=True)[:, 0]
+
+    out = {"clean": from_mid(mid)}
     for h in range(model.cfg.n_heads):
-        for kind, w, b in (("value", model.W_V, model.b_V), ("key", model.W_K, model.b_K)):
-            new = ln1(via_mlps) @ w[layer, h].detach() + b[layer, h].detach()
-            key = ROUTE if (h, kind) == (head, "value") else f"MLPs -> head {layer}.{h}'s {kind}"
-            hook_name = f"blocks.{layer}.attn.hook_{'v' if kind == 'value' else 'k'}"
-            runs[key] = [(hook_name, set_at(new, pos, h))]
+        new_v = ln1(via_mlps) @ model.W_V[layer, h].detach() + model.b_V[layer, h].detach()
+        out[ROUTE if h == head else f"MLPs -> head {layer}.{h}'s value"] = with_value(h, new_v)
+        new_k = ln1(via_mlps) @ model.W_K[layer, h].detach() + model.b_K[layer, h].detach()
+        out[f"MLPs -> head {layer}.{h}'s key"] = with_hook(f"blocks.{layer}.attn.hook_k", new_k, h)
     direct_v = ln1(direct) @ model.W_V[layer, head].detach() + model.b_V[layer, head].detach()
-    runs[f"sender -> head {layer}.{head}'s value directly"] = [
-        (f"blocks.{layer}.attn.hook_v", set_at(direct_v, pos, head))
-    ]
-    runs[f"MLPs -> everything layer {layer} reads"] = [(resid_name, set_at(via_mlps, pos, None))]
-    # every run so far patches the elevation layer or later: start from its clean input
-    out = {}
-    for key, hooks in runs.items():
-        with model.hooks(fwd_hooks=list(hooks)):
-            out[key] = model.forward_from(layer, clean_resid, clean, class_only=True)[:, 0]
-    for key, mid in ((READ_ALL_PATHS, at_read), ("sender at every position", clean_mid + change)):
-        out[key] = model.forward_from(0, mid, clean, class_only=True, mid=True)[:, 0]
+    out[f"sender -> head {layer}.{head}'s value directly"] = with_value(head, direct_v)
+    out[f"MLPs -> everything layer {layer} reads"] = with_hook(
+        f"blocks.{layer}.hook_resid_pre", via_mlps, None
+    )
+    for key, start in ((READ_ALL_PATHS, at_read), ("sender at every position", after_0 + change)):
+        out[key] = model.forward_from(0, start, tokens, class_only=True, mid=True)[:, 0]
     return out
