@@ -168,6 +168,8 @@ def ablate(
     chosen = causal if rows is None else causal[rows]
     base = clean.logits[slice(None) if rows is None else rows].softmax(-1)[:, 1]
     start_close = locate_start_close(ablations, base, chosen)
+    # the block inputs kept for the ablations are read by nothing after them
+    clean = replace(clean, resid_pre=[], z=[])
     return clean, ablations if table else [], start_close
 
 

@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from bracketlens.model.predict import iter_batches
+from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 
 Hook = Callable[[Tensor, object], Tensor]
 #: ``None`` for every position, else a list of positions (or one int).
@@ -148,7 +148,7 @@ def run_patched(
     model: torch.nn.Module,
     tokens: Int[Tensor, "batch seq"],
     hooks: Sequence[tuple[str, Hook]] = (),
-    batch_size: int = 512,
+    batch_size: int = DEFAULT_BATCH,
     per_batch: Callable[[Tensor], Sequence[tuple[str, Hook]]] | None = None,
     start: Start | None = None,
 ) -> Float[Tensor, "batch 2"]:
@@ -158,9 +158,7 @@ def run_patched(
     so a string's logits do not change). ``per_batch`` gets the batch's string
     indices: it is how a source with one row per string (resampling, interchange)
     is lined up with the batch being run. With ``start`` (:class:`Start`), the run
-    starts there instead of at the embeddings. Batches of about 512 strings are
-    fastest on CPU. The last
-    block computes position 0 alone (``class_only``): hooks there from the attention
+    starts there instead of at the embeddings. The last block computes position 0 alone (``class_only``): hooks there from the attention
     scores on see that position only, the only one the class logits read.
     """
     out = torch.empty(len(tokens), 2)

@@ -24,6 +24,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Start, patch, run_patched
+from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import Attention, BracketTransformer
 
 
@@ -150,11 +151,11 @@ class CleanRun:
             (full width: padding positions included, as :func:`mean_activation` takes it;
             the last block's at position 0 alone, ``[1, 1, ...]``, when the pass was
             ``class_only``).
-        resid_pre: ``[layer, row, seq, d_model]``, the residual entering each block, for
-            the strings :func:`clean_run` was asked to keep.
-        z: each block's ``attn.hook_z``, ``[row, seq, head, d_head]``, for the same
-            strings (the last block's at position 0 alone when the pass was
-            ``class_only``): with ``resid_pre``, what enters each block's MLP half.
+        resid_pre: each block's input, ``[row, seq, d_model]``, for the strings
+            :func:`clean_run` was asked to keep (the last block's at position 0 alone
+            when the pass was ``class_only``).
+        z: each block's ``attn.hook_z``, ``[row, seq, head, d_head]``, likewise: with
+            ``resid_pre``, what enters each block's MLP half (:meth:`resid_mid`).
         logits: ``[batch, 2]``, the class logits of every string.
         acts: each slice :func:`clean_run` was asked to keep, of every string (full
             width where the slice keeps positions): what later interventions on the
@@ -162,7 +163,7 @@ class CleanRun:
     """
 
     means: dict[str, Tensor]
-    resid_pre: Tensor
+    resid_pre: list[Tensor]
     z: list[Tensor]
     logits: Tensor
     acts: dict[ActSlice, Tensor]
@@ -191,7 +192,7 @@ def clean_run(
     model: BracketTransformer,
     data: BracketDataset,
     rows: Tensor | None = None,
-    batch_size: int = 512,
+    batch_size: int = DEFAULT_BATCH,
     keep: Sequence[ActSlice] = (),
 ) -> CleanRun:
     """The component means over ``data``, the block inputs of the strings in ``rows``,
@@ -207,12 +208,11 @@ def clean_run(
         p.position in (None, 0) or p.is_pattern or not model.at_position_0_only(p.hook_name)
         for p in keep
     )
-    n, width = data.tokens.shape
+    n = len(data)
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
-    resid = torch.empty(model.cfg.n_layers, int(kept.sum()), width, model.cfg.d_model)
-    zs: list[Tensor] = []
+    stores: dict[str, list[Tensor]] = {"hook_resid_pre": [], "attn.hook_z": []}
     acts: dict[ActSlice, Tensor] = {}
     batch: dict[str, slice] = {}
 
@@ -220,19 +220,17 @@ def clean_run(
         total = act.sum(0)
         sums[hook.name] = sums[hook.name] + total if hook.name in sums else total
 
-    def keep_rows(layer: int) -> Any:
-        def hook(act: Tensor, hook: Any) -> None:
-            mine = kept[batch["now"]]
-            resid[layer, slot[batch["now"]][mine]] = act[mine]
+    last = model.cfg.n_layers - 1
 
-        return hook
-
-    def keep_z(act: Tensor, hook: Any) -> None:
-        layer = int(hook.name.split(".")[1])
-        if len(zs) == layer:
-            zs.append(torch.empty(len(resid[0]), *act.shape[1:]))
+    def keep_rows(act: Tensor, hook: Any) -> None:
+        _, layer, name = hook.name.split(".", 2)
+        if class_only and int(layer) == last:
+            act = act[:, :1]  # what a class_only run from the last block's MLP half reads
+        store = stores[name]
+        if len(store) == int(layer):
+            store.append(torch.empty(int(kept.sum()), *act.shape[1:]))
         mine = kept[batch["now"]]
-        zs[layer][slot[batch["now"]][mine]] = act[mine]
+        store[int(layer)][slot[batch["now"]][mine]] = act[mine]
 
     def keep_slices(act: Tensor, hook: Any) -> None:
         for part in wanted[hook.name]:
@@ -248,15 +246,15 @@ def clean_run(
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
         (name, add) for name in names
     ]
-    hooks += [(f"blocks.{lyr}.hook_resid_pre", keep_rows(lyr)) for lyr in range(model.cfg.n_layers)]
-    hooks += [(f"blocks.{lyr}.attn.hook_z", keep_z) for lyr in range(model.cfg.n_layers)]
+    hooks += [(f"blocks.{lyr}.{name}", keep_rows) for lyr in range(last + 1) for name in stores]
     hooks += [(name, keep_slices) for name in wanted]
     logits = torch.empty(n, model.cfg.d_vocab_out)
     with model.hooks(fwd_hooks=hooks):
         for start in range(0, n, batch_size):
             batch["now"] = slice(start, min(start + batch_size, n))
             logits[batch["now"]] = model(data.tokens[batch["now"]], class_only=class_only)[:, 0]
-    return CleanRun({k: (v / n)[None] for k, v in sums.items()}, resid, zs, logits, acts)
+    means = {k: (v / n)[None] for k, v in sums.items()}
+    return CleanRun(means, stores["hook_resid_pre"], stores["attn.hook_z"], logits, acts)
 
 
 def mean_ablations(
@@ -279,8 +277,7 @@ def mean_ablations(
     """
     clean = clean or clean_run(model, data, rows)
     chosen = data if rows is None else data[rows]
-    resid = clean.resid_pre
-    if resid.shape[1] != len(chosen):
+    if len(clean.resid_pre[0]) != len(chosen):
         raise BracketLensError("clean must be the clean run of data kept for the same rows")
     out = []
     for component in all_components(model.cfg):

@@ -113,7 +113,7 @@ def path_patch_elevation(
     data: BracketDataset,
     roles: Roles,
     seed: int = 0,
-    batch_size: int = DEFAULT_BATCH // 2,  # its patched passes keep many activations
+    batch_size: int = DEFAULT_BATCH,
     donors: Tensor | None = None,
     clean: Mapping[ActSlice, Tensor] | None = None,
 ) -> PathPatch:
