@@ -174,3 +174,33 @@ def test_float16_slices_keep_the_projections(model, data, gathered):
     assert rel_err(half.components_at_read(model, data.tokens, direction).values, read) < 1e-3
     # the fits never see the kept slices
     assert np.array_equal(half.final_fit().regression.coef_, gathered.final_fit().regression.coef_)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_the_read_pass_stops_at_the_read_layer_unless_it_gathers_feeders(random_model, layer):
+    """Without feeders the pass ends at the read layer's input; what it keeps is what
+    the full-depth pass (with the feeders of head 2.1) keeps."""
+    from bracketlens.engine import read_slices
+
+    data = evaluation_set(150, seed=6)
+    short = read_slices(random_model, data, layer=layer, position=2)
+    full = read_slices(random_model, data, layer=layer, position=2, feeders_of=(2, 1))
+    torch.testing.assert_close(short.z_read, full.z_read)
+    torch.testing.assert_close(short.post_read, full.post_read)
+    for a, b in zip(short.read_ln, full.read_ln, strict=True):
+        fits = [m.fit(layernorm="blocks.1.ln1", position=2) for m in (a, b)]
+        assert fits[0].r2 == pytest.approx(fits[1].r2, abs=1e-9)
+
+
+def test_a_pass_can_stop_at_a_block_input(random_model):
+    tokens = evaluation_set(20, seed=1).tokens
+    _, cache = random_model.run_with_cache(tokens)
+    seen = {}
+    with torch.no_grad():
+        got = random_model.run_with_hooks(
+            tokens,
+            stop_at_layer=2,
+            fwd_hooks=[("blocks.2.hook_resid_pre", lambda x, hook: seen.setdefault("x", x))],
+        )
+    torch.testing.assert_close(got, cache["blocks.2.hook_resid_pre"])
+    assert seen["x"] is got

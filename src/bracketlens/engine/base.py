@@ -66,18 +66,20 @@ def run_pass(
     batch_size: int,
     min_width: int = 1,
     class_only: bool = False,
+    stop_at_layer: int | None = None,
 ) -> None:
     """Run every batch of ``data`` once with ``hooks`` (at least ``min_width`` tokens wide).
 
     With ``class_only`` (for hooks that read the last block at position 0 only) the
-    last block computes position 0 alone (:meth:`BracketTransformer.forward`).
+    last block computes position 0 alone; with ``stop_at_layer`` (for hooks at that
+    block's input or before) the pass ends there (:meth:`BracketTransformer.forward`).
     """
     with torch.no_grad(), model.hooks(fwd_hooks=hooks):
         for idx, tokens in iter_batches(data.tokens, batch_size):
             if tokens.shape[1] < min_width:  # every batch keeps the read position
                 tokens = data.tokens[idx, :min_width]
             state.batch.update(idx=idx, tokens=tokens)
-            model(tokens, class_only=class_only)
+            model(tokens, class_only=class_only, stop_at_layer=stop_at_layer)
 
 
 def layer0_moments(

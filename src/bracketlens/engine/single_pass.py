@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -226,8 +226,12 @@ def _uniformity(
 def _read_hooks(model: BracketTransformer, state: Pass, keep: ReadSlices) -> HookList:
     layer, position = keep.layer, keep.position
 
-    def read_y(y: Tensor, hook: object) -> None:
-        state.per_group(keep.read_ln, state.batch.pop("x_read"), y[:, position])
+    ln1 = cast(torch.nn.Module, model.blocks[layer].ln1)
+
+    def read_ln(x: Tensor, hook: object) -> None:
+        # the read layer's LayerNorm at the read position alone: the pass may stop here
+        x = x[:, position]
+        state.per_group(keep.read_ln, x, ln1(x, hooked=False))
 
     def slices(lyr: int, buffer: Tensor) -> Callable[[Tensor, object], None]:
         def hook(act: Tensor, hook: object) -> None:
@@ -235,10 +239,7 @@ def _read_hooks(model: BracketTransformer, state: Pass, keep: ReadSlices) -> Hoo
 
         return hook
 
-    hooks: HookList = [
-        (f"blocks.{layer}.hook_resid_pre", state.pending("x_read", position)),
-        (f"blocks.{layer}.ln1.hook_normalized", read_y),
-    ]
+    hooks: HookList = [(f"blocks.{layer}.hook_resid_pre", read_ln)]
     for lyr in range(layer):
         hooks.append((f"blocks.{lyr}.attn.hook_z", slices(lyr, keep.z_read)))
         hooks.append((f"blocks.{lyr}.mlp.hook_post", slices(lyr, keep.post_read)))
@@ -336,8 +337,12 @@ def read_slices(
         check_head(model, *feeders_of)
         keep = replace(keep, feeders=new_sums(model, n, *feeders_of))
         hooks = _read_hooks(model, state, keep) + feeder_hooks(model, state, keep.feeders)
-    # its hooks sit at the read layer's input or earlier, or read position 0
-    run_pass(model, data, state, hooks, batch_size, position + 1, class_only=True)
+    # its hooks sit at the read layer's input or earlier (where the pass can stop), or
+    # the feeders' read position 0
+    stop = None if feeders_of is not None else layer
+    run_pass(
+        model, data, state, hooks, batch_size, position + 1, class_only=True, stop_at_layer=stop
+    )
     return keep
 
 

@@ -160,10 +160,16 @@ class LayerNorm(nn.Module):
         self.hook_scale = HookPoint()  # (B, T, 1)
         self.hook_normalized = HookPoint()  # (B, T, d_model), after the affine map
 
-    def forward(self, x: Float[Tensor, "batch pos d_model"]) -> Float[Tensor, "batch pos d_model"]:
+    def forward(
+        self, x: Float[Tensor, "... d_model"], *, hooked: bool = True
+    ) -> Float[Tensor, "... d_model"]:
+        """``hooked=False`` fires neither hook (for a hook that applies the LayerNorm)."""
         x = x - x.mean(-1, keepdim=True)
-        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale * self.w + self.b)
+        scale = (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        if hooked:
+            scale = self.hook_scale(scale)
+        out = x / scale * self.w + self.b
+        return self.hook_normalized(out) if hooked else out
 
 
 class Attention(nn.Module):
@@ -343,7 +349,11 @@ class BracketTransformer(HookedRootModule):
                     p.zero_()
 
     def forward(
-        self, tokens: Int[Tensor, "batch pos"], *, class_only: bool = False
+        self,
+        tokens: Int[Tensor, "batch pos"],
+        *,
+        class_only: bool = False,
+        stop_at_layer: int | None = None,
     ) -> Float[Tensor, "batch pos 2"]:
         """Logits at every position, or with ``class_only`` at position 0 alone (``[batch, 1, 2]``).
 
@@ -351,9 +361,14 @@ class BracketTransformer(HookedRootModule):
         position but a query, an MLP and an unembedding at position 0 only: with
         ``class_only`` only those are computed, and the last block's hooks from the
         attention scores on see position 0 alone (hooks before them see every position).
+        With ``stop_at_layer`` (< ``n_layers``), the pass stops at that block's input:
+        its ``hook_resid_pre`` fires and the residual is returned, not logits.
         """
         tokens = self.hook_tokens(tokens)
         resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        if stop_at_layer is not None:
+            block = cast(TransformerBlock, self.blocks[stop_at_layer])
+            return block.hook_resid_pre(self.run_blocks(resid, tokens, 0, stop_at_layer))
         return self.forward_from(0, resid, tokens, class_only=class_only)
 
     def forward_from(
