@@ -198,3 +198,10 @@ def test_a_run_can_start_at_any_block_or_its_mlp_half(random_model, class_only):
                 torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         after_0 = random_model.run_blocks(cache["blocks.0.hook_resid_mid"], tokens, 0, 1, mid=True)
     torch.testing.assert_close(after_0, cache["blocks.1.hook_resid_pre"], rtol=1e-5, atol=1e-5)
+
+
+def test_layernorm_in_place_without_grad_gives_the_same_numbers(random_model):
+    tokens = tokenize(STRINGS)
+    with torch.no_grad():
+        fast = random_model(tokens)
+    assert torch.equal(fast, random_model(tokens).detach())
