@@ -187,16 +187,16 @@ def path_patch_elevation(
 
 def path_patch_slices(roles: Roles, n_heads: int) -> list[ActSlice]:
     """The clean activations path patching reads: the sender (the tally head's output);
-    the residual after layer 0's attention (where the sender's runs start); the
-    attention output of each layer between it and the elevation layer; each earlier
-    MLP at the read position; and, of the elevation layer, its input, its residual
+    the residual after layer 0's attention (where the sender's runs start); at the
+    read position, the attention output of each layer between it and the elevation
+    layer and each earlier MLP's output; and, of the elevation layer, its input, its residual
     after attention, and each head's value at the read position and the attention
     every query pays it (a value patch leaves queries and keys alone)."""
     layer, pos = roles.elevation_layer, roles.read_position
     return [
         ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
         ActSlice("blocks.0.hook_resid_mid"),
-        *[ActSlice(f"blocks.{lyr}.hook_attn_out") for lyr in range(1, layer)],
+        *[ActSlice(f"blocks.{lyr}.hook_attn_out", position=pos) for lyr in range(1, layer)],
         *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
         ActSlice(f"blocks.{layer}.hook_resid_pre"),
         ActSlice(f"blocks.{layer}.hook_resid_mid"),
@@ -228,15 +228,18 @@ def _batch_logits(
     recorded: dict[int, Tensor] = {}
 
     def record(act: Tensor, hook: Any) -> None:
-        recorded[int(hook.name.split(".")[1])] = act[:, pos].clone()
+        recorded[int(hook.name.split(".")[1])] = act[:, 0].clone()
 
     # to the last MLP before the elevation layer, each attention between frozen at its
-    # clean output (so not computed): only the MLPs respond
-    resid = at_read
+    # clean output (so not computed): only the MLPs respond, and nothing moves between
+    # positions, so the run is of the read position alone
+    resid = at_read[:, pos : pos + 1]
     with model.hooks(fwd_hooks=[(f"blocks.{lyr}.hook_mlp_out", record) for lyr in range(layer)]):
         for lyr in range(layer):
             if lyr > 0:
-                resid = resid + clean[ActSlice(f"blocks.{lyr}.hook_attn_out")]
+                resid = (
+                    resid + clean[ActSlice(f"blocks.{lyr}.hook_attn_out", position=pos)][:, None]
+                )
             resid = model.run_blocks(resid, tokens, lyr, lyr + 1, mid=True)
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
