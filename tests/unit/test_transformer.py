@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformer_lens import ActivationCache, FactoredMatrix
 
-from bracketlens import BracketTransformer, tokenize
+from bracketlens import BracketLensError, BracketTransformer, tokenize
 from bracketlens.data.tokens import N_CTX, PAD
 from bracketlens.model.transformer import IGNORE
 
@@ -205,3 +205,8 @@ def test_layernorm_in_place_without_grad_gives_the_same_numbers(random_model):
     with torch.no_grad():
         fast = random_model(tokens)
     assert torch.equal(fast, random_model(tokens).detach())
+
+
+def test_a_pass_cannot_stop_past_the_last_block(random_model):
+    with pytest.raises(BracketLensError, match="stop_at_layer"):
+        random_model(tokenize(["()"]), stop_at_layer=3)

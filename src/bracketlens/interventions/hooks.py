@@ -158,8 +158,9 @@ def run_patched(
     so a string's logits do not change). ``per_batch`` gets the batch's string
     indices: it is how a source with one row per string (resampling, interchange)
     is lined up with the batch being run. With ``start`` (:class:`Start`), the run
-    starts there instead of at the embeddings. The last block computes position 0 alone (``class_only``): hooks there from the attention
-    scores on see that position only, the only one the class logits read.
+    starts there instead of at the embeddings. The last block computes position 0
+    alone (``class_only``): hooks there from the attention scores on see that
+    position only, the only one the class logits read.
     """
     out = torch.empty(len(tokens), 2)
     for rows, batch in iter_batches(tokens, batch_size):
