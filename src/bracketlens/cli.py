@@ -396,7 +396,6 @@ def _run_analysis(
     attack = load_attack_strings(getattr(args, "attack", None))
     model = load_weights(args)
     check_circuit_model(model, purpose)
-    _warn(warnings)
     with progress_steps(enabled=sys.stderr.isatty()) as step:
         analysis = run(
             model,
@@ -408,6 +407,7 @@ def _run_analysis(
             attack_strings=attack,
             progress=step,
         )
+    _warn(warnings)  # with the results they qualify: a run that fails prints its error alone
     return analysis, warnings
 
 

@@ -142,6 +142,11 @@ class FitMoments:
     def fit(self, *, layernorm: str, position: int | None) -> LayerNormFit:
         """The least-squares fit (minimum-norm where ``x`` is rank-deficient) and its r^2."""
         mx, my, cxx, cxy, cyy = self._centred()
+        if not (np.isfinite(cxx).all() and np.isfinite(cxy).all()):
+            raise BracketLensError(
+                f"cannot fit {layernorm}: the model's activations are not finite (NaN or inf) "
+                "on these strings; the analysis needs a model with finite weights"
+            )
         # Minimum-norm least squares through the eigenvalues of X^T X (the squared
         # singular values of the centred rows), dropping singular values below
         # 10 eps (of the rows' dtype) times the largest: float32 rows that span fewer

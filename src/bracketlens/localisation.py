@@ -257,7 +257,8 @@ def locate_neurons(
     roles: Roles,
     pre_direction: Tensor,
 ) -> tuple[list[str], dict[str, float]]:
-    """The MLP neurons that feed the elevation head most, from the pass at the read position.
+    """The MLP neurons that feed the elevation head most, from the pass at the read position
+    (none when the strings of ``rows`` that start with '(' are all of one label).
 
     Args:
         read: the pass's groups are the split: group 0 holds ``rows``.
@@ -266,10 +267,13 @@ def locate_neurons(
     ov = ov_matrix(model, roles.elevation_layer, roles.elevation_head)
     direction = read.read_fit([0]).pull_back(ov @ pre_direction)
     opens = rows & data.starts_open
+    labels = data.labels[opens]
+    if labels.all() or not labels.any():  # nothing to separate: no neuron is found
+        return [], {}
     ranks = []
     for layer in range(roles.elevation_layer):
         contrib = read.neuron_contributions(model, layer, direction)[opens]
-        ranks += rank_neurons(contrib, data.labels[opens], layer)
+        ranks += rank_neurons(contrib, labels, layer)
     if not ranks:  # an elevation head in layer 0 has no MLP before it
         return [], {}
     ranks.sort(key=lambda r: -abs(r.separation))

@@ -173,6 +173,31 @@ def test_nan_checkpoint_refused_then_strict_json_when_allowed(capsys, tmp_path, 
     assert row["p_balanced"] is None and "NaN" in row["p_balanced_null_reason"]
 
 
+def test_analyze_of_a_nan_model_allowed_to_load_fails_in_one_line(capsys, tmp_path, state):
+    """Found by the fuzz test: the LayerNorm fit's eigendecomposition raised LinAlgError."""
+    state["embed.W_E"][:] = float("nan")
+    path = tmp_path / "m.safetensors"
+    save_file(state, path, metadata={"config": json.dumps(ModelConfig().to_dict())})
+    code, _, err = run(capsys, "analyze", "--n", "40", "--weights", path, "--allow-nonfinite")
+    assert_one_line(code, err, "activations are not finite")
+
+
+def test_analyze_warnings_come_with_results_and_errors_alone(capsys, tmp_path):
+    """Found by the fuzz test: a small sample's warnings were printed, then an error. The
+    warnings now follow a finished run; every string here that starts with '(' is
+    unbalanced, so localisation finds no neurons and the elevation analysis says what
+    to do."""
+    from bracketlens import BracketDataset, load_model
+    from bracketlens.pipeline import localise
+
+    strings = ["", "", "", ")", "(", ")(", "((", "", "", "", "", "", ")", ")(", *[""] * 7]
+    (tmp_path / "d.json").write_text(json.dumps([[s, s == ""] for s in strings]))
+    code, _, err = run(capsys, "analyze", "--data", tmp_path / "d.json", "--json")
+    assert_one_line(code, err, "start with '('; use more strings")
+    data = BracketDataset.from_json(tmp_path / "d.json")
+    assert localise(load_model(), data).mlp_neurons == []
+
+
 def test_evaluate_json_is_strict_for_empty_groups(capsys):
     code, out, _ = run(capsys, "evaluate", "--n", "4", "--json")
     assert code == 0

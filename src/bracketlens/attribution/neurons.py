@@ -76,7 +76,10 @@ def rank_neurons(
 ) -> list[NeuronRank]:
     """Neurons ordered by how far apart their balanced and unbalanced means are."""
     if balanced.all() or not balanced.any():
-        raise BracketLensError("ranking neurons needs both balanced and unbalanced strings")
+        raise BracketLensError(
+            "ranking neurons needs both balanced and unbalanced strings that start with '('; "
+            "use more strings (e.g. --n 1000)"
+        )
     bal, unbal = contributions[balanced], contributions[~balanced]
     sep = unbal.mean(0) - bal.mean(0)
     pooled = ((bal.var(0) + unbal.var(0)) / 2).sqrt().clamp(min=1e-8)
