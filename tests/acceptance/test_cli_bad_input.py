@@ -161,10 +161,17 @@ def test_train_never_overwrites_the_users_data_file(capsys, tmp_path, force):
 # --- nothing cryptic ---------------------------------------------------------------------
 
 
-def test_nan_checkpoint_refused_then_strict_json_when_allowed(capsys, tmp_path, state):
+@pytest.fixture
+def nan_checkpoint(tmp_path, state):
+    """A checkpoint whose embedding is all NaN."""
     state["embed.W_E"][:] = float("nan")
     path = tmp_path / "m.safetensors"
     save_file(state, path, metadata={"config": json.dumps(ModelConfig().to_dict())})
+    return path
+
+
+def test_nan_checkpoint_refused_then_strict_json_when_allowed(capsys, nan_checkpoint):
+    path = nan_checkpoint
     code, _, err = run(capsys, "evaluate", "--n", "20", "--weights", path, "--json")
     assert_one_line(code, err, "NaN or infinite weights in embed.W_E")
     code, out, _ = run(capsys, "predict", "()", "--weights", path, "--json", "--allow-nonfinite")
@@ -173,12 +180,10 @@ def test_nan_checkpoint_refused_then_strict_json_when_allowed(capsys, tmp_path, 
     assert row["p_balanced"] is None and "NaN" in row["p_balanced_null_reason"]
 
 
-def test_analyze_of_a_nan_model_allowed_to_load_fails_in_one_line(capsys, tmp_path, state):
+def test_analyze_of_a_nan_model_allowed_to_load_fails_in_one_line(capsys, nan_checkpoint):
     """Found by the fuzz test: the LayerNorm fit's eigendecomposition raised LinAlgError."""
-    state["embed.W_E"][:] = float("nan")
-    path = tmp_path / "m.safetensors"
-    save_file(state, path, metadata={"config": json.dumps(ModelConfig().to_dict())})
-    code, _, err = run(capsys, "analyze", "--n", "40", "--weights", path, "--allow-nonfinite")
+    argv = ["analyze", "--n", "40", "--weights", nan_checkpoint, "--allow-nonfinite"]
+    code, _, err = run(capsys, *argv)
     assert_one_line(code, err, "activations are not finite")
 
 
