@@ -19,13 +19,13 @@ from bracketlens.algorithms import (
     explain,
     register,
 )
-from bracketlens.algorithms.align import Adam, screen
+from bracketlens.algorithms.align import Adam, _run, screen
 from bracketlens.algorithms.explain import _same_patch, _screen_map
-from bracketlens.algorithms.locations import Site, pair_activations
+from bracketlens.algorithms.locations import Site, pair_activations, sites
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import OrthogonalBasis, patch, patch_rows, run_from
+from bracketlens.interventions import OrthogonalBasis, patch, patch_rows, random_basis, run_from
 
 SMALL = Search(
     counts=PairCounts(train=24, validation=16, test=32),
@@ -122,6 +122,58 @@ def test_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
         torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
 
 
+def _pairs(data, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` pairs of strings of the same length (as explain's pairs are)."""
+    lengths = (data.tokens >= OPEN).sum(-1).numpy()
+    rng = np.random.default_rng(0)
+    base = rng.choice(len(data), n, replace=False)
+    source = np.array([rng.choice(np.flatnonzero(lengths == lengths[b])) for b in base])
+    return base, source
+
+
+def test_patched_runs_start_after_the_patch_and_match_hooked_runs(random_model, data) -> None:
+    """Every kind of site, the last block's included, with and without a basis: the run
+    that starts after the patch gives the logits of the whole run with the hook."""
+    base, source = _pairs(data)
+    every = sites(random_model.cfg)
+    acts = pair_activations(random_model, data.tokens, base, source, every)
+    width = acts.base_tokens.shape[1]
+    mask = torch.zeros(len(base), width, dtype=torch.bool)
+    mask[:, 0] = True
+    mask[::2, 2] = True
+    mask[1::3, 1:4] = True
+    rows = np.arange(len(base))
+    with torch.no_grad():
+        for site in every:
+            d = site.width(random_model.cfg)
+            for basis in (None, random_basis(d, 2, torch.Generator().manual_seed(site.layer))):
+                hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
+                want = random_model.run_with_hooks(acts.base_tokens, fwd_hooks=[(site.hook, hook)])
+                got = _run(random_model, acts, site, rows, mask, basis)
+                torch.testing.assert_close(got, want[:, 0], atol=1e-4, rtol=1e-4,
+                                           msg=lambda m, s=site: f"{s.label}: {m}")  # fmt: skip
+
+
+def test_screen_skips_only_rows_a_patch_cannot_change(random_model, data) -> None:
+    """Rows screen does not run (a source equal to the base there, padding, or past the
+    last attention but position 0) are the ones whose hooked run keeps the base's class."""
+    base, source = _pairs(data)
+    every = sites(random_model.cfg)
+    acts = pair_activations(random_model, data.tokens, base, source, every)
+    width = acts.base_tokens.shape[1]
+    sets = [(p,) for p in range(min(width, 8))] + [tuple(range(width)), (0, 1)]
+    with torch.no_grad():
+        for site in every:
+            got = screen(random_model, acts, site, sets)
+            for j, positions in enumerate(sets):
+                hook = patch(acts.source[site.hook], head=site.head, positions=list(positions))
+                logits = random_model.run_with_hooks(
+                    acts.base_tokens, fwd_hooks=[(site.hook, hook)]
+                )
+                want = (logits[:, 0, 1] > logits[:, 0, 0]).numpy()
+                np.testing.assert_array_equal(got[j], want, err_msg=f"{site.label} @ {positions}")
+
+
 def test_orthogonal_basis_has_orthonormal_columns() -> None:
     basis = OrthogonalBasis(56, 4, seed=0)()
     torch.testing.assert_close(basis.T @ basis, torch.eye(4), atol=1e-5, rtol=0)
@@ -173,8 +225,7 @@ def test_screen_map_is_each_site_screened_on_its_own(data) -> None:
                            "resid_post 0", "resid_pre 1", "z 1.0", "z 1.1", "resid_mid 1",
                            "mlp_post 1", "resid_post 1")  # fmt: skip
     sites = found.site_objects
-    acts = pair_activations(model, data.tokens, val.base, val.source,
-                            [s.hook for s in sites], [s.layer for s in sites])  # fmt: skip
+    acts = pair_activations(model, data.tokens, val.base, val.source, sites)
     for i, site in enumerate(sites):
         direct = screen(model, acts, site, list(found.positions)) == val.label[None]
         for k in range(len(KINDS)):

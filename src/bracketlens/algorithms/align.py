@@ -1,14 +1,17 @@
 """Patched runs at locations: whole-vector screening of many, subspace patches and DAS fits at one.
 
-Every run starts at the patched layer from the base's cached residual stream
-(:func:`~bracketlens.interventions.interchange.run_from`) and patches through
-:func:`~bracketlens.interventions.interchange.patch_rows`.
+Every run starts after the part of the model it patches (:meth:`.Site.start`):
+from the base's cached residual stream there, plus the patch's change, so the
+blocks before it, and a patched block's attention, are not computed again. The
+patch itself is :func:`~bracketlens.interventions.interchange.mix_rows`, the
+rule of the ``patch_rows`` hook.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -16,8 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bracketlens.algorithms.locations import Location, PairActivations, Site
-from bracketlens.interventions.interchange import OrthogonalBasis, patch_rows, run_from
-from bracketlens.model.transformer import BracketTransformer
+from bracketlens.interventions.interchange import OrthogonalBasis, mix_rows
+from bracketlens.model.transformer import BracketTransformer, TransformerBlock
 
 CHUNK = 4096  # patched rows per forward pass
 
@@ -46,13 +49,28 @@ def _run(
     mask: Tensor,
     basis: Tensor | None = None,
 ) -> Tensor:
-    """Class logits of the pairs ``pair`` (one row each) patched at ``site`` where ``mask``."""
+    """Class logits of the pairs ``pair`` (one row each) patched at ``site`` where ``mask``.
+
+    The same logits as the base run with a ``patch_rows`` hook at ``site``, to float
+    rounding: the run starts at :meth:`.Site.start`, from the base's residual there
+    plus what the patch changes in it (a head's or the MLP's output moves by the
+    change of its input times its output weights).
+    """
     width = int(acts.lengths[pair].max()) + 2
     idx = torch.as_tensor(pair)
-    hook = patch_rows(acts.source[site.hook][idx, :width], mask[:, :width], head=site.head,
-                      basis=basis)  # fmt: skip
-    resid = acts.resid_pre[site.layer][idx, :width]
-    return run_from(model, site.layer, resid, acts.base_tokens[idx, :width], [(site.hook, hook)])
+    old, new = acts.base[site.hook][idx, :width], acts.source[site.hook][idx, :width]
+    if site.head is not None:
+        old, new = old[:, :, site.head], new[:, :, site.head]
+    patched = mix_rows(old, new, mask[:, :width], basis)
+    hook, layer, mid = site.start()
+    if hook == site.hook:  # a residual stream: the patch is where the run starts
+        resid = patched
+    else:
+        block = cast(TransformerBlock, model.blocks[site.layer])
+        out = block.attn.W_O[site.head] if site.head is not None else block.mlp.W_out
+        resid = acts.base[hook][idx, :width] + (patched - old) @ out
+    tokens = acts.base_tokens[idx, :width]
+    return model.forward_from(layer, resid, tokens, mid=mid, class_only=True)[:, 0]
 
 
 @torch.no_grad()
@@ -65,23 +83,42 @@ def screen(
     """``[sets, pairs]`` patched predictions of whole-vector patches, one per position set.
 
     Rows for every (pair, set) go through the model together, pairs sorted by
-    length so that each chunk is trimmed to its longest string. A set that only
-    touches a pair's padding leaves it unchanged (pad keys are masked), so such
-    rows are not run.
+    length so that each chunk is trimmed to its longest string. A row whose patch
+    cannot reach the class keeps the base's prediction and is not run (see
+    :func:`_changes`).
     """
     base = (acts.base_logits[:, 1] > acts.base_logits[:, 0]).numpy()
     out = np.tile(base, (len(position_sets), 1))
-    firsts = np.array([min(ps) for ps in position_sets])
     order = np.argsort(acts.lengths, kind="stable")
-    active = firsts[None, :] < acts.lengths[order][:, None] + 2  # [pairs, sets]
-    rows, sets = np.nonzero(active)
-    pair = order[rows]
     full = _mask(position_sets, acts.base_tokens.shape[1])
+    active = (_changes(model, acts, site)[order][:, None] & full[None]).any(-1).numpy()
+    rows, sets = np.nonzero(active)  # [pairs (sorted), sets]
+    pair = order[rows]
     for start in range(0, len(pair), CHUNK):
         chunk = slice(start, start + CHUNK)
         logits = _run(model, acts, site, pair[chunk], full[sets[chunk]])
         out[sets[chunk], pair[chunk]] = (logits[:, 1] > logits[:, 0]).numpy()
     return out
+
+
+def _changes(model: BracketTransformer, acts: PairActivations, site: Site) -> Tensor:
+    """``[pairs, width]``: where a whole-vector patch at ``site`` can move the class.
+
+    Not at padding (pad keys are masked), not where the source's activation equals
+    the base's (at ``resid_pre 0``, wherever the two share a token), and, for a run
+    that starts after the last block's attention, nowhere but position 0 (the
+    class is read there, and what is left of the model works position by position).
+    """
+    old, new = acts.base[site.hook], acts.source[site.hook]
+    if site.head is not None:
+        old, new = old[:, :, site.head], new[:, :, site.head]
+    changes = (old != new).flatten(2).any(-1)
+    width = changes.shape[1]
+    changes &= torch.arange(width)[None] < torch.as_tensor(acts.lengths)[:, None] + 2
+    _, layer, mid = site.start()
+    if layer == model.cfg.n_layers or (mid and layer == model.cfg.n_layers - 1):
+        changes[:, 1:] = False
+    return changes
 
 
 @torch.no_grad()

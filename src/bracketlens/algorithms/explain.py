@@ -201,7 +201,7 @@ def _search(
         fits += [(loc, 0, None) for loc in locations]
     train = pairs.in_split("train")
     acts = pair_activations(model, data.tokens, train.base, train.source,
-                            [loc.site.hook for loc in locations], [loc.site.layer for loc in locations])  # fmt: skip
+                            [loc.site for loc in locations])  # fmt: skip
     for j, loc in enumerate(locations):
         for dim in search.das_dims:
             if dim < loc.site.width(model.cfg):
@@ -222,8 +222,7 @@ def _screen_map(
     """Whole-vector IIA by kind at every (hook, position set) that ``search`` allows."""
     site_list = [s for s in sites(model.cfg) if search.sites is None or search.sites(s)]
     runs = [_same_patch(s, model.cfg.n_layers) for s in site_list]
-    acts = pair_activations(model, data.tokens, val.base, val.source,
-                            [s.hook for s in runs], [s.layer for s in runs])  # fmt: skip
+    acts = pair_activations(model, data.tokens, val.base, val.source, runs)
     sets = position_sets(acts.base_tokens.shape[1], variable.position)
     sets = [p for p in sets if search.positions is None or search.positions(p)]
     iia = np.full((len(site_list), len(sets), len(KINDS)), np.nan)
@@ -261,16 +260,15 @@ def _choose_and_test(
     seed: int,
 ) -> Alignment:
     """Pick the candidate with the best validation IIA; score it, its control and flips on test."""
-    hooks = [loc.site.hook for loc, _, _ in found.fits]
-    layers = [loc.site.layer for loc, _, _ in found.fits]
+    sites = [loc.site for loc, _, _ in found.fits]
     val, test = pairs.in_split("validation"), pairs.in_split("test")
-    acts = pair_activations(model, data.tokens, val.base, val.source, hooks, layers)
+    acts = pair_activations(model, data.tokens, val.base, val.source, sites)
     scores = [
         kind_mean(outcome(model, acts, loc, basis).predicted == val.label, val.kind)
         for loc, _, basis in found.fits
     ]
     location, dim, basis = found.fits[int(np.nanargmax(scores))]
-    acts = pair_activations(model, data.tokens, test.base, test.source, hooks, layers)
+    acts = pair_activations(model, data.tokens, test.base, test.source, sites)
     result = outcome(model, acts, location, basis)
     correct = result.predicted == test.label
     gen = torch.Generator().manual_seed(seed)

@@ -43,6 +43,22 @@ class Site:
         step = {"hook_resid_pre": 0, "hook_z": 1, "hook_resid_mid": 2, "hook_post": 3}
         return self.layer * 10 + step.get(self.hook.split(".")[-1], 4) + (self.head or 0) / 10
 
+    def start(self) -> tuple[str, int, bool]:
+        """Where a run patched here starts: (the hook whose clean value it starts from,
+        the block it enters, whether it enters at the block's MLP half).
+
+        The residual stream is a sum, so a run patched at a head's ``z`` or at the
+        ``resid_mid`` starts at the block's MLP half, and one patched at the MLP or
+        the block's output starts at the next block (the last block's output: at
+        ``ln_final``); nothing before the patch is computed again.
+        """
+        kind = self.hook.rsplit(".", 1)[-1]
+        if kind == "hook_resid_pre":
+            return self.hook, self.layer, False
+        if kind in ("hook_z", "hook_resid_mid"):
+            return f"blocks.{self.layer}.hook_resid_mid", self.layer, True
+        return f"blocks.{self.layer}.hook_resid_post", self.layer + 1, False
+
     def width(self, cfg: ModelConfig) -> int:
         """The dimension a subspace of this site lives in."""
         if self.head is not None:
@@ -91,24 +107,17 @@ def position_sets(width: int, only: int | None = None) -> list[tuple[int, ...]]:
 
 @dataclass(frozen=True)
 class PairActivations:
-    """The tensors patched runs need: bases' inputs to each layer, sources' activations."""
+    """What patched runs read: the bases' and the sources' activations at each hook.
+
+    ``base`` holds every patched hook and every hook a patched run starts from
+    (:meth:`Site.start`); ``source`` the patched hooks.
+    """
 
     base_tokens: Tensor  # [pairs, width]
-    resid_pre: dict[int, Float[Tensor, "pairs width d_model"]]
+    base: dict[str, Tensor]  # hook -> [pairs, width, ...]
     source: dict[str, Tensor]  # hook -> [pairs, width, ...]
     base_logits: Float[Tensor, "pairs 2"]
     lengths: np.ndarray  # parens per pair (base and source alike)
-
-    def rows(self, rows: np.ndarray, width: int) -> PairActivations:
-        """A subset of pairs, trimmed to ``width`` positions."""
-        idx = torch.as_tensor(rows)
-        return PairActivations(
-            self.base_tokens[idx, :width],
-            {k: v[idx, :width] for k, v in self.resid_pre.items()},
-            {k: v[idx, :width] for k, v in self.source.items()},
-            self.base_logits[idx],
-            self.lengths[rows],
-        )
 
 
 def pair_activations(
@@ -116,25 +125,25 @@ def pair_activations(
     tokens: Tensor,
     base: np.ndarray,
     source: np.ndarray,
-    hooks: Sequence[str],
-    layers: Sequence[int],
+    sites: Sequence[Site],
 ) -> PairActivations:
-    """One pass over the bases and one over the sources, caching only what patching reads."""
+    """One pass over the bases and one over the sources, caching only what patching
+    at ``sites`` reads; the bases' logits come from the latest residual kept."""
     lengths = (tokens[torch.as_tensor(base)] >= OPEN).sum(-1).numpy()
     width = int(lengths.max()) + 2 if len(lengths) else 2
     base_tokens = tokens[torch.as_tensor(base), :width]
     source_tokens = tokens[torch.as_tensor(source), :width]
     if not len(base):
         return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
-    pre_names = [f"blocks.{layer}.hook_resid_pre" for layer in sorted(set(layers))]
-    cached = get_activations(model, base_tokens, pre_names)
-    resid_pre = {int(name.split(".")[1]): t for name, t in cached.items()}
-    with torch.no_grad():  # the bases' logits from the last block input kept: no third pass
-        if resid_pre:
-            last = max(resid_pre)
-            base_logits = model.forward_from(last, resid_pre[last], base_tokens, class_only=True)
-            base_logits = base_logits[:, 0]
+    starts = {site.start()[0]: site.start()[1:] for site in sites}
+    patched = list(dict.fromkeys(site.hook for site in sites))
+    kept = get_activations(model, base_tokens, list(dict.fromkeys([*patched, *starts])))
+    with torch.no_grad():  # from the latest residual kept: no third pass
+        if starts:
+            hook, (layer, mid) = max(starts.items(), key=lambda item: item[1])
+            base_logits = model.forward_from(layer, kept[hook], base_tokens, mid=mid,
+                                             class_only=True)[:, 0]  # fmt: skip
         else:
             base_logits = model.class_logits(base_tokens)
-    src = get_activations(model, source_tokens, list(dict.fromkeys(hooks)))
-    return PairActivations(base_tokens, resid_pre, src, base_logits, lengths)
+    src = get_activations(model, source_tokens, patched)
+    return PairActivations(base_tokens, kept, src, base_logits, lengths)

@@ -20,10 +20,11 @@ from bracketlens.interventions.hooks import (
 )
 from bracketlens.interventions.interchange import (
     OrthogonalBasis,
+    mix_rows,
     patch_rows,
     random_basis,
     run_from,
 )
 
 __all__ = ["Hook", "Positions", "Start", "constant", "patch", "run_patched", "set_at", "zero"]
-__all__ += ["OrthogonalBasis", "patch_rows", "random_basis", "run_from"]
+__all__ += ["OrthogonalBasis", "mix_rows", "patch_rows", "random_basis", "run_from"]

@@ -7,7 +7,9 @@ cheap, all built on :func:`.hooks.patch`'s mixing rule:
   forward pass covers every position of a hook (the batch holds the pairs once
   per position);
 - :func:`run_from` starts the forward pass at the patched layer from the base's
-  cached residual stream, instead of recomputing the layers before it;
+  cached residual stream, instead of recomputing the layers before it
+  (:func:`mix_rows` is the same patch for a caller that starts later still, after
+  the patched component, as explain's runs do);
 - :class:`OrthogonalBasis` is a ``[d, k]`` matrix with orthonormal columns,
   trained through the patch for distributed alignment search.
 """
@@ -42,15 +44,26 @@ def patch_rows(
     def hook(act: Tensor, hook: object) -> Tensor:
         width = act.shape[1]
         src = source[:, :width].to(act.dtype)
-        where = mask[:, :width, None]
         if head is None:
-            return torch.where(where, _mix(act, src, basis), act)
+            return mix_rows(act, src, mask, basis)
         act = act.clone()
-        old = act[:, :, head]
-        act[:, :, head] = torch.where(where, _mix(old, src[:, :, head], basis), old)
+        act[:, :, head] = mix_rows(act[:, :, head], src[:, :, head], mask, basis)
         return act
 
     return hook
+
+
+def mix_rows(
+    old: Float[Tensor, "batch pos d"],
+    new: Float[Tensor, "batch pos d"],
+    mask: Bool[Tensor, "batch pos"],
+    basis: Float[Tensor, "d k"] | None = None,
+) -> Float[Tensor, "batch pos d"]:
+    """``old`` with ``new`` written where ``mask`` is set (only its part in span(basis),
+    if given): :func:`patch_rows`'s rule on tensors. Elsewhere the result is ``old``
+    itself, so ``mix_rows(old, ...) - old`` is exactly 0 there."""
+    where = mask[:, : old.shape[1], None]
+    return torch.where(where, _mix(old, new, basis), old)
 
 
 def run_from(
