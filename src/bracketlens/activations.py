@@ -67,6 +67,7 @@ def run_and_reduce(
     tokens: Int[Tensor, "batch seq"],
     reducers: Mapping[str, Sequence[Reducer]],
     batch_size: int = DEFAULT_BATCH,
+    stop_at_layer: int | None = None,
 ) -> dict[str, list[Tensor]]:
     """One forward pass per batch; each hook's activation goes through its reducers.
 
@@ -77,6 +78,8 @@ def run_and_reduce(
         reducers: hook name -> functions from the batch's activation ``[b, ...]`` to
             a tensor ``[b, ...]`` to keep.
         batch_size: strings per forward pass.
+        stop_at_layer: end each pass at that block's input (every hook asked for
+            must come before it), as :meth:`BracketTransformer.forward` does.
 
     Returns:
         hook name -> one tensor over all strings per reducer, in the reducers' order.
@@ -100,7 +103,7 @@ def run_and_reduce(
         hooks: list[tuple[str | Callable[..., object], Callable[..., object]]] = [
             (name, make_hook(name, start, stop)) for name in reducers
         ]
-        model.run_with_hooks(tokens[start:stop], fwd_hooks=hooks)
+        model.run_with_hooks(tokens[start:stop], fwd_hooks=hooks, stop_at_layer=stop_at_layer)
     return buffers
 
 
@@ -109,10 +112,17 @@ def get_activations(
     tokens: Int[Tensor, "batch seq"],
     names: str | Sequence[str],
     batch_size: int = DEFAULT_BATCH,
+    *,
+    stop_early: bool = False,
 ) -> dict[str, Tensor]:
-    """Activations for the hook names asked for, over all strings: name -> tensor."""
+    """Activations for the hook names asked for, over all strings: name -> tensor.
+
+    With ``stop_early``, each pass ends after the last block a name belongs to.
+    """
     names = [names] if isinstance(names, str) else list(names)
-    out = run_and_reduce(model, tokens, {name: [_keep] for name in names}, batch_size)
+    stop = _last_block(model, names) + 1 if stop_early else None
+    stop = stop if stop is not None and stop < model.cfg.n_layers else None
+    out = run_and_reduce(model, tokens, {name: [_keep] for name in names}, batch_size, stop)
     return {name: tensors[0] for name, tensors in out.items()}
 
 
@@ -137,6 +147,14 @@ def get_slices(
 
 def _keep(act: Tensor) -> Tensor:
     return act
+
+
+def _last_block(model: BracketTransformer, names: Sequence[str]) -> int:
+    """The last block any of ``names`` is in (hooks outside the blocks: past the last)."""
+    layers = [
+        int(n.split(".")[1]) if n.startswith("blocks.") else model.cfg.n_layers for n in names
+    ]
+    return max(layers, default=model.cfg.n_layers)
 
 
 def layernorm_hook_names(model: BracketTransformer, layernorm: str) -> tuple[str, str]:

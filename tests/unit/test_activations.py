@@ -16,6 +16,28 @@ def test_only_requested_hooks_one_pass_equals_full_cache(random_model):
         torch.testing.assert_close(acts[name], cache[name])
 
 
+@pytest.mark.parametrize(
+    "names",
+    [["blocks.0.attn.hook_z", "blocks.1.hook_resid_post"], ["blocks.2.hook_resid_mid"],
+     ["hook_embed", "blocks.0.hook_resid_post"], ["blocks.0.hook_resid_pre", "ln_final.hook_scale"]],
+)  # fmt: skip
+def test_stopping_after_the_last_block_asked_for_keeps_the_same_values(random_model, names):
+    """A pass that ends after the last block a name is in (or runs to the end, for a name
+    past the blocks) caches what the whole pass caches."""
+    calls = []
+    forward = random_model.forward
+    random_model.forward = lambda *a, **k: calls.append(k.get("stop_at_layer")) or forward(*a, **k)
+    try:
+        acts = get_activations(random_model, TOKENS, names, stop_early=True)
+    finally:
+        del random_model.forward
+    layers = [int(n.split(".")[1]) + 1 if n.startswith("blocks.") else 3 for n in names]
+    assert calls == [max(layers) if max(layers) < 3 else None]
+    full = get_activations(random_model, TOKENS, names)
+    for name in names:
+        torch.testing.assert_close(acts[name], full[name], rtol=0, atol=0)
+
+
 def test_single_name_and_results_are_writable(random_model):
     acts = get_activations(random_model, TOKENS, "hook_embed")
     acts["hook_embed"] -= 1.0  # course code centres in place

@@ -137,7 +137,9 @@ def pair_activations(
         return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
     starts = {site.start()[0]: site.start()[1:] for site in sites}
     patched = list(dict.fromkeys(site.hook for site in sites))
-    kept = get_activations(model, base_tokens, list(dict.fromkeys([*patched, *starts])))
+    kept = get_activations(
+        model, base_tokens, list(dict.fromkeys([*patched, *starts])), stop_early=True
+    )
     with torch.no_grad():  # from the latest residual kept: no third pass
         if starts:
             hook, (layer, mid) = max(starts.items(), key=lambda item: item[1])
@@ -145,5 +147,5 @@ def pair_activations(
                                              class_only=True)[:, 0]  # fmt: skip
         else:
             base_logits = model.class_logits(base_tokens)
-    src = get_activations(model, source_tokens, patched)
+    src = get_activations(model, source_tokens, patched, stop_early=True)
     return PairActivations(base_tokens, kept, src, base_logits, lengths)
