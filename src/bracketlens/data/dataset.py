@@ -65,15 +65,20 @@ class BracketDataset:
                 raise BracketLensError(
                     f"got {len(self.labels)} labels for {len(self.strings)} strings"
                 )
-            truth = is_balanced_tokens(self.tokens) if validate else self.labels
-            if validate and not torch.equal(self.labels, truth):
-                i = int(torch.nonzero(self.labels != truth)[0])
-                raise BracketLensError(
-                    f"record {i} {self.strings[i]!r} is labelled "
-                    f"{bool(self.labels[i])} but is {'' if truth[i] else 'not '}balanced; "
-                    "fix or remove that record (the library's validate=False keeps wrong labels)"
-                )
+            if validate:
+                self._check_labels()
         self.description = description
+
+    def _check_labels(self) -> None:
+        """Raise naming the first record whose label is not its ground truth."""
+        truth = is_balanced_tokens(self.tokens)
+        if not torch.equal(self.labels, truth):
+            i = int(torch.nonzero(self.labels != truth)[0])
+            raise BracketLensError(
+                f"record {i} {self.strings[i]!r} is labelled "
+                f"{bool(self.labels[i])} but is {'' if truth[i] else 'not '}balanced; "
+                "fix or remove that record (the library's validate=False keeps wrong labels)"
+            )
 
     @classmethod
     def from_pairs(
@@ -126,9 +131,9 @@ class BracketDataset:
             description=self.description,
             tokens=tokens[:, :width],
         )
-        cached = getattr(self, "_truth_cache", None)
-        if cached is not None and cached[0] is self.tokens:  # each string's own, so kept
-            types, groups = cached[1], cached[2]
+        known = self._known_truth()
+        if known is not None:  # each string's own facts: they carry over to the subset
+            types, groups = known
             picked = FailureTypes(types.total_elevation[idx], types.negative[idx])
             subset._truth_cache = (subset.tokens, picked, groups[idx])
         return subset
@@ -172,11 +177,20 @@ class BracketDataset:
 
     def _truth(self) -> tuple[FailureTypes[Bool[Tensor, " batch"]], Int[Tensor, " batch"]]:
         """Failure types and groups, computed once per tokens tensor (a pass over all of it)."""
-        cached = getattr(self, "_truth_cache", None)
-        if cached is None or cached[0] is not self.tokens:
+        known = self._known_truth()
+        if known is None:
             types = failure_types(self.tokens)
-            cached = (self.tokens, types, failure_groups(self.tokens, types))
-            self._truth_cache = cached
+            known = (types, failure_groups(self.tokens, types))
+            self._truth_cache = (self.tokens, *known)
+        return known
+
+    def _known_truth(
+        self,
+    ) -> tuple[FailureTypes[Bool[Tensor, " batch"]], Int[Tensor, " batch"]] | None:
+        """The failure types and groups if already computed for the current tokens."""
+        cached = getattr(self, "_truth_cache", None)
+        if cached is None or cached[0] is not self.tokens:  # none yet, or the tokens moved
+            return None
         return cached[1], cached[2]
 
     def split(self, seed: int = 0) -> tuple[BracketDataset, BracketDataset]:

@@ -21,17 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from transformer_lens.hook_points import HookPoint
 
-from bracketlens.activations import get_activations
 from bracketlens.circuits.elevation import Roles
 from bracketlens.components import Component, all_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import N_CTX, tokenize
 from bracketlens.errors import BracketLensError
+from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
-
-#: strings per forward pass when averaging (bounded memory on a large data set)
-_CHUNK = 1000
 
 
 def encode(tensor: Tensor) -> dict[str, object]:
@@ -90,15 +88,23 @@ def _config(model: BracketTransformer) -> dict[str, object]:
 
 @torch.no_grad()
 def mean_outputs(model: BracketTransformer, data: BracketDataset) -> dict[str, Tensor]:
-    """Every component's mean output at every position: hook name -> ``[n_ctx, (head,) d]``."""
+    """Every component's mean output at every position: hook name -> ``[n_ctx, (head,) d]``.
+
+    Each batch's activations are summed (in float64) inside the hook that sees them,
+    so no batch of them is ever kept.
+    """
     names = [c.hook_name for c in all_components(model.cfg) if c.head in (None, 0)]
     sums: dict[str, Tensor] = {}
-    for start in range(0, len(data), _CHUNK):
-        tokens = tokenize(data.strings[start : start + _CHUNK], pad_to=N_CTX)
-        for name, act in get_activations(model, tokens, names).items():
-            total = act.double().sum(0)
-            sums[name] = sums[name] + total if name in sums else total
-    return {name: (total / len(data)).float() for name, total in sums.items()}
+
+    def add(act: Tensor, hook: HookPoint) -> None:
+        total = act.sum(0, dtype=torch.float64)
+        name = str(hook.name)
+        sums[name] = sums[name] + total if name in sums else total
+
+    for start in range(0, len(data), DEFAULT_BATCH):
+        tokens = tokenize(data.strings[start : start + DEFAULT_BATCH], pad_to=N_CTX)
+        model.run_with_hooks(tokens, fwd_hooks=[(name, add) for name in names])
+    return {name: (sums[name] / len(data)).float() for name in names}
 
 
 def explorer_export(
