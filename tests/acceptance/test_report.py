@@ -46,6 +46,13 @@ def test_report_files(report_dir):
     verdict = findings["explanation"]["verdict"]  # the bundled model's, from explain
     assert "What this model computes" in html and html_escape(verdict) in html
     assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone
+    # the page carries the same findings, as valid JSON (a browser's JSON.parse reads it)
+    embedded = html.split('<script type="application/json" id="findings">')[1].split("</script>")[0]
+    assert json.loads(embedded.replace("<\\/", "</"), parse_constant=_reject) == findings
+
+
+def _reject(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
 
 
 def test_report_page_renders_offline(report_dir):

@@ -7,13 +7,13 @@ inlined once each, and every figure refers to them.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from bracketlens.explorer.html import explorer_section
+from bracketlens.jsonout import strict_dumps
 from bracketlens.report.analyze import Findings
 from bracketlens.report.figures import Figure
 from bracketlens.report.text import section_texts
@@ -95,8 +95,13 @@ def _circuitsvis_bundle() -> str:
     return path.read_text(encoding="utf-8").replace("</script>", "<\\/script>")
 
 
-def render_html(f: Findings, figures: dict[str, list[Figure]], png_note: str) -> str:
-    """The whole page as one string."""
+def render_html(
+    f: Findings,
+    figures: dict[str, list[Figure]],
+    png_note: str,
+    payload: dict[str, object] | None = None,
+) -> str:
+    """The whole page as one string; ``payload`` is ``f.to_json()`` if already made."""
     texts = section_texts(f, png_note)
     body = []
     for key, title in SECTIONS:
@@ -114,7 +119,8 @@ def render_html(f: Findings, figures: dict[str, list[Figure]], png_note: str) ->
     nav = " ".join(f'<a href="#{k}">{html.escape(t)}</a>' for k, t in SECTIONS)
     meta = f.meta
     # "</" inside a script element would end it early
-    findings_json = json.dumps(f.to_json()).replace("</", "<\\/")
+    # the same content as findings.json (valid JSON: non-finite numbers are null there)
+    findings_json = strict_dumps(f.to_json() if payload is None else payload).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

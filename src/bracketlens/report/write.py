@@ -119,8 +119,10 @@ def write_report(findings: Findings, out: str | os.PathLike[str], *, png: bool =
     tmp = new_folder_beside(out)
     try:
         note = export_pngs(flat, tmp / "figures") if png else "PNG export was turned off."
-        (tmp / "findings.json").write_text(strict_dumps(findings.to_json(), indent=2))
-        (tmp / "index.html").write_text(render_html(findings, figures, note), encoding="utf-8")
+        payload = findings.to_json()
+        (tmp / "findings.json").write_text(strict_dumps(payload, indent=2))
+        page = render_html(findings, figures, note, payload)
+        (tmp / "index.html").write_text(page, encoding="utf-8")
         swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

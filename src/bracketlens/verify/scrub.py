@@ -15,7 +15,7 @@ should score near 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import cast
 
 import numpy as np
@@ -51,17 +51,24 @@ class ScrubResult:
     per_string: dict[str, np.ndarray] | None = None
     groups: np.ndarray | None = None
     headline: str = "all"  # the failure group the hypothesis is about
+    # the intervals drawn so far: the page's text, findings.json and the page's embedded
+    # copy of it all ask for the same ones, and each is 2,000 seeded resamples
+    _intervals: dict[tuple[str, str], Estimate] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def recovered_interval(self, group: str = "all", which: str = "hypothesis") -> Estimate:
         """The share recovered in ``group`` with a bootstrap interval over its strings."""
         if self.per_string is None or self.groups is None:
             raise BracketLensError("this result kept no per-string losses to resample")
-        rows = group_rows(self.groups, group)
-        random = self.per_string["random"][rows].astype(np.float64)
-        # (L_random - L_x) / (L_random - L_model) is a ratio of means of per-string gaps
-        return bootstrap_ratio(
-            random - self.per_string[which][rows], random - self.per_string["model"][rows]
-        )
+        if (group, which) not in self._intervals:
+            rows = group_rows(self.groups, group)
+            random = self.per_string["random"][rows].astype(np.float64)
+            # (L_random - L_x) / (L_random - L_model) is a ratio of means of per-string gaps
+            self._intervals[group, which] = bootstrap_ratio(
+                random - self.per_string[which][rows], random - self.per_string["model"][rows]
+            )
+        return self._intervals[group, which]
 
     def to_json(self) -> dict[str, object]:
         """Shares of loss recovered (with intervals when per-string losses were kept)."""
