@@ -154,6 +154,13 @@ def test_patched_runs_start_after_the_patch_and_match_hooked_runs(random_model, 
                                            msg=lambda m, s=site: f"{s.label}: {m}")  # fmt: skip
 
 
+def test_a_patched_run_starts_after_its_site_or_says_it_cannot() -> None:
+    assert Site("blocks.1.attn.hook_z", 0, 1).start() == ("blocks.1.hook_resid_mid", 1, True)
+    assert Site("blocks.2.mlp.hook_post", None, 2).start() == ("blocks.2.hook_resid_post", 3, False)
+    with pytest.raises(BracketLensError, match="no patched run starts after"):
+        Site("blocks.0.attn.hook_result", 0, 0).start()
+
+
 def test_screen_skips_only_rows_a_patch_cannot_change(random_model, data) -> None:
     """Rows screen does not run (a source equal to the base there, padding, or past the
     last attention but position 0) are the ones whose hooked run keeps the base's class."""

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from bracketlens.activations import get_activations
 from bracketlens.data.tokens import OPEN
+from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
 
@@ -57,7 +58,12 @@ class Site:
             return self.hook, self.layer, False
         if kind in ("hook_z", "hook_resid_mid"):
             return f"blocks.{self.layer}.hook_resid_mid", self.layer, True
-        return f"blocks.{self.layer}.hook_resid_post", self.layer + 1, False
+        if kind in ("hook_post", "hook_resid_post"):
+            return f"blocks.{self.layer}.hook_resid_post", self.layer + 1, False
+        raise BracketLensError(
+            f"no patched run starts after {self.hook}: locations are the residual stream, "
+            "a head's attn.hook_z or an MLP's mlp.hook_post"
+        )
 
     def width(self, cfg: ModelConfig) -> int:
         """The dimension a subspace of this site lives in."""
