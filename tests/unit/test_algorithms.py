@@ -25,7 +25,14 @@ from bracketlens.algorithms.locations import Site, pair_activations, sites
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import OrthogonalBasis, patch, patch_rows, random_basis, run_from
+from bracketlens.interventions import (
+    OrthogonalBasis,
+    Start,
+    patch,
+    patch_rows,
+    random_basis,
+    run_patched,
+)
 
 SMALL = Search(
     counts=PairCounts(train=24, validation=16, test=32),
@@ -113,12 +120,13 @@ def test_patch_rows_with_one_position_matches_patch(random_model, data) -> None:
         torch.testing.assert_close(got, want)
 
 
-def test_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
+def test_a_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
     tokens = data.tokens[:32]
     _, cache = random_model.run_with_cache(tokens, names_filter=lambda n: "resid_pre" in n)
     full = random_model(tokens)[:, 0]
     for layer in range(3):
-        got = run_from(random_model, layer, cache[f"blocks.{layer}.hook_resid_pre"], tokens)
+        start = Start(layer, cache[f"blocks.{layer}.hook_resid_pre"])
+        got = run_patched(random_model, tokens, start=start)
         torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
 
 

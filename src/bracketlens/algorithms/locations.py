@@ -141,7 +141,7 @@ def pair_activations(
     source_tokens = tokens[torch.as_tensor(source), :width]
     if not len(base):
         return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
-    starts = {site.start()[0]: site.start()[1:] for site in sites}
+    starts = {hook: (layer, mid) for hook, layer, mid in (site.start() for site in sites)}
     patched = list(dict.fromkeys(site.hook for site in sites))
     kept = get_activations(
         model, base_tokens, list(dict.fromkeys([*patched, *starts])), stop_early=True

@@ -23,8 +23,7 @@ from bracketlens.interventions.interchange import (
     mix_rows,
     patch_rows,
     random_basis,
-    run_from,
 )
 
 __all__ = ["Hook", "Positions", "Start", "constant", "patch", "run_patched", "set_at", "zero"]
-__all__ += ["OrthogonalBasis", "mix_rows", "patch_rows", "random_basis", "run_from"]
+__all__ += ["OrthogonalBasis", "mix_rows", "patch_rows", "random_basis"]

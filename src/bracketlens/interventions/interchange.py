@@ -1,25 +1,21 @@
-"""Interchange interventions in bulk: per-row positions, runs from a layer, learned subspaces.
+"""Interchange interventions in bulk: per-row positions and learned subspaces.
 
-Screening hundreds of locations needs many patched runs. Three things make it
-cheap, all built on :func:`.hooks.patch`'s mixing rule:
+Screening hundreds of locations needs many patched runs. Two things make them
+cheap, both built on :func:`.hooks.patch`'s mixing rule:
 
-- :func:`patch_rows` patches each row of a batch at its own positions, so one
+- :func:`mix_rows` patches each row of a batch at its own positions, so one
   forward pass covers every position of a hook (the batch holds the pairs once
-  per position);
-- :func:`run_from` starts the forward pass at the patched layer from the base's
-  cached residual stream, instead of recomputing the layers before it
-  (:func:`mix_rows` is the same patch for a caller that starts later still, after
-  the patched component, as explain's runs do);
+  per position); :func:`patch_rows` is the same patch as a hook. Explain's runs
+  (:mod:`bracketlens.algorithms.align`) apply :func:`mix_rows` directly and start
+  after the patched component, from the base's cached residual stream;
 - :class:`OrthogonalBasis` is a ``[d, k]`` matrix with orthonormal columns,
   trained through the patch for distributed alignment search.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from bracketlens.interventions.hooks import Hook, _mix
@@ -64,23 +60,6 @@ def mix_rows(
     itself, so ``mix_rows(old, ...) - old`` is exactly 0 there."""
     where = mask[:, : old.shape[1], None]
     return torch.where(where, _mix(old, new, basis), old)
-
-
-def run_from(
-    model: nn.Module,
-    layer: int,
-    resid_pre: Float[Tensor, "batch pos d_model"],
-    tokens: Int[Tensor, "batch pos"],
-    hooks: Sequence[tuple[str, Hook]] = (),
-) -> Float[Tensor, "batch 2"]:
-    """Class logits of the forward pass started at block ``layer`` from its input ``resid_pre``.
-
-    The blocks' own hook points fire as in a full pass (``blocks.{layer}.hook_resid_pre``
-    included), so hooks at or after ``layer`` act as they would on ``model(tokens)``;
-    the last block computes position 0 alone (``class_only``).
-    """
-    with model.hooks(fwd_hooks=list(hooks)):  # type: ignore[operator]
-        return model.forward_from(layer, resid_pre, tokens, class_only=True)[:, 0]  # type: ignore[operator]
 
 
 class OrthogonalBasis(nn.Module):
