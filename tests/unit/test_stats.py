@@ -61,3 +61,21 @@ def test_statistic_sees_means_with_the_values_trailing_shape():
 def test_no_strings_gives_nan():
     got = bootstrap(np.array([]))
     assert got.n == 0 and np.isnan(got.value)
+
+
+@pytest.mark.parametrize("shape", [(7,), (433, 3), (1200, 2)])
+def test_resample_means_are_each_resamples_own_sums_bit_for_bit(shape):
+    """Each resample's mean is the 1-D sum of its strings' values over ``n``, bit for bit:
+    the intervals do not move with how the sums are batched."""
+    values = np.random.default_rng(4).normal(size=shape)
+    n, rng = len(values), np.random.default_rng(9)
+    drawn = np.concatenate([rng.integers(0, n, size=(100, n), dtype=np.int32) for _ in range(3)])
+    columns = values.reshape(n, -1)
+    means = np.array(
+        [[columns[row, k].sum() / n for k in range(columns.shape[1])] for row in drawn]
+    )
+    statistic = (lambda m: m) if len(shape) == 1 else (lambda m: m[:, -1] - m[:, 0])
+    alpha = (1 - LEVEL) / 2
+    want = np.quantile(statistic(means.reshape(-1, *shape[1:])), [alpha, 1 - alpha])
+    got = bootstrap(values, statistic, n_resamples=300, seed=9)
+    assert (got.low, got.high) == (want[0], want[1])
