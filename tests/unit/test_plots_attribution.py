@@ -1,4 +1,5 @@
 import plotly.graph_objects as go
+import pytest
 import torch
 
 from bracketlens.data import FailureGroup
@@ -29,3 +30,19 @@ def test_group_scatter_one_trace_per_present_group():
 def test_length_histogram_counts():
     fig = length_histogram(torch.tensor([2, 2, 4, 40]))
     assert list(fig.data[0].x) == [2, 4, 40] and list(fig.data[0].y) == [2, 1, 1]
+
+
+def test_finished_figure_is_the_one_a_validated_template_gives():
+    """finish() sets the template without validating it again; the figure is the same."""
+    import json
+
+    from bracketlens.plots._style import TEMPLATE, finish
+
+    fast = finish(go.Figure(go.Bar(x=[1, 2], y=[3, 4])), "t")
+    slow = go.Figure(go.Bar(x=[1, 2], y=[3, 4]))
+    slow.update_layout(template=TEMPLATE)
+    finish(slow, "t")
+    assert json.loads(fast.to_json()) == json.loads(slow.to_json())
+    assert fast.layout.template.layout.plot_bgcolor == "white"  # simple_white's, not plotly's
+    with pytest.raises(ValueError):  # and the layout validates again afterwards
+        fast.update_layout(height="tall")

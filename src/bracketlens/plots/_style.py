@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from bracketlens.data.truth import FailureGroup
 
@@ -19,8 +20,8 @@ TEMPLATE = "simple_white"
 
 def finish(fig: go.Figure, title: str, *, height: int = 420, width: int | None = None) -> go.Figure:
     """Apply the common layout (template, title, margins, legend) and return the figure."""
+    _template(fig)
     fig.update_layout(
-        template=TEMPLATE,
         title={"text": title, "x": 0.02, "xanchor": "left"},
         height=height,
         width=width,
@@ -28,3 +29,23 @@ def finish(fig: go.Figure, title: str, *, height: int = 420, width: int | None =
         legend={"itemsizing": "constant"},
     )
     return fig
+
+
+def _template(fig: go.Figure) -> None:
+    """Give ``fig`` the registered :data:`TEMPLATE` as plotly gives a new figure its default
+    template: without validating it again.
+
+    ``update_layout(template=name)`` deep-copies and validates the whole template each
+    time, about 20 ms a figure (the report draws 20 to 40); the registered template is
+    valid already. The figure's JSON is the same. Where plotly's layout object lacks the
+    switch (another plotly version), the template is set the validated way.
+    """
+    layout = fig.layout
+    if not hasattr(layout, "_validate"):
+        fig.update_layout(template=TEMPLATE)
+        return
+    layout._validate = False
+    try:
+        layout.template = pio.templates[TEMPLATE]
+    finally:
+        layout._validate = True
