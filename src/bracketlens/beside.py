@@ -1,0 +1,145 @@
+"""A stage that reads only the model and the strings, run in a child process beside the others.
+
+``report`` runs ``explain``'s search, which needs nothing the analysis computes.
+On a machine with a second core it runs in a forked child while the parent runs
+the analysis: the command then takes about the longer of the two instead of their
+sum. The CPU time is the same, and so is the result.
+
+Fork, not spawn: the child starts with the model and the strings already in
+memory, and pays no second start-up. GNU OpenMP's thread pool does not survive a
+fork (a child that enters a parallel region with the parent's pool hangs), so the
+child sets one intra-op thread before any torch work, and runs everything inline.
+
+Where a fork is not safe or gains nothing, the work runs in this process when its
+result is asked for: one usable core, a platform without fork (Windows, and macOS,
+where forked system frameworks are unsafe), a model on an accelerator (CUDA does
+not survive a fork), or a daemonic process (which may not have children).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import torch
+
+from bracketlens.errors import BracketLensError
+
+T = TypeVar("T")
+
+
+class Beside(Generic[T]):
+    """``fn(*args, **kwargs)``, started now in a child where that is safe; :meth:`result`
+    waits for it. Use as a context manager: leaving the block stops a child whose result
+    was never asked for (the caller failed)."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any, device: str = "cpu", **kwargs: Any):
+        self._call = (fn, args, kwargs)
+        self._process: Any = None
+        self._receive: Connection | None = None
+        if forkable(device):
+            context = multiprocessing.get_context("fork")
+            receive, send = context.Pipe(duplex=False)
+            self._process = context.Process(target=_child, args=(send, fn, args, kwargs),
+                                            daemon=True)  # fmt: skip
+            with warnings.catch_warnings():
+                # Python 3.12+ warns on forking a process with threads (torch's OpenMP
+                # pool); the child takes no lock those threads hold: it runs single-threaded
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._process.start()
+            send.close()
+            self._receive = receive
+            # the child has a core of its own now: the parent's intra-op threads yield it
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, self._threads - 1))
+
+    @property
+    def in_child(self) -> bool:
+        """Whether the work runs in a child process (False: here, when asked for)."""
+        return self._process is not None
+
+    def result(self) -> T:
+        """The work's value; the child's error, raised here; inline work runs now."""
+        fn, args, kwargs = self._call
+        if self._process is None:
+            return fn(*args, **kwargs)
+        assert self._receive is not None
+        try:
+            kind, value = pickle.loads(self._receive.recv_bytes())
+        except EOFError:
+            self._process.join()
+            code = self._process.exitcode
+            self._stop()
+            raise BracketLensError(
+                f"the worker running {getattr(fn, '__name__', 'a stage')} stopped without a "
+                f"result (exit code {code}; out of memory?); run on one core "
+                "(taskset -c 0 ...) to run it in this process"
+            ) from None
+        finally:
+            self._receive.close()
+        self._stop()
+        if kind == "error":
+            raise value
+        if kind == "crash":
+            raise RuntimeError(f"the worker running {fn.__name__} failed:\n{value}")
+        return value
+
+    def __enter__(self) -> Beside[T]:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._process is not None:  # never asked for: the caller is failing
+            self._process.terminate()
+            self._stop()
+
+    def _stop(self) -> None:
+        """Reap the child; the parent's threads are its own again."""
+        self._process.join()
+        self._process = None
+        torch.set_num_threads(self._threads)
+
+
+def forkable(device: str = "cpu") -> bool:
+    """Whether a forked child may run torch work beside this process, and has a core to."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return (
+        sys.platform == "linux"
+        and cores >= 2
+        and device == "cpu"
+        and not multiprocessing.current_process().daemon
+    )
+
+
+def _child(send: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    torch.set_num_threads(1)  # before any torch work: see the module docstring
+    try:
+        message: tuple[str, Any] = ("ok", fn(*args, **kwargs))
+    except BracketLensError as error:
+        message = ("error", error)
+    except Exception:
+        message = ("crash", traceback.format_exc())
+    try:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        payload = pickle.dumps(("crash", traceback.format_exc()))
+    try:
+        send.send_bytes(payload)
+    except BrokenPipeError:  # the parent stopped waiting
+        pass
+    finally:
+        send.close()

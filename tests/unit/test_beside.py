@@ -1,0 +1,128 @@
+"""A stage run beside the others: the same value or error as inline, and nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bracketlens import beside
+from bracketlens.beside import Beside, forkable
+from bracketlens.errors import BracketLensError
+
+needs_fork = pytest.mark.skipif(not forkable(), reason="needs Linux and two usable cores")
+
+
+def _matmul_sum(n: int) -> tuple[float, int, int]:
+    x = torch.arange(n * n, dtype=torch.float64).reshape(n, n) / n
+    return float((x @ x).sum()), os.getpid(), torch.get_num_threads()
+
+
+def _refuse(message: str) -> None:
+    raise BracketLensError(message)
+
+
+def _break() -> None:
+    raise KeyError("deep inside")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sleep(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@needs_fork
+def test_child_returns_the_value_inline_work_would():
+    torch.ones(512, 512) @ torch.ones(512, 512)  # the parent's OpenMP pool is up before the fork
+    with Beside(_matmul_sum, 300) as work:
+        assert work.in_child
+        value, pid, threads = work.result()
+    assert value == _matmul_sum(300)[0]
+    assert pid != os.getpid()
+    assert threads == 1  # the child runs single-threaded (a forked OpenMP pool hangs)
+
+
+@needs_fork
+def test_parent_yields_a_thread_while_the_child_runs_and_gets_it_back():
+    before = torch.get_num_threads()
+    with Beside(_sleep, 0.2) as work:
+        assert torch.get_num_threads() == max(1, before - 1)
+        assert work.result() == 0.2
+    assert torch.get_num_threads() == before
+
+
+@needs_fork
+def test_childs_bracketlens_error_is_raised_here_with_its_message():
+    with Beside(_refuse, "use --n 10000") as work, pytest.raises(BracketLensError) as caught:
+        work.result()
+    assert str(caught.value) == "use --n 10000"
+
+
+@needs_fork
+def test_childs_crash_names_the_stage_and_keeps_its_traceback():
+    with Beside(_break) as work, pytest.raises(RuntimeError) as caught:
+        work.result()
+    assert "_break failed" in str(caught.value)
+    assert "KeyError: 'deep inside'" in str(caught.value)
+
+
+@needs_fork
+def test_child_killed_gives_a_clear_error_and_the_threads_back():
+    before = torch.get_num_threads()
+    with Beside(_die) as work, pytest.raises(BracketLensError, match="exit code -9"):
+        work.result()
+    assert torch.get_num_threads() == before
+
+
+@needs_fork
+def test_leaving_without_the_result_stops_the_child():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="the analysis failed"), Beside(_sleep, 60) as work:
+        process = work._process
+        raise RuntimeError("the analysis failed")  # before it asks for the result
+    assert not process.is_alive()
+    assert torch.get_num_threads() == before
+
+
+def test_without_a_fork_the_work_runs_here_when_asked(monkeypatch):
+    monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)
+    calls = []
+    with Beside(lambda: calls.append(os.getpid()) or 7) as work:
+        assert not work.in_child and calls == []
+        assert work.result() == 7
+    assert calls == [os.getpid()]
+
+
+def test_no_fork_for_a_model_on_an_accelerator():
+    assert not forkable("cuda")
+
+
+@needs_fork
+def test_pipeline_explanation_is_the_same_forked_or_inline(monkeypatch, bundled_model):
+    """The report's explain stage gives the same findings in a child as in this process
+    (at one thread each: the rotation fits' rounding follows the thread count)."""
+    from bracketlens.data import evaluation_set
+    from bracketlens.pipeline import run
+
+    data = evaluation_set(600, seed=3)
+    threads = torch.get_num_threads()
+    try:
+        forked = run(bundled_model, data, stages=("explain",), causal_n=200)
+        monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)
+        torch.set_num_threads(1)
+        inline = run(bundled_model, data, stages=("explain",), causal_n=200)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = forked.explanation, inline.explanation
+    assert a is not None and b is not None
+    assert a.to_json() == b.to_json()
+    for x, y in zip(a.variables, b.variables, strict=True):
+        assert np.array_equal(x.correct, y.correct)
