@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import torch
 
@@ -127,6 +127,9 @@ def forkable(device: str = "cpu") -> bool:
 def _child(send: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     torch.set_num_threads(1)  # before any torch work: see the module docstring
+    # streams of its own: a thread of the parent (the progress spinner) may have held the
+    # parent's stream locks at the fork, and no thread here would ever release them
+    sys.stdout, sys.stderr = _own(sys.__stdout__), _own(sys.__stderr__)
     try:
         message: tuple[str, Any] = ("ok", fn(*args, **kwargs))
     except BracketLensError as error:
@@ -143,3 +146,11 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict) 
         pass
     finally:
         send.close()
+
+
+def _own(stream: IO[str] | None) -> IO[str]:
+    """A new text stream on a copy of ``stream``'s file descriptor (or on /dev/null)."""
+    try:
+        return open(os.dup(stream.fileno()), "w", buffering=1)  # type: ignore[union-attr]
+    except (AttributeError, OSError, ValueError):  # no stream, or not on a descriptor
+        return open(os.devnull, "w")

@@ -126,3 +126,24 @@ def test_pipeline_explanation_is_the_same_forked_or_inline(monkeypatch, bundled_
     assert a.to_json() == b.to_json()
     for x, y in zip(a.variables, b.variables, strict=True):
         assert np.array_equal(x.correct, y.correct)
+
+
+@needs_fork
+def test_output_is_neither_lost_nor_written_twice():
+    """The parent's unflushed output is flushed before the fork (multiprocessing does; the
+    child would write it again otherwise), and the child's prints, on streams of its own,
+    reach the same stdout."""
+    import subprocess
+    import sys
+
+    script = (
+        "from bracketlens.beside import Beside\n"
+        "print('before')\n"  # a pipe: block-buffered, still in the buffer at the fork
+        "with Beside(print, 'from the child') as work:\n"
+        "    work.result()\n"
+        "print('after')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.splitlines() == ["before", "from the child", "after"]
