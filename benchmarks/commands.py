@@ -1,11 +1,12 @@
 """Benchmark: the commands users run, as processes, against `bracketlens evaluate` on the same data.
 
 Usage: python benchmarks/commands.py [--only analyze-5000,analyze-100000,report,circuit]
-       [--course-dir ../shared/arena]
+       [--course-dir ../shared/arena] [--repeat 3] [--threads 1|default]
 
 Each case runs the baseline (``bracketlens evaluate`` on the same data: start-up
 plus one forward pass, the floor a user sees) and then the command, each as its
-own process with OMP_NUM_THREADS=1, in turn ``--repeat`` times (default 3), and
+own process with OMP_NUM_THREADS=1 (``--threads default``: as torch chooses, one
+thread per core), in turn ``--repeat`` times (default 3), and
 prints the medians of wall time, CPU time (user + sys) and peak RSS of both (and
 each run's CPU time), with the ratios of the medians and the targets of issue 17:
 
@@ -35,9 +36,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COURSE = ROOT.parent / "shared" / "arena"
 
 
-def timed(args: list[str]) -> dict[str, float]:
-    """Wall seconds, CPU seconds and peak RSS (MiB) of ``bracketlens ARGS`` as a process."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def timed(args: list[str], threads: str = "1") -> dict[str, float]:
+    """Wall seconds, CPU seconds and peak RSS (MiB) of ``bracketlens ARGS`` as a process.
+
+    CPU time and peak RSS come from ``wait4``: the CPU time includes a child the command
+    started and reaped (``report`` runs ``explain`` in one beside the analysis), and the
+    peak RSS is the larger of the two processes', not their sum.
+    """
+    env = dict(os.environ)
+    if threads == "1":
+        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    else:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(name, None)
     command = [sys.executable, "-m", "bracketlens.cli", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -55,11 +66,16 @@ def timed(args: list[str]) -> dict[str, float]:
 
 
 def case(
-    name: str, baseline: list[str], command: list[str], targets: dict[str, float], repeat: int
+    name: str,
+    baseline: list[str],
+    command: list[str],
+    targets: dict[str, float],
+    repeat: int,
+    threads: str,
 ) -> dict:
     """Baseline and command run in turn ``repeat`` times; medians of each, and the ratios of
     the medians (on a shared machine one run's time varies by 10-20%)."""
-    runs = [(timed(baseline), timed(command)) for _ in range(repeat)]
+    runs = [(timed(baseline, threads), timed(command, threads)) for _ in range(repeat)]
     base, ours = (_median([run[i] for run in runs]) for i in (0, 1))
     ratios = {
         "wall": round(ours["wall_s"] / base["wall_s"], 2),
@@ -99,6 +115,12 @@ def main() -> None:
     parser.add_argument("--only", default="analyze-5000,analyze-100000,report,circuit")
     parser.add_argument("--course-dir", type=Path, default=DEFAULT_COURSE)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each process (medians)")
+    parser.add_argument(
+        "--threads",
+        choices=("1", "default"),
+        default="1",
+        help="OMP_NUM_THREADS=1 in every process (default), or torch's own choice (all cores)",
+    )
     args = parser.parse_args()
     chosen = args.only.split(",")
     weights = str(args.course_dir / "brackets_model_state_dict.pt")
@@ -119,6 +141,7 @@ def main() -> None:
                         ["analyze", *course, "--json"],
                         {"time_ratio": target, **rss},
                         args.repeat,
+                        args.threads,
                     )
                 )
         if "report" in chosen:
@@ -128,6 +151,7 @@ def main() -> None:
                 ["report", "--n", "5000", "--no-png", "--out", str(Path(tmp) / "report")],
                 {"time_ratio": 3.0},
                 args.repeat,
+                args.threads,
             )
             out.append({**report, "rendering_floor": render_floor(5000)})
         if "circuit" in chosen:
@@ -138,9 +162,10 @@ def main() -> None:
                     ["circuit", "--n", "10000", "--json"],
                     {"time_ratio": 3.0},
                     args.repeat,
+                    args.threads,
                 )
             )
-    print(json.dumps({"machine": machine(), "cases": out}, indent=2))
+    print(json.dumps({"machine": machine(), "threads": args.threads, "cases": out}, indent=2))
 
 
 def machine() -> dict[str, object]:
