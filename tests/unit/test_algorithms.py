@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -160,6 +161,51 @@ def test_patched_runs_start_after_the_patch_and_match_hooked_runs(random_model, 
                 got = _run(random_model, acts, site, rows, mask, basis)
                 torch.testing.assert_close(got, want[:, 0], atol=1e-4, rtol=1e-4,
                                            msg=lambda m, s=site: f"{s.label}: {m}")  # fmt: skip
+
+
+def test_patched_runs_give_the_hooked_runs_gradients(random_model, data) -> None:
+    """What a rotation fit differentiates: the gradient with respect to the basis, through
+    a run that recomputes only the patched positions until an attention reads them, is
+    the gradient through the whole hooked run (in float64: the attention of this model is
+    sharp enough that float32 rounding moves some gradients by 1e-4 of the largest)."""
+    model = copy.deepcopy(random_model).double()
+    base, source = _pairs(data)
+    every = sites(model.cfg)
+    acts = pair_activations(model, data.tokens, base, source, every)
+    width = acts.base_tokens.shape[1]
+    mask = torch.zeros(len(base), width, dtype=torch.bool)
+    mask[:, 1] = True
+    mask[::2, 3] = True
+    rows = np.arange(len(base))
+    for site in every:
+        d = site.width(model.cfg)
+        grads = []
+        for run in ("ours", "hooked"):
+            basis = random_basis(d, 2, torch.Generator().manual_seed(7)).double().requires_grad_()
+            if run == "ours":
+                logits = _run(model, acts, site, rows, mask, basis)
+            else:
+                hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
+                hooked = model.run_with_hooks(acts.base_tokens, fwd_hooks=[(site.hook, hook)])
+                logits = hooked[:, 0]
+            (logits[:, 1] - logits[:, 0]).pow(2).sum().backward()
+            grads.append(basis.grad)
+        torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-9,
+                                   msg=lambda m, s=site: f"{s.label}: {m}")  # fmt: skip
+
+
+def test_a_run_reads_from_the_base_only_what_the_patch_leaves_alone() -> None:
+    n = 3
+    assert Site("blocks.0.hook_resid_pre", None, 0).base_reads(n) == (
+        "blocks.0.hook_resid_pre", *(f"blocks.0.attn.hook_{c}" for c in "qkv"),
+    )  # fmt: skip
+    assert Site("blocks.1.attn.hook_z", 0, 1).base_reads(n) == (
+        "blocks.1.hook_resid_mid", "blocks.1.hook_resid_post",
+        *(f"blocks.2.attn.hook_{c}" for c in "qkv"),
+    )  # fmt: skip
+    # past the last attention, a run computes position 0 alone and reads nothing more
+    assert Site("blocks.2.hook_resid_mid", None, 2).base_reads(n) == ("blocks.2.hook_resid_mid",)
+    assert Site("blocks.2.mlp.hook_post", None, 2).base_reads(n) == ("blocks.2.hook_resid_post",)
 
 
 def test_a_patched_run_starts_after_its_site_or_says_it_cannot() -> None:

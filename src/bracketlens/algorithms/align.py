@@ -61,7 +61,8 @@ def _run(
     old, new = acts.base[site.hook][idx, :width], acts.source[site.hook][idx, :width]
     if site.head is not None:
         old, new = old[:, :, site.head], new[:, :, site.head]
-    patched = mix_rows(old, new, mask[:, :width], basis)
+    where = mask[:, :width].expand(len(pair), -1)
+    patched = mix_rows(old, new, where, basis)
     hook, layer, mid = site.start()
     if hook == site.hook:  # a residual stream: the patch is where the run starts
         resid = patched
@@ -70,7 +71,37 @@ def _run(
         out = block.attn.W_O[site.head] if site.head is not None else block.mlp.W_out
         resid = acts.base[hook][idx, :width] + (patched - old) @ out
     tokens = acts.base_tokens[idx, :width]
-    return model.forward_from(layer, resid, tokens, mid=mid, class_only=True)[:, 0]
+    n_layers = model.cfg.n_layers
+    if (layer == n_layers - 1 and mid) or layer == n_layers:  # position 0 alone from here
+        return model.forward_from(layer, resid, tokens, mid=mid, class_only=True)[:, 0]
+    base = {name: acts.base[name][idx, :width] for name in site.base_reads(n_layers)[1:]}
+    if mid:  # the MLP works position by position: only the patched positions change
+        block = cast(TransformerBlock, model.blocks[layer])
+        post = base[f"blocks.{layer}.hook_resid_post"].clone()
+        post[where] = block.second_half(resid[where])
+        resid, layer = post, layer + 1
+    return _enter(model, layer, resid, where, base, tokens)
+
+
+def _enter(
+    model: BracketTransformer,
+    layer: int,
+    resid: Tensor,
+    where: Tensor,
+    base: dict[str, Tensor],
+    tokens: Tensor,
+) -> Tensor:
+    """Class logits from ``resid`` entering block ``layer``, where it differs from the
+    base's only at ``where``: queries, keys and values are computed there alone and
+    taken from the base everywhere else."""
+    block = cast(TransformerBlock, model.blocks[layer])
+    q, k, v = (base[f"blocks.{layer}.attn.hook_{c}"].clone() for c in "qkv")
+    q[where], k[where], v[where] = block.attn.project(block.ln1(resid[where]))
+    last = layer == model.cfg.n_layers - 1  # the class is read at position 0 alone
+    queries = slice(0, 1) if last else slice(None)
+    pad = tokens == model.cfg.pad_token_id
+    out = block.second_half(resid[:, queries] + block.attn.attend(q[:, queries], k, v, pad))
+    return model.forward_from(layer + 1, out, tokens, class_only=True)[:, 0]
 
 
 @torch.no_grad()

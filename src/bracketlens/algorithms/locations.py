@@ -65,6 +65,20 @@ class Site:
             "a head's attn.hook_z or an MLP's mlp.hook_post"
         )
 
+    def base_reads(self, n_layers: int) -> tuple[str, ...]:
+        """The base's hooks a run patched here reads: where it starts (:meth:`start`) and,
+        where the patch changes only its own positions until an attention reads them, what
+        the run takes from the base at every other position: the block's output (from an
+        MLP half) and the queries, keys and values of the block whose attention comes next.
+        """
+        hook, layer, mid = self.start()
+        if mid and layer < n_layers - 1:
+            qkv = (f"blocks.{layer + 1}.attn.hook_{c}" for c in "qkv")
+            return hook, f"blocks.{layer}.hook_resid_post", *qkv
+        if not mid and layer < n_layers:
+            return hook, *(f"blocks.{layer}.attn.hook_{c}" for c in "qkv")
+        return (hook,)
+
     def width(self, cfg: ModelConfig) -> int:
         """The dimension a subspace of this site lives in."""
         if self.head is not None:
@@ -115,8 +129,8 @@ def position_sets(width: int, only: int | None = None) -> list[tuple[int, ...]]:
 class PairActivations:
     """What patched runs read: the bases' and the sources' activations at each hook.
 
-    ``base`` holds every patched hook and every hook a patched run starts from
-    (:meth:`Site.start`); ``source`` the patched hooks.
+    ``base`` holds every patched hook and every hook a patched run reads from the
+    base (:meth:`Site.base_reads`); ``source`` the patched hooks.
     """
 
     base_tokens: Tensor  # [pairs, width]
@@ -143,8 +157,9 @@ def pair_activations(
         return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
     starts = {hook: (layer, mid) for hook, layer, mid in (site.start() for site in sites)}
     patched = list(dict.fromkeys(site.hook for site in sites))
+    reads = [hook for site in sites for hook in site.base_reads(model.cfg.n_layers)]
     kept = get_activations(
-        model, base_tokens, list(dict.fromkeys([*patched, *starts])), stop_early=True
+        model, base_tokens, list(dict.fromkeys([*patched, *reads])), stop_early=True
     )
     with torch.no_grad():  # from the latest residual kept: no third pass
         if starts:

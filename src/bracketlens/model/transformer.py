@@ -226,6 +226,27 @@ class Attention(nn.Module):
         q = self.hook_q(_per_head(x_q, self.W_Q, self.b_Q))
         k = self.hook_k(_per_head(x, self.W_K, self.b_K))
         v = self.hook_v(_per_head(x, self.W_V, self.b_V))
+        return self.attend(q, k, v, pad)
+
+    def project(
+        self, x: Float[Tensor, "... d_model"]
+    ) -> tuple[Tensor, Tensor, Tensor]:  # each [..., head, d_head]
+        """Queries, keys and values of ``x`` (the values ``hook_q/k/v`` see, without firing
+        them): for a run that recomputes them at some positions only."""
+        flat = x.reshape(1, -1, x.shape[-1])
+        return tuple(  # type: ignore[return-value]
+            _per_head(flat, w, b).view(*x.shape[:-1], *b.shape)
+            for w, b in ((self.W_Q, self.b_Q), (self.W_K, self.b_K), (self.W_V, self.b_V))
+        )
+
+    def attend(
+        self,
+        q: Float[Tensor, "batch query head d_head"],
+        k: Float[Tensor, "batch pos head d_head"],
+        v: Float[Tensor, "batch pos head d_head"],
+        pad: Bool[Tensor, "batch pos"],
+    ) -> Float[Tensor, "batch query d_model"]:
+        """The attention output from queries, keys and values (hooks from the scores on)."""
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / self.attn_scale
         scores = self.hook_attn_scores(scores.masked_fill(pad[:, None, None, :], IGNORE))
         pattern = self.hook_pattern(scores.softmax(dim=-1))
