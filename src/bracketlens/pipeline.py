@@ -67,7 +67,7 @@ def run(
     step = progress or (lambda _: None)
     st.check_data(data)
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
-        # explain reads only the model and the strings: it runs beside stages 2 to 7
+        # explain reads only the model and the strings: it runs beside stages 2 to 8
         explained = (
             stack.enter_context(Beside(explain, model, data, seed=seed, search=Search.quick(),
                                        device=next(model.parameters()).device.type))

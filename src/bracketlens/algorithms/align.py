@@ -2,9 +2,12 @@
 
 Every run starts after the part of the model it patches (:meth:`.Site.start`):
 from the base's cached residual stream there, plus the patch's change, so the
-blocks before it, and a patched block's attention, are not computed again. The
-patch itself is :func:`~bracketlens.interventions.interchange.mix_rows`, the
-rule of the ``patch_rows`` hook.
+blocks before it, and a patched block's attention, are not computed again. Until
+an attention reads them, only the patched positions differ from the base: an MLP
+half runs there alone, and the next block computes queries, keys and values
+there alone, taking the base's elsewhere (:meth:`.Site.base_reads`). The patch
+itself is :func:`~bracketlens.interventions.interchange.mix_rows`, the rule of
+the ``patch_rows`` hook.
 """
 
 from __future__ import annotations
