@@ -64,7 +64,7 @@ def _run(
     old, new = acts.base[site.hook][idx, :width], acts.source[site.hook][idx, :width]
     if site.head is not None:
         old, new = old[:, :, site.head], new[:, :, site.head]
-    where = mask[:, :width].expand(len(pair), -1)
+    where = mask[:, :width]
     patched = mix_rows(old, new, where, basis)
     hook, layer, mid = site.start()
     if hook == site.hook:  # a residual stream: the patch is where the run starts
@@ -74,10 +74,10 @@ def _run(
         out = block.attn.W_O[site.head] if site.head is not None else block.mlp.W_out
         resid = acts.base[hook][idx, :width] + (patched - old) @ out
     tokens = acts.base_tokens[idx, :width]
-    n_layers = model.cfg.n_layers
-    if (layer == n_layers - 1 and mid) or layer == n_layers:  # position 0 alone from here
+    reads = site.base_reads(model.cfg.n_layers)[1:]
+    if not reads:  # past the last attention: position 0 alone from here
         return model.forward_from(layer, resid, tokens, mid=mid, class_only=True)[:, 0]
-    base = {name: acts.base[name][idx, :width] for name in site.base_reads(n_layers)[1:]}
+    base = {name: acts.base[name][idx, :width] for name in reads}
     if mid:  # the MLP works position by position: only the patched positions change
         block = cast(TransformerBlock, model.blocks[layer])
         post = base[f"blocks.{layer}.hook_resid_post"].clone()
