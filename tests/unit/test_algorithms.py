@@ -143,24 +143,32 @@ def _pairs(data, n: int = 24) -> tuple[np.ndarray, np.ndarray]:
 def test_patched_runs_start_after_the_patch_and_match_hooked_runs(random_model, data) -> None:
     """Every kind of site, the last block's included, with and without a basis: the run
     that starts after the patch gives the logits of the whole run with the hook."""
-    base, source = _pairs(data)
-    every = sites(random_model.cfg)
-    acts = pair_activations(random_model, data.tokens, base, source, every)
-    width = acts.base_tokens.shape[1]
-    mask = torch.zeros(len(base), width, dtype=torch.bool)
+    acts, mask = _every_site(random_model, data)
     mask[:, 0] = True
     mask[::2, 2] = True
     mask[1::3, 1:4] = True
-    rows = np.arange(len(base))
+    rows = np.arange(len(mask))
     with torch.no_grad():
-        for site in every:
+        for site in sites(random_model.cfg):
             d = site.width(random_model.cfg)
             for basis in (None, random_basis(d, 2, torch.Generator().manual_seed(site.layer))):
-                hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
-                want = random_model.run_with_hooks(acts.base_tokens, fwd_hooks=[(site.hook, hook)])
+                want = _hooked(random_model, acts, site, mask, basis)
                 got = _run(random_model, acts, site, rows, mask, basis)
-                torch.testing.assert_close(got, want[:, 0], atol=1e-4, rtol=1e-4,
+                torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4,
                                            msg=lambda m, s=site: f"{s.label}: {m}")  # fmt: skip
+
+
+def _every_site(model, data):
+    """Pairs' activations at every site, and an all-False patch mask ``[pairs, width]``."""
+    base, source = _pairs(data)
+    acts = pair_activations(model, data.tokens, base, source, sites(model.cfg))
+    return acts, torch.zeros(len(base), acts.base_tokens.shape[1], dtype=torch.bool)
+
+
+def _hooked(model, acts, site, mask, basis):
+    """Class logits of the whole base run with a ``patch_rows`` hook at ``site``."""
+    hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
+    return model.run_with_hooks(acts.base_tokens, fwd_hooks=[(site.hook, hook)])[:, 0]
 
 
 def test_patched_runs_give_the_hooked_runs_gradients(random_model, data) -> None:
@@ -169,15 +177,11 @@ def test_patched_runs_give_the_hooked_runs_gradients(random_model, data) -> None
     the gradient through the whole hooked run (in float64: the attention of this model is
     sharp enough that float32 rounding moves some gradients by 1e-4 of the largest)."""
     model = copy.deepcopy(random_model).double()
-    base, source = _pairs(data)
-    every = sites(model.cfg)
-    acts = pair_activations(model, data.tokens, base, source, every)
-    width = acts.base_tokens.shape[1]
-    mask = torch.zeros(len(base), width, dtype=torch.bool)
+    acts, mask = _every_site(model, data)
     mask[:, 1] = True
     mask[::2, 3] = True
-    rows = np.arange(len(base))
-    for site in every:
+    rows = np.arange(len(mask))
+    for site in sites(model.cfg):
         d = site.width(model.cfg)
         grads = []
         for run in ("ours", "hooked"):
@@ -185,9 +189,7 @@ def test_patched_runs_give_the_hooked_runs_gradients(random_model, data) -> None
             if run == "ours":
                 logits = _run(model, acts, site, rows, mask, basis)
             else:
-                hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
-                hooked = model.run_with_hooks(acts.base_tokens, fwd_hooks=[(site.hook, hook)])
-                logits = hooked[:, 0]
+                logits = _hooked(model, acts, site, mask, basis)
             (logits[:, 1] - logits[:, 0]).pow(2).sum().backward()
             grads.append(basis.grad)
         torch.testing.assert_close(grads[0], grads[1], atol=1e-9, rtol=1e-9,
