@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -361,3 +362,13 @@ def test_searches_are_named_and_an_unknown_name_says_which_exist():
     assert Search.named("smoke").counts.total < Search.named("quick").counts.total
     with pytest.raises(BracketLensError, match="default, quick, smoke"):
         Search.named("thorough")
+
+
+def test_a_searchs_settings_are_its_numbers_as_json_and_a_restricted_one_has_none():
+    quick = Search.quick().settings()
+    assert json.loads(json.dumps(quick)) == quick
+    assert quick["das_steps"] == Search.quick().das_steps and quick["das_dims"] == [1]
+    assert quick["counts"]["train"] == Search.quick().counts.train
+    assert quick != Search.smoke().settings()
+    with pytest.raises(BracketLensError, match="no settings"):
+        replace(Search.quick(), positions=lambda p: len(p) == 1).settings()

@@ -11,6 +11,7 @@ import pytest
 import torch
 from plotly.offline import get_plotlyjs
 
+from bracketlens.algorithms import Search
 from bracketlens.cli_support import RECIPE_HELP
 from bracketlens.errors import BracketLensError
 from bracketlens.model.device import resolve_device
@@ -32,12 +33,18 @@ def test_wilson_matches_the_closed_form_and_stays_in_bounds():
         wilson(3, 2)
 
 
-def test_recipe_hash_is_stable_and_tracks_what_changes_the_result():
+def test_recipe_hash_is_stable_and_tracks_what_changes_the_result(monkeypatch):
     tiny = get_recipe("tiny")
     assert tiny.hash == get_recipe("tiny").hash
     assert tiny.with_steps(None) is tiny
     assert tiny.with_steps(61).hash != tiny.hash
     assert replace(tiny, search="quick").hash != tiny.hash
+    # a preset is hashed by its numbers: a smoke search with another step count is another
+    smoke, before = Search.smoke(), tiny.hash
+    monkeypatch.setattr(Search, "smoke", classmethod(lambda cls: replace(smoke, das_steps=6)))
+    assert tiny.hash != before
+    monkeypatch.undo()
+    assert tiny.hash == before
     # the default search adds nothing to the hash: sweeps saved before it existed are reused
     assert get_recipe("short").hash == "1804e1106ed54598"
     assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)

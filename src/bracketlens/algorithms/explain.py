@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -88,6 +88,23 @@ class Search:
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
                    das_dims=(1,), das_steps=5)  # fmt: skip
+
+    def settings(self) -> dict[str, object]:
+        """The numbers that set this search, as JSON (for a hash of what determines a result).
+
+        A search restricted by ``sites`` or ``positions`` has no such form: functions are
+        not numbers.
+        """
+        if self.sites is not None or self.positions is not None:
+            raise BracketLensError("a search restricted to some sites or positions has no settings")
+        return {
+            "counts": asdict(self.counts),
+            "screen_per_cell": self.screen_per_cell,
+            "das_top": self.das_top,
+            "das_dims": list(self.das_dims),
+            "das_steps": self.das_steps,
+            "whole_vector": self.whole_vector,
+        }
 
     @classmethod
     def named(cls, name: str) -> Search:
