@@ -96,15 +96,14 @@ class Search:
         A search restricted by ``sites`` or ``positions`` has no such form: functions are
         not numbers.
         """
-        if self.sites is not None or self.positions is not None:
+        functions = ("sites", "positions")
+        if any(getattr(self, name) is not None for name in functions):
             raise BracketLensError("a search restricted to some sites or positions has no settings")
+        # every field but those: a field added later is in the hash without a second list
         return {
-            "counts": asdict(self.counts),
-            "screen_per_cell": self.screen_per_cell,
-            "das_top": self.das_top,
-            "das_dims": list(self.das_dims),
-            "das_steps": self.das_steps,
-            "whole_vector": self.whole_vector,
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in asdict(self).items()
+            if name not in functions
         }
 
     @classmethod
