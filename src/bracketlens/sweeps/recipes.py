@@ -6,7 +6,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
 
-from bracketlens.algorithms.explain import Search
 from bracketlens.errors import BracketLensError
 from bracketlens.model.train import TrainConfig
 
@@ -46,6 +45,10 @@ class Recipe:
         train = {k: v for k, v in asdict(self.train).items() if k != "seed"}
         fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
         if self.search != "default":  # absent for the default, so saved sweeps keep their hash
+            # here, not at the top: the sweep imports explain's package only where it is used
+            # (sweeps.task.explain_available)
+            from bracketlens.algorithms.explain import Search
+
             # its settings, not its name: a preset whose numbers change gets new results
             fields["search"] = Search.named(self.search).settings()
         text = json.dumps(fields, sort_keys=True)
