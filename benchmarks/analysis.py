@@ -10,7 +10,7 @@ attention from query 0, the tally vectors, accuracy):
 - naive: written below the way the course does it: one full ``run_with_cache``
   per step over the whole data set, every hook cached, ``[component, batch, seq,
   d_model]`` stacks and ``[batch, neuron, d_model]`` neuron outputs;
-- ours: :func:`bracketlens.engine.gather` and the functions that finish from it;
+- ours: :func:`bracketlens.passes.gather` and the functions that finish from it;
 - floor: one forward pass over the same length-sorted batches with hooks on the
   names the engine reads, keeping nothing.
 
@@ -202,7 +202,7 @@ def worker(pipeline: str, n: int, out: str, repeat: int) -> None:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     model, data = load(n)
     # imports outside the clock: every pipeline pays them once, before any work
-    for module in ("bracketlens.circuits.elevation", "bracketlens.engine", "einops", "sklearn"):
+    for module in ("bracketlens.circuits.elevation", "bracketlens.passes", "einops", "sklearn"):
         importlib.import_module(module)
 
     # best of a few runs where they are cheap (as timeit does): the first run of a

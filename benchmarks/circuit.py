@@ -18,7 +18,8 @@ import time
 import torch
 
 from bracketlens import evaluation_set, load_model
-from bracketlens.verify.circuit import verify_circuit
+from bracketlens.pipeline import run
+from bracketlens.plan import COMMAND_STAGES
 
 TARGET_SECONDS = 120
 
@@ -31,7 +32,7 @@ def main() -> None:
     model = load_model(args.weights)
     data = evaluation_set(args.n, seed=0)  # what `bracketlens circuit` uses by default
     start = time.perf_counter()
-    verdict = verify_circuit(model, data, seed=0)
+    verdict = run(model, data, seed=0, stages=COMMAND_STAGES["circuit"])
     seconds = time.perf_counter() - start
     print(
         json.dumps(

@@ -101,7 +101,7 @@ def render_floor(n: int) -> dict[str, float]:
     """Seconds to write the report page (no PNGs) for an analysis already made."""
     from bracketlens import evaluation_set, load_model
     from bracketlens.pipeline import analyze
-    from bracketlens.report import write_report
+    from bracketlens.report.write import write_report
 
     findings = analyze(load_model(), evaluation_set(n, seed=0))
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,6 +36,8 @@ from bracketlens import evaluation_set, load_model, save_checkpoint
 from bracketlens.algorithms import Search, explain
 from bracketlens.algorithms.result import THRESHOLD
 from bracketlens.compiled import ROLES, build_compiled
+from bracketlens.pipeline import run
+from bracketlens.plan import COMMAND_STAGES
 from bracketlens.planted import (
     IITConfig,
     Placement,
@@ -45,7 +47,6 @@ from bracketlens.planted import (
     train_planted,
 )
 from bracketlens.planted import write_suite as write_suite_file
-from bracketlens.verify.circuit import verdict_json, verify_circuit
 
 PLANTED_ACCURACY = 0.95
 MODEL = "elevation_and_negative"
@@ -103,7 +104,9 @@ COMPILED_TRUTH = {
 def run_circuit(path: Path, n: int) -> dict[str, object]:
     """Where ``circuit`` puts each role: ``"0.0"``, ``"1"``, ``"head 1.0"``, or None."""
     model = load_model(path)
-    found = verdict_json(verify_circuit(model, evaluation_set(n, seed=0), seed=0))
+    found = run(
+        model, evaluation_set(n, seed=0), seed=0, stages=COMMAND_STAGES["circuit"]
+    ).to_json()
     localisation = found["localisation"]
     assert isinstance(localisation, dict)
     return {role: localisation[role]["location"] for role in COMPILED_TRUTH}

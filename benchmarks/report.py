@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from bracketlens import evaluation_set, load_model
-from bracketlens.report import analyze, write_report
+from bracketlens.pipeline import analyze
+from bracketlens.report.write import write_report
 
 TARGET_SECONDS = 60
 

@@ -35,7 +35,7 @@ _LAZY = {
     "Evaluation": "bracketlens.model",
     "ModelConfig": "bracketlens.model",
     "evaluate": "bracketlens.model",
-    "load_model": "bracketlens.model",
+    "load_model": "bracketlens.weights.resolve",
     "predict_proba": "bracketlens.model",
     "save_checkpoint": "bracketlens.model",
     "explore": "bracketlens.explorer.widget",
@@ -61,10 +61,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
         Evaluation,
         ModelConfig,
         evaluate,
-        load_model,
         predict_proba,
         save_checkpoint,
     )
+    from bracketlens.weights.resolve import load_model
 
 __all__ = [
     "BracketDataset",
@@ -95,8 +95,7 @@ def __getattr__(name: str) -> Any:
     """Import a public name's module on first access and cache the name here."""
     module = _LAZY.get(name)
     if module is None:
-        # `import bracketlens; bracketlens.data.tokenize(...)` worked while this
-        # file imported data and model eagerly: subpackages load on access too
+        # `import bracketlens; bracketlens.data.tokenize(...)`: subpackages load on access
         if importlib.util.find_spec(f"{__name__}.{name}") is None:
             raise AttributeError(f"module 'bracketlens' has no attribute {name!r}")
         return importlib.import_module(f"{__name__}.{name}")

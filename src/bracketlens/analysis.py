@@ -23,14 +23,14 @@ from bracketlens.circuits.patching import PatchedAttention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.explorer.export import ExplorerExport
+from bracketlens.interventions.ablate import AblationEffect
+from bracketlens.interventions.attribution_patching import AttributionPatching
+from bracketlens.interventions.paths import PathPatch
+from bracketlens.interventions.scrub import ScrubResult
 from bracketlens.localisation import Localisation
 from bracketlens.model.predict import Evaluation
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, wilson
-from bracketlens.verify.ablate import AblationEffect
-from bracketlens.verify.attribution_patching import AttributionPatching
-from bracketlens.verify.paths import PathPatch
-from bracketlens.verify.scrub import ScrubResult
 
 SCHEMA_VERSION = 2  # 1: the JSON of bracketlens 0.x before the pipeline (no version key)
 

@@ -20,7 +20,6 @@ from bracketlens import __version__
 from bracketlens.cli_support import (
     RECIPE_HELP,
     Parser,
-    int_range,
     n_strings_type,
     one_line,
     positive_int,
@@ -31,18 +30,17 @@ from bracketlens.cli_support import (
 from bracketlens.errors import BracketLensError
 from bracketlens.jsonout import strict_dumps
 from bracketlens.limits import MAX_BUDGET, MAX_MODELS, MAX_SEED, MAX_STEPS, MAX_STRINGS
+from bracketlens.plan import COMMAND_STAGES, DEFAULT_CAUSAL_N, Stage
 
 if TYPE_CHECKING:
     from bracketlens.data.dataset import BracketDataset
     from bracketlens.model.transformer import BracketTransformer
 
-# the argument types are re-exported: new subcommands use them from here
-__all__ = ["build_parser", "int_range", "main", "n_strings_type", "positive_int", "seed_type"]
+__all__ = ["build_parser", "main"]
 
 DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
-DEFAULT_CAUSAL_N = 5_000  # bracketlens.pipeline.DEFAULT_CAUSAL_N (not imported: --help stays fast)
 DEFAULT_EXPLAIN_N = 10_000
 
 
@@ -263,7 +261,7 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
 
 def load_weights(args: argparse.Namespace) -> BracketTransformer:
     """The model named by ``--weights`` (and ``--allow-nonfinite``) of any subcommand."""
-    from bracketlens.model import load_model
+    from bracketlens.weights.resolve import load_model
 
     return load_model(args.weights, allow_nonfinite=getattr(args, "allow_nonfinite", False))
 
@@ -377,17 +375,17 @@ def _warn(warnings: list[str]) -> None:
 
 def _run_analysis(
     args: argparse.Namespace,
-    stages: tuple[str, ...] | None = None,
-    extra: tuple[str, ...] = (),
+    command: str,
     purpose: str = "the analysis",
     min_n: int = 20,
 ) -> tuple[Any, list[str]]:  # (Analysis, warnings)
     from bracketlens.data.sample import check_sample
     from bracketlens.model.checks import check_circuit_model
-    from bracketlens.pipeline import EVERY_STAGE, run
+    from bracketlens.pipeline import run
     from bracketlens.terminal import progress_steps
 
-    if "explain" in extra:  # say so before minutes of work, not after them
+    stages = COMMAND_STAGES[command]
+    if Stage.EXPLAIN in stages:  # say so before minutes of work, not after them
         from bracketlens.algorithms.explain import MIN_STRINGS
 
         min_n = max(min_n, MIN_STRINGS)
@@ -402,7 +400,7 @@ def _run_analysis(
             data,
             seed=args.seed,
             causal_n=args.causal_n,
-            stages=(EVERY_STAGE if stages is None else stages) + extra,
+            stages=stages,
             weights=weights_label(args.weights),
             attack_strings=attack,
             progress=step,
@@ -413,21 +411,17 @@ def _run_analysis(
 
 def weights_label(weights: str | None) -> str:
     """How the report's header names the weights; says so when the model is hand-built."""
-    from bracketlens.model.checkpoint import COMPILED, read_sidecar
+    from bracketlens.weights.resolve import is_hand_built
 
     if weights is None:
         return "bundled default"
-    try:
-        record = read_sidecar(weights)
-    except (OSError, ValueError):  # not ours to judge here: loading the weights checks them
-        record = {}
-    if weights == COMPILED or (isinstance(record, dict) and record.get("hand_built") is True):
+    if is_hand_built(weights):
         return f"{weights} (hand-built from the course's algorithm, not trained)"
     return weights
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    findings, warnings = _run_analysis(args)
+    findings, warnings = _run_analysis(args, "analyze")
     if args.json:
         _print_json(findings.to_json() | ({"warnings": warnings} if warnings else {}), indent=2)
         return 0
@@ -441,7 +435,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bracketlens.report.write import check_report_dir, write_report
 
     check_report_dir(args.out)  # fail before minutes of work
-    findings, _ = _run_analysis(args, extra=("explain", "explorer"))
+    findings, _ = _run_analysis(args, "report")
     out = write_report(findings, args.out, png=not args.no_png)
     from bracketlens.terminal import findings_summary
 
@@ -451,9 +445,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_circuit(args: argparse.Namespace) -> int:
-    analysis, warnings = _run_analysis(
-        args, stages=("interventions", "mean_ablation"), purpose="the circuit search", min_n=40
-    )
+    analysis, warnings = _run_analysis(args, "circuit", purpose="the circuit search", min_n=40)
     result = analysis.to_json()
     if args.json:
         _print_json(result | ({"warnings": warnings} if warnings else {}), indent=2)

@@ -2,7 +2,7 @@
 
 No head index is assumed: every role is the argmax of a measured score, and each
 comes with the scores of the runners-up so that a reader can judge the margin.
-Each role is read off what a pass already measured (:mod:`bracketlens.engine`):
+Each role is read off what a pass already measured (:mod:`bracketlens.passes`):
 
 - the elevation and negative heads: each head's median contribution to the
   unbalanced direction at position 0, per failure group (the observational pass);
@@ -31,12 +31,12 @@ from bracketlens.circuits.tally import tally_vectors
 from bracketlens.components import Component
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
-from bracketlens.engine import Observation, ReadSlices, layer0_moments
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes import Observation, ReadSlices, layer0_moments
 
 if TYPE_CHECKING:
-    from bracketlens.verify.ablate import AblationEffect
+    from bracketlens.interventions.ablate import AblationEffect
 
 MAX_NEURONS = 12
 NEURON_SHARE = 0.2  # a neuron counts if its separation is >= 20% of the largest
@@ -110,6 +110,14 @@ class Localisation:
     neuron_evidence: dict[str, float]
     start_close_component: RoleFinding
 
+    def negative(self, data: BracketDataset | None = None) -> tuple[int, int] | None:
+        """``(layer, head)`` of the negative head, or None where none was found.
+
+        Given ``data``, also None where no string of it goes negative: there is nothing
+        to measure the head on.
+        """
+        return _negative(self.negative_head, data)
+
     def roles(self) -> Roles:
         """The roles as the elevation analysis takes them.
 
@@ -140,21 +148,39 @@ class HeadRoles:
     read_position: RoleFinding
     tally_head: RoleFinding
 
+    def negative(self, data: BracketDataset | None = None) -> tuple[int, int] | None:
+        """As :meth:`Localisation.negative`."""
+        return _negative(self.negative_head, data)
+
     def roles(self) -> Roles:
-        return _partial(self).roles()
+        none = RoleFinding("flags strings starting with ')'", None, {}, 0.0)
+        return self.complete(Neurons([], {}), none).roles()
+
+    def complete(self, neurons: Neurons, start_close: RoleFinding) -> Localisation:
+        """The whole localisation, once the neurons and the start-close role are found."""
+        return Localisation(
+            self.elevation_head,
+            self.negative_head,
+            self.read_position,
+            self.tally_head,
+            neurons.names,
+            neurons.evidence,
+            start_close,
+        )
 
 
-def _partial(heads: HeadRoles) -> Localisation:
-    none = RoleFinding("flags strings starting with ')'", None, {}, 0.0)
-    return Localisation(
-        heads.elevation_head,
-        heads.negative_head,
-        heads.read_position,
-        heads.tally_head,
-        [],
-        {},
-        none,
-    )
+@dataclass(frozen=True)
+class Neurons:
+    """The MLP neurons feeding the elevation head, and each one's separation."""
+
+    names: list[str]
+    evidence: dict[str, float]
+
+
+def _negative(finding: RoleFinding, data: BracketDataset | None) -> tuple[int, int] | None:
+    if not finding.found or (data is not None and not data.failure_types.negative.any()):
+        return None
+    return finding.layer_head()
 
 
 def _confidence(scores: dict[str, float], winner: str) -> float:

@@ -13,27 +13,28 @@ Passes over the data, in order (each stage is named after what it adds):
 5. ablate: one clean pass over min(``causal_n``, held-out half) strings (component
    means, block inputs, class logits, and the activation slices the interventions
    read), then mean ablation of every component on them (those starting with ')'
-   unless the "mean_ablation" table is asked for), which names the start-close
+   unless the mean-ablation table is asked for), which names the start-close
    component;
 6. circuits: the elevation and negative-head analyses, from the two passes;
 7. interventions: resampling tests, path patching and attribution patching on
    the same held-out strings, from the clean pass of 5, with bootstrap intervals.
    Every patched run computes the last block at position 0 only (``class_only``).
 
-``analyze``/``report`` run "circuits" and "interventions", ``circuit`` runs
-"interventions" and "mean_ablation", ``seeds`` stops after localisation; ``report``
-adds "explorer" (8: the weights and per-component means the page's own model runs
-on, one more pass) and "explain" (9: which causal model the network runs, by
-interchange interventions, with a lighter search than ``bracketlens explain``'s;
-the library's :func:`analyze` runs it too). ``explain`` reads only the model and
-the strings, so it starts first, in a child process where a second core allows
+Which stages each command runs is one table, :data:`bracketlens.plan.COMMAND_STAGES`;
+what a stage asks of the passes before it (the negative head's feeders, the whole
+ablation table, the clean slices the interventions read) is declared once, in
+:class:`bracketlens.plan.PassPlan`. Beside steps 1-7, "explorer" (8) adds the weights
+and per-component means the page's own model runs on (one more pass), and "explain"
+(9) which causal model the network runs, by interchange interventions, with a lighter
+search than ``bracketlens explain``'s. ``explain`` reads only the model and the
+strings, so it starts first, in a child process where a second core allows
 (:mod:`bracketlens.beside`), and its result is collected last. A new stage adds a
-field to :class:`Analysis` and a line here.
+member to :class:`~bracketlens.plan.Stage`, a field to :class:`Analysis` and a line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import replace
 
@@ -43,12 +44,10 @@ from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.beside import Beside
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.engine import observe
 from bracketlens.localisation import Localisation, locate_heads
 from bracketlens.model.transformer import BracketTransformer
-
-DEFAULT_CAUSAL_N = 5_000
-EVERY_STAGE = ("circuits", "interventions")
+from bracketlens.passes import observe
+from bracketlens.plan import COMMAND_STAGES, DEFAULT_CAUSAL_N, PassPlan, Stage, parse_stages
 
 
 def run(
@@ -57,7 +56,7 @@ def run(
     *,
     seed: int = 0,
     causal_n: int = DEFAULT_CAUSAL_N,
-    stages: Collection[str] = EVERY_STAGE,
+    stages: Iterable[Stage | str] = COMMAND_STAGES["analyze"],
     halves: bool = True,
     weights: str = "bundled default",
     attack_strings: list[str] | None = None,
@@ -65,13 +64,15 @@ def run(
 ) -> Analysis:
     """Run the analysis on ``data``: localisation always, then the ``stages`` asked for."""
     step = progress or (lambda _: None)
+    chosen = parse_stages(stages)
+    plan = PassPlan.of(chosen)
     st.check_data(data)
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
         # explain reads only the model and the strings: it runs beside stages 2 to 8
         explained = (
             stack.enter_context(Beside(explain, model, data, seed=seed, search=Search.quick(),
                                        device=next(model.parameters()).device.type))
-            if "explain" in stages
+            if Stage.EXPLAIN in chosen
             else None
         )  # fmt: skip
         groups, held_out, causal = st.split(data, seed, causal_n, halves)
@@ -83,31 +84,33 @@ def run(
         heads = locate_heads(model, seen, data, fit, attribution)
         roles, source = st.roles_of(heads)
         step("the pass at the read position")
-        read = st.read_pass(model, data, roles, heads, groups, "circuits" in stages)
+        read = st.read_pass(model, data, roles, heads, groups, plan)
         neurons = st.neurons(model, read, data, fit, roles, direction)
         step("ablating every component")
-        clean, ablations, start_close = st.ablate(
-            model, causal, "mean_ablation" in stages, roles, heads, "interventions" in stages
-        )
+        ablated = st.ablate(model, causal, roles, heads, plan)
+        observed = st.observed(seen, data, halves)
         result = Analysis(
             meta=meta(model, data, weights),
             data=data,
             split=Split(seed, len(data), int(fit.sum()), len(held_out), len(causal)),
-            **st.observed(seen, data, halves),
+            evaluation=observed.evaluation,
+            accuracy=observed.accuracy,
+            group_accuracy=observed.group_accuracy,
+            ln_final_r2=observed.ln_final_r2,
             attribution=attribution.centred(data.labels),
-            localisation=Localisation(**vars(heads), **neurons, start_close_component=start_close),
+            localisation=heads.complete(neurons, ablated.start_close),
             roles=roles,
             roles_source=source,
-            ablations=ablations,
+            ablations=ablated.table,
             attack=st.rescore(model, attack_strings),
         )
-        if "circuits" in stages:
+        if Stage.CIRCUITS in chosen:
             step("the circuit analyses")
             result = st.circuits(result, model, seen, read, direction)
-        if "interventions" in stages:
+        if Stage.INTERVENTIONS in chosen:
             step("resampling, path and attribution patching")
-            result = st.interventions(result, model, causal, seed, clean)
-        if "explorer" in stages:
+            result = st.interventions(result, model, causal, seed, ablated.clean)
+        if Stage.EXPLORER in chosen:
             step("the explorer's weights and means")
             result = st.explorer(result, model)
         if explained is not None:
@@ -131,11 +134,11 @@ def analyze(
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Analysis:
-    """Every stage: what ``bracketlens analyze`` prints and ``report`` renders (explorer too)."""
+    """What ``bracketlens report`` renders: the analysis, ``explain`` and the explorer."""
     return run(
         model,
         data,
-        stages=(*EVERY_STAGE, "explain", "explorer"),
+        stages=COMMAND_STAGES["report"],
         seed=seed,
         causal_n=causal_n,
         weights=weights,

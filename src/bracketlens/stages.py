@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import torch
 from jaxtyping import Bool
@@ -17,22 +16,24 @@ from bracketlens.circuits.patching import PatchedAttention, patched_attention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
-from bracketlens.engine import Gathered, Observation, ReadSlices, read_slices
 from bracketlens.errors import BracketLensError
 from bracketlens.explorer.export import explorer_export
+from bracketlens.interventions.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
+from bracketlens.interventions.attribution_patching import attribution_patching
+from bracketlens.interventions.paths import path_patch_elevation, path_patch_slices
+from bracketlens.interventions.scrub import scrub_all, scrub_slices
 from bracketlens.localisation import (
     HeadRoles,
-    Localisation,
+    Neurons,
     RoleFinding,
     locate_neurons,
     locate_start_close,
 )
-from bracketlens.model.predict import predict_proba
+from bracketlens.model.predict import Evaluation, predict_proba
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.verify.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
-from bracketlens.verify.attribution_patching import attribution_patching
-from bracketlens.verify.paths import path_patch_elevation, path_patch_slices
-from bracketlens.verify.scrub import scrub_all, scrub_slices
+from bracketlens.passes import Gathered, Observation, ReadSlices, read_slices
+from bracketlens.plan import PassPlan
+from bracketlens.stats import Estimate
 
 
 def check_data(data: BracketDataset) -> None:
@@ -81,14 +82,12 @@ def read_pass(
     roles: Roles | None,
     heads: HeadRoles,
     groups: Tensor,
-    with_feeders: bool,
+    plan: PassPlan,
 ) -> ReadSlices | None:
-    """The pass at the read position (with the negative head's feeders when asked for)."""
+    """The pass at the read position (with the negative head's feeders when the plan asks)."""
     if roles is None:
         return None
-    feeders = (
-        heads.negative_head.layer_head() if with_feeders and _has_negative(heads, data) else None
-    )
+    feeders = heads.negative(data) if plan.read_feeders else None
     return read_slices(
         model,
         data,
@@ -97,10 +96,6 @@ def read_pass(
         groups=groups,
         feeders_of=feeders,
     )
-
-
-def _has_negative(heads: HeadRoles | Localisation, data: BracketDataset) -> bool:
-    return heads.negative_head.found and bool(data.failure_types.negative.any())
 
 
 def circuits(
@@ -118,8 +113,9 @@ def circuits(
         gathered = Gathered(seen, read, roles.elevation_head)
         elevation = elevation_from_pass(model, data, roles, gathered)
         views = _patching_views(model, roles)
-    if _has_negative(found, data):
-        layer, head = found.negative_head.layer_head()
+    negative = found.negative(data)
+    if negative is not None:
+        layer, head = negative
         rows = seen.attention_from_0[:, layer, head]
         negative_attention = negative_head_attention(model, data, layer, head, rows=rows)
         sums = None if read is None else read.feeders
@@ -144,25 +140,38 @@ def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAtte
     ]
 
 
+@dataclass(frozen=True)
+class Ablated:
+    """What the ablation stage adds, and the clean run the interventions start from.
+
+    Attributes:
+        clean: the clean pass over the held-out strings (block inputs dropped).
+        table: every component's mean-ablation effect (empty unless the plan keeps it).
+        start_close: the component that flags strings starting with ')'.
+    """
+
+    clean: CleanRun
+    table: list[AblationEffect]
+    start_close: RoleFinding
+
+
 def ablate(
     model: BracketTransformer,
     causal: BracketDataset,
-    table: bool,
     roles: Roles | None,
     heads: HeadRoles,
-    interventions: bool,
-) -> tuple[CleanRun, list[AblationEffect], RoleFinding]:
+    plan: PassPlan,
+) -> Ablated:
     """Mean ablations on the held-out strings, and the start-close component they name.
 
-    Without ``table`` only the strings the start-close role is judged on (those
-    starting with ')', and the unbalanced ones starting with '(' it must matter less
-    for) are ablated, and no ablation is kept for the report. The clean pass the
-    ablations start from also keeps, when ``interventions`` follow, what they read
-    from the clean run of the same strings.
+    Without the plan's ablation table only the strings the start-close role is judged
+    on (those starting with ')', and the unbalanced ones starting with '(' it must
+    matter less for) are ablated. The clean pass the ablations start from also keeps,
+    when the plan asks, what the interventions read from the clean run of the same strings.
     """
     closes = ~causal.starts_open & (causal.seq_length > 0)
-    rows = None if table else closes | (causal.starts_open & ~causal.labels)
-    keep = _intervention_slices(roles, heads, model.cfg.n_heads) if interventions else []
+    rows = None if plan.ablation_table else closes | (causal.starts_open & ~causal.labels)
+    keep = _intervention_slices(roles, heads, model.cfg.n_heads) if plan.intervention_slices else []
     clean = clean_run(model, causal, rows, keep=keep)
     ablations = mean_ablations(model, causal, rows, clean)
     chosen = causal if rows is None else causal[rows]
@@ -170,11 +179,7 @@ def ablate(
     start_close = locate_start_close(ablations, base, chosen)
     # the block inputs kept for the ablations are read by nothing after them
     clean = replace(clean, resid_pre=[], z=[])
-    return clean, ablations if table else [], start_close
-
-
-def _negative_head(heads: HeadRoles | Localisation) -> tuple[int, int] | None:
-    return heads.negative_head.layer_head() if heads.negative_head.found else None
+    return Ablated(clean, ablations if plan.ablation_table else [], start_close)
 
 
 def _intervention_slices(roles: Roles | None, heads: HeadRoles, n_heads: int) -> list[ActSlice]:
@@ -182,7 +187,7 @@ def _intervention_slices(roles: Roles | None, heads: HeadRoles, n_heads: int) ->
     paths = []
     if roles is not None and roles.elevation_layer > 0:
         paths = path_patch_slices(roles, n_heads)
-    return [*scrub_slices(roles, _negative_head(heads)), *paths]
+    return [*scrub_slices(roles, heads.negative()), *paths]
 
 
 def interventions(
@@ -194,7 +199,7 @@ def interventions(
 ) -> Analysis:
     """Resampling tests, path patching and attribution patching on the held-out strings."""
     roles = result.roles
-    scrubs = scrub_all(model, causal, roles, _negative_head(result.localisation), seed, clean)
+    scrubs = scrub_all(model, causal, roles, result.localisation.negative(), seed, clean)
     paths = None
     if roles is not None and roles.elevation_layer > 0:
         paths = path_patch_elevation(model, causal, roles, seed, clean=clean.acts)
@@ -213,27 +218,31 @@ def neurons(
     fit: Bool[Tensor, " batch"],
     roles: Roles | None,
     direction: Tensor,
-) -> dict[str, Any]:
+) -> Neurons:
     """The MLP neurons feeding the elevation head (none without a read pass)."""
     if read is None or roles is None:
-        return {"mlp_neurons": [], "neuron_evidence": {}}
-    names, evidence = locate_neurons(model, read, data, fit, roles, direction)
-    return {"mlp_neurons": names, "neuron_evidence": evidence}
+        return Neurons([], {})
+    return Neurons(*locate_neurons(model, read, data, fit, roles, direction))
 
 
-def observed(seen: Observation, data: BracketDataset, halves: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Observed:
     """Accuracy (with intervals) and the final LayerNorm fit's r^2, from the observation."""
+
+    evaluation: Evaluation
+    accuracy: Estimate
+    group_accuracy: dict[str, Estimate]
+    ln_final_r2: dict[str, float]
+
+
+def observed(seen: Observation, data: BracketDataset, halves: bool) -> Observed:
+    """Accuracy per failure group and the final LayerNorm fit's r^2 on each half."""
     evaluation = seen.evaluation(data)
     final = seen.final_fit([0])
     r2 = {"fit_half": final.r2}
     if halves:
         r2["held_out_half"] = seen.final_ln[1].score(final)
-    return {
-        "evaluation": evaluation,
-        "accuracy": accuracy(evaluation.correct),
-        "group_accuracy": group_accuracy(evaluation),
-        "ln_final_r2": r2,
-    }
+    return Observed(evaluation, accuracy(evaluation.correct), group_accuracy(evaluation), r2)
 
 
 def rescore(model: BracketTransformer, strings: list[str] | None) -> list[dict[str, object]]:
@@ -250,8 +259,5 @@ def rescore(model: BracketTransformer, strings: list[str] | None) -> list[dict[s
 
 def explorer(result: Analysis, model: BracketTransformer) -> Analysis:
     """Add what the report's in-page model needs: weights, means over the data, the roles."""
-    negative = result.localisation.negative_head
-    export = explorer_export(
-        model, result.data, result.roles, negative.layer_head() if negative.found else None
-    )
+    export = explorer_export(model, result.data, result.roles, result.localisation.negative())
     return replace(result, explorer=export)

@@ -14,7 +14,7 @@ from bracketlens.model.predict import Evaluation
 if TYPE_CHECKING:
     from bracketlens.adversarial import AttackResult
     from bracketlens.adversarial import Finding as AttackFinding
-    from bracketlens.report.analyze import Findings
+    from bracketlens.analysis import Analysis
 
 _console = Console()
 
@@ -105,7 +105,7 @@ def progress_steps(enabled: bool) -> Iterator[Callable[[str], None]]:
         yield lambda name: status.update(f"[bold]{name}[/]...")
 
 
-def findings_summary(findings: Findings) -> None:
+def findings_summary(findings: Analysis) -> None:
     """The headline numbers of an analysis, as one table."""
     loc = findings.localisation
     e = findings.elevation

@@ -3,7 +3,8 @@
 import json
 
 from bracketlens.cli import main, weights_label
-from bracketlens.model import load_model, read_sidecar
+from bracketlens.model import read_sidecar
+from bracketlens.weights.resolve import load_model
 
 
 def run(capsys, *argv):

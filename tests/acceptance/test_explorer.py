@@ -21,7 +21,7 @@ from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.data.truth import FailureGroup
 from bracketlens.explorer import explorer_export, explorer_page, module_source
 from bracketlens.interventions import patch, run_patched
-from bracketlens.verify.ablate import mean_activation
+from bracketlens.interventions.ablate import mean_activation
 from tests.acceptance.test_report import ARTIFACTS, CHROMIUM, FLAGS
 
 N_AGREEMENT = 2000

@@ -3,17 +3,18 @@
 import pytest
 
 from bracketlens.circuits import Roles
-from bracketlens.verify.circuit import verdict_json, verify_circuit
-from bracketlens.verify.scrub import scrub_elevation
+from bracketlens.interventions.scrub import scrub_elevation
+from bracketlens.pipeline import run
+from bracketlens.plan import COMMAND_STAGES
 
 
 @pytest.fixture(scope="module")
 def verdict(course_model, course_data):
-    return verify_circuit(course_model, course_data[:4000], seed=0)
+    return run(course_model, course_data[:4000], seed=0, stages=COMMAND_STAGES["circuit"])
 
 
 def test_roles_and_loss_recovered(verdict):
-    result = verdict_json(verdict)
+    result = verdict.to_json()
     found = result["localisation"]
     roles = [found[k]["location"] for k in ("elevation_head", "negative_head", "tally_head")]
     assert roles == ["2.0", "2.1", "0.0"]

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bracketlens import BracketTransformer
-from bracketlens.verify import ablate, localise
+from bracketlens.interventions.ablate import ablate
+from bracketlens.pipeline import localise
 
 HEAD_PARAMS = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V")
 

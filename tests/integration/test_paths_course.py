@@ -3,8 +3,8 @@
 import pytest
 
 from bracketlens.circuits.elevation import Roles
-from bracketlens.verify.attribution_patching import attribution_patching
-from bracketlens.verify.paths import READ_ALL_PATHS, ROUTE, path_patch_elevation
+from bracketlens.interventions.attribution_patching import attribution_patching
+from bracketlens.interventions.paths import READ_ALL_PATHS, ROUTE, path_patch_elevation
 
 
 @pytest.fixture(scope="module")

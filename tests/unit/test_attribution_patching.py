@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set
-from bracketlens.verify.ablate import component_hook_name
-from bracketlens.verify.attribution_patching import attribution_patching
+from bracketlens.interventions.ablate import component_hook_name
+from bracketlens.interventions.attribution_patching import attribution_patching
 
 DATA = evaluation_set(60, seed=2)
 

@@ -14,10 +14,10 @@ from bracketlens.attribution.layernorm import score_fit
 from bracketlens.attribution.neurons import out_by_neuron_in_direction
 from bracketlens.circuits.heads import attention_patterns, head_input_direction, ov_matrix
 from bracketlens.data.generate import evaluation_set
-from bracketlens.engine import FitMoments, gather
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import evaluate
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes import FitMoments, gather
 
 REL = 1e-3  # LN fits amplify float32 noise: compare fit-derived numbers relatively
 
@@ -180,7 +180,7 @@ def test_float16_slices_keep_the_projections(model, data, gathered):
 def test_the_read_pass_stops_at_the_read_layer_unless_it_gathers_feeders(random_model, layer):
     """Without feeders the pass ends at the read layer's input; what it keeps is what
     the full-depth pass (with the feeders of head 2.1) keeps."""
-    from bracketlens.engine import read_slices
+    from bracketlens.passes import read_slices
 
     data = evaluation_set(150, seed=6)
     short = read_slices(random_model, data, layer=layer, position=2)

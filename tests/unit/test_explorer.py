@@ -12,7 +12,7 @@ from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
 from bracketlens.explorer import explore, explorer_export, explorer_page, explorer_section
 from bracketlens.explorer.export import decode, encode, mean_outputs
-from bracketlens.verify.ablate import mean_activation
+from bracketlens.interventions.ablate import mean_activation
 
 
 @pytest.fixture(scope="module")

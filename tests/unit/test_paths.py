@@ -9,8 +9,8 @@ import torch
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
-from bracketlens.verify.ablate import clean_run
-from bracketlens.verify.paths import (
+from bracketlens.interventions.ablate import clean_run
+from bracketlens.interventions.paths import (
     READ_ALL_PATHS,
     ROUTE,
     PathPatch,

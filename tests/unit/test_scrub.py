@@ -3,8 +3,8 @@ import pytest
 
 from bracketlens import BracketLensError, evaluation_set
 from bracketlens.circuits.elevation import Roles
-from bracketlens.verify.ablate import clean_run
-from bracketlens.verify.scrub import (
+from bracketlens.interventions.ablate import clean_run
+from bracketlens.interventions.scrub import (
     ScrubResult,
     Site,
     matched_donors,
@@ -86,7 +86,7 @@ def test_starting_at_the_mlp_half_gives_the_whole_runs_losses(random_model, plac
     """Runs that start at the first site's block's MLP half, with the sites there
     patched in the residual stream, lose what runs from the block's input with every
     site hooked lose (the same donors)."""
-    import bracketlens.verify.scrub as scrub
+    import bracketlens.interventions.scrub as scrub
 
     rng = np.random.default_rng(3)
     sites = [

@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from bracketlens import BracketLensError
-from bracketlens.model import load_model, read_sidecar
+from bracketlens.model import read_sidecar
 from bracketlens.model.train import TrainConfig, train, train_to_file
+from bracketlens.weights.resolve import load_model
 
 TINY = {
     "n_train": 3000,

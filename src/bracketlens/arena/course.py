@@ -39,8 +39,8 @@ from bracketlens.circuits.tally import (
     token_embedding,
 )
 from bracketlens.errors import BracketLensError
-from bracketlens.model.checkpoint import load_model
 from bracketlens.model.transformer import IGNORE, BracketTransformer
+from bracketlens.weights.resolve import load_model
 
 CLASSIFY_POSITION = 0  # the course reads the class at [start]
 ELEVATION_LAYER, ELEVATION_HEAD = 2, 0  # the course's head 2.0

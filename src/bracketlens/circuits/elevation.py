@@ -33,9 +33,9 @@ from bracketlens.circuits.tally import (
 from bracketlens.components import Component
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
-from bracketlens.engine import Gathered, gather
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes import Gathered, gather
 from bracketlens.stats import Estimate, bootstrap
 
 
@@ -155,7 +155,7 @@ def analyse_elevation(
 ) -> ElevationCircuit:
     """Run every step of the elevation analysis on ``data`` for the given roles.
 
-    One forward pass over ``data`` gathers everything (see :mod:`bracketlens.engine`).
+    One forward pass over ``data`` gathers everything (see :mod:`bracketlens.passes`).
     """
     roles = roles or Roles()
     _check_roles(model, data, roles)
@@ -168,7 +168,7 @@ def gather_for(
     roles: Roles,
     groups: Int[Tensor, " batch"] | None = None,
 ) -> Gathered:
-    """The engine's pass over ``data`` for these roles (:func:`bracketlens.engine.gather`)."""
+    """The engine's pass over ``data`` for these roles (:func:`bracketlens.passes.gather`)."""
     return gather(
         model,
         data,

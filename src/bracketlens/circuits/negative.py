@@ -20,10 +20,10 @@ from bracketlens.circuits.heads import attention_patterns, check_head, ov_matrix
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import OPEN
 from bracketlens.data.truth import FailureGroup
-from bracketlens.engine.feeders import FeederSums, gather_feeders, wrong_way_positions
 from bracketlens.errors import BracketLensError
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes.feeders import FeederSums, gather_feeders, wrong_way_positions
 from bracketlens.stats import Estimate, bootstrap
 
 
@@ -67,7 +67,7 @@ def negative_head_attention(
 
     Args:
         rows: the head's attention row from query 0 on every string of ``data``, if
-            a pass already kept it (:class:`bracketlens.engine.Observation`).
+            a pass already kept it (:class:`bracketlens.passes.Observation`).
     """
     check_head(model, layer, head)
     goes_negative = data.failure_types.negative

@@ -5,7 +5,7 @@ about 60,000 numbers, some 330 KB of text). The JavaScript forward pass decodes
 them into float64 arrays and computes in float64, so the only difference from
 the PyTorch model is PyTorch's own float32 rounding.
 
-The means are those of mean ablation in :mod:`bracketlens.verify.ablate`: each
+The means are those of mean ablation in :mod:`bracketlens.interventions.ablate`: each
 head's ``hook_result`` and each MLP's ``hook_mlp_out``, averaged over the strings
 at every position. They are taken with the strings padded to the full context,
 so that every position the explorer can show has one; at the positions the data

@@ -66,7 +66,7 @@ def explore(
     for text in (string, compare):
         tokenize(text)  # a bad character or too long: say so here, not only in the widget
     if model is None:
-        from bracketlens.model.checkpoint import load_model
+        from bracketlens.weights.resolve import load_model
 
         model = load_model()
     if data is None:
@@ -78,7 +78,7 @@ def explore(
 
         found = localise(model, data)
         roles = found.roles()
-        if negative_head is None and found.negative_head.found:
-            negative_head = found.negative_head.layer_head()
+        if negative_head is None:
+            negative_head = found.negative()
     export = explorer_export(model, data, roles, negative_head)
     return widget_class(payload=export.to_json(), string=string, compare=compare)

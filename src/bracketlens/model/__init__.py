@@ -1,6 +1,6 @@
 """Model: config, the hooked transformer, checkpoints, predictions, training."""
 
-from bracketlens.model.checkpoint import load_model, read_sidecar, save_checkpoint
+from bracketlens.model.checkpoint import read_model, read_sidecar, save_checkpoint
 from bracketlens.model.predict import Evaluation, evaluate, predict_logits, predict_proba
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
@@ -9,9 +9,9 @@ __all__ = [
     "Evaluation",
     "ModelConfig",
     "evaluate",
-    "load_model",
     "predict_logits",
     "predict_proba",
+    "read_model",
     "read_sidecar",
     "save_checkpoint",
 ]

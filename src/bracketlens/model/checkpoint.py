@@ -28,8 +28,6 @@ from bracketlens.limits import MAX_CHECKPOINT_BYTES
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
 DEFAULT_WEIGHTS = "default.safetensors"
-# A bare name (no path separator, no extension) that builds a model instead of reading one.
-COMPILED = "compiled"
 FORMAT_VERSION = 1
 # TransformerLens HookedTransformer buffers that carry no learned information: a
 # causal mask the bidirectional course model never applies, and the -1e5 fill value
@@ -42,16 +40,14 @@ def bundled_weights_path() -> Path:
     return Path(str(resources.files("bracketlens.weights").joinpath(DEFAULT_WEIGHTS)))
 
 
-def load_model(
+def read_model(
     path: str | os.PathLike[str] | None = None, *, allow_nonfinite: bool = False
 ) -> BracketTransformer:
-    """Load a model ready for analysis: eval mode, gradients off.
+    """Read a model from a checkpoint file, ready for analysis: eval mode, gradients off.
 
     Args:
-        path: ``None`` for the bundled default; ``"compiled"`` for the hand-built
-            model of :mod:`bracketlens.compiled` (a file of that name is read only when
-            written with a separator, ``./compiled``); a ``.pt`` TransformerLens state
-            dict (e.g. the course checkpoint); or one of our ``.safetensors`` checkpoints.
+        path: ``None`` for the bundled default; a ``.pt`` TransformerLens state dict
+            (e.g. the course checkpoint); or one of our ``.safetensors`` checkpoints.
         allow_nonfinite: load weights holding NaN or infinity (refused by default:
             such a model's predictions mean nothing).
 
@@ -59,10 +55,6 @@ def load_model(
         BracketLensError: missing file, unknown format, a bad config, weights of the
             wrong shape or type, or non-finite weights.
     """
-    if isinstance(path, str) and path == COMPILED:
-        from bracketlens.compiled import build_compiled  # builds in milliseconds
-
-        return build_compiled()
     if path is None:
         path = bundled_weights_path()
         if not path.exists():

@@ -1,9 +1,5 @@
-"""Report: render an analysis as HTML, figures and PNGs (``analyze`` is re-exported)."""
+"""Report: render an :class:`~bracketlens.analysis.Analysis` as HTML, figures and PNGs.
 
-from bracketlens.analysis import Analysis
-from bracketlens.pipeline import analyze
-from bracketlens.report.write import write_report
-
-Findings = Analysis
-
-__all__ = ["Analysis", "Findings", "analyze", "write_report"]
+Rendering only: nothing here computes a finding. :func:`~bracketlens.report.write.write_report`
+writes the page; :func:`bracketlens.pipeline.analyze` produces what it renders.
+"""

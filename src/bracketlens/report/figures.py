@@ -1,4 +1,4 @@
-"""Findings -> the report's figures, in the order of the analysis."""
+"""An analysis -> the report's figures, in the order of the analysis."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
+from bracketlens.analysis import Analysis
 from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.plots.algorithms import iia_heatmaps
 from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
 from bracketlens.plots.circuits import attention_bars, group_bars, neuron_explorer, ranked_bars
-from bracketlens.report.analyze import Findings
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Figure:
     figure: go.Figure
 
 
-def attribution_figures(f: Findings) -> list[Figure]:
+def attribution_figures(f: Analysis) -> list[Figure]:
     """Data set and logit attribution: lengths, histograms, the two final heads."""
     att, data = f.attribution, f.data
     elev = f"head {f.localisation.elevation_head.location}"
@@ -70,7 +70,7 @@ def attribution_figures(f: Findings) -> list[Figure]:
     ]
 
 
-def circuit_figures(f: Findings) -> list[Figure]:
+def circuit_figures(f: Analysis) -> list[Figure]:
     """The elevation circuit: attention, components before it, neurons."""
     e, r, data = f.elevation, f.roles, f.data
     if e is None or r is None:
@@ -135,7 +135,7 @@ def circuit_figures(f: Findings) -> list[Figure]:
     return figs
 
 
-def patching_figures(f: Findings) -> list[Figure]:
+def patching_figures(f: Analysis) -> list[Figure]:
     """Bar charts of the tallying head's attention from the read position, per patch."""
     r = f.roles
     if r is None:
@@ -155,7 +155,7 @@ def patching_figures(f: Findings) -> list[Figure]:
     ]
 
 
-def negative_figures(f: Findings) -> list[Figure]:
+def negative_figures(f: Analysis) -> list[Figure]:
     """What feeds the negative head, per failure group."""
     feeders = f.negative_feeders
     if feeders is None:
@@ -175,7 +175,7 @@ def negative_figures(f: Findings) -> list[Figure]:
     ]
 
 
-def algorithm_figures(f: Findings) -> list[Figure]:
+def algorithm_figures(f: Analysis) -> list[Figure]:
     """Where each variable aligns: IIA over (hook, position) per pair kind."""
     screens = () if f.explanation is None else f.explanation.screens
     caption = ("Whole-vector interchange at each hook and position, on validation pairs: "
@@ -183,7 +183,7 @@ def algorithm_figures(f: Findings) -> list[Figure]:
     return [Figure(f"iia_{s.variable}", caption, iia_heatmaps(s)) for s in screens]
 
 
-def all_figures(f: Findings) -> dict[str, list[Figure]]:
+def all_figures(f: Analysis) -> dict[str, list[Figure]]:
     """Every figure, grouped by report section."""
     return {
         "algorithm": algorithm_figures(f),

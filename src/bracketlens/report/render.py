@@ -1,4 +1,4 @@
-"""Findings -> a self-contained HTML page (plotly and circuitsvis inlined) and PNGs.
+"""An analysis -> a self-contained HTML page (plotly and circuitsvis inlined) and PNGs.
 
 The page makes no network request: plotly.js and the circuitsvis bundle are
 inlined once each, and every figure refers to them.
@@ -12,9 +12,9 @@ from pathlib import Path
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from bracketlens.analysis import Analysis
 from bracketlens.explorer.html import explorer_section
 from bracketlens.jsonout import strict_dumps
-from bracketlens.report.analyze import Findings
 from bracketlens.report.figures import Figure
 from bracketlens.report.text import section_texts
 
@@ -66,7 +66,7 @@ def _figure_html(fig: Figure) -> str:
     )
 
 
-def _circuitsvis_html(f: Findings) -> str:
+def _circuitsvis_html(f: Analysis) -> str:
     """The tallying head's patched attention as a circuitsvis attention-heads view."""
     from circuitsvis.utils.convert_props import convert_props
 
@@ -96,7 +96,7 @@ def _circuitsvis_bundle() -> str:
 
 
 def render_html(
-    f: Findings,
+    f: Analysis,
     figures: dict[str, list[Figure]],
     png_note: str,
     payload: dict[str, object] | None = None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import html
 
+from bracketlens.analysis import Analysis
 from bracketlens.data.truth import FailureGroup, labels_present
 from bracketlens.localisation import RoleFinding
-from bracketlens.report.analyze import Findings
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -21,7 +21,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3f}%"
 
 
-def _model(f: Findings, png_note: str) -> str:
+def _model(f: Analysis, png_note: str) -> str:
     acc = f.accuracy
     rows = [
         [label, f"{est.n:,}", _pct(est.value) if est.n else "-",
@@ -44,7 +44,7 @@ def _model(f: Findings, png_note: str) -> str:
     )
 
 
-def _attribution(f: Findings) -> str:
+def _attribution(f: Analysis) -> str:
     r2 = f.ln_final_r2
     return (
         "<p>The final LayerNorm at position 0 is close to linear: a least-squares fit on one "
@@ -62,7 +62,7 @@ def _role_row(f: RoleFinding) -> list[str]:
     return [f.role, f.location or "not found", f"{f.confidence:.2f}", evidence]
 
 
-def _localisation(f: Findings) -> str:
+def _localisation(f: Analysis) -> str:
     loc = f.localisation
     rows = [
         _role_row(x)
@@ -81,7 +81,7 @@ def _localisation(f: Findings) -> str:
     )
 
 
-def _start_close(f: Findings) -> str:
+def _start_close(f: Analysis) -> str:
     where = f.localisation.start_close_component.location
     if where is None or where not in f.attribution.labels:
         return ""
@@ -97,7 +97,7 @@ def _start_close(f: Findings) -> str:
     )
 
 
-def _negative(f: Findings) -> str:
+def _negative(f: Analysis) -> str:
     neg = f.negative_attention
     if neg is None:
         return ""
@@ -110,7 +110,7 @@ def _negative(f: Findings) -> str:
     )
 
 
-def _negative_section(f: Findings) -> str:
+def _negative_section(f: Analysis) -> str:
     feeders = f.negative_feeders
     if f.negative_attention is None and feeders is None:
         return "<p>No head passes the negative test in this model, or no string goes negative.</p>"
@@ -134,7 +134,7 @@ def _negative_section(f: Findings) -> str:
 NOT_FOUND = "<p>Not found: localisation named no elevation head in this model.</p>"
 
 
-def _circuit(f: Findings) -> str:
+def _circuit(f: Analysis) -> str:
     e, r, att = f.elevation, f.roles, f.attention_read
     if e is None or r is None or att is None:
         return NOT_FOUND
@@ -152,7 +152,7 @@ def _circuit(f: Findings) -> str:
     )
 
 
-def _hypothesis(f: Findings) -> str:
+def _hypothesis(f: Analysis) -> str:
     if f.elevation is None:
         return NOT_FOUND
     items = []
@@ -167,7 +167,7 @@ def _hypothesis(f: Findings) -> str:
     return "".join(items)
 
 
-def _scrubs(f: Findings) -> str:
+def _scrubs(f: Analysis) -> str:
     rows = []
     for s in f.scrubs:
         rec, ctl = s.recovered(), s.recovered("control")
@@ -192,7 +192,7 @@ def _scrubs(f: Findings) -> str:
     )
 
 
-def _paths(f: Findings) -> str:
+def _paths(f: Analysis) -> str:
     p = f.path_patch
     if p is None:
         return ""
@@ -214,7 +214,7 @@ def _paths(f: Findings) -> str:
     )
 
 
-def _attribution_patching(f: Findings) -> str:
+def _attribution_patching(f: Analysis) -> str:
     a = f.attribution_patching
     if a is None:
         return ""
@@ -231,7 +231,7 @@ def _attribution_patching(f: Findings) -> str:
     )
 
 
-def _attack(f: Findings) -> str:
+def _attack(f: Analysis) -> str:
     if not f.attack:
         return (
             "<p>No adversarial strings given: run <code>bracketlens attack --json &gt; "
@@ -256,7 +256,7 @@ _ALIGNMENT_HEADER = ["model", "variable", "where", "dim", "IIA [95% CI]", "to un
                      "to balanced", "unchanged", "control", "null flips"]  # fmt: skip
 
 
-def _algorithm(f: Findings) -> str:
+def _algorithm(f: Analysis) -> str:
     """explain's verdict and alignment table; where localisation found no role, its locations."""
     e = f.explanation
     if e is None:
@@ -287,7 +287,7 @@ def _algorithm(f: Findings) -> str:
     )
 
 
-def section_texts(f: Findings, png_note: str) -> dict[str, str]:
+def section_texts(f: Analysis, png_note: str) -> dict[str, str]:
     """HTML prose per section key."""
     return {
         "model": _model(f, png_note),

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bracketlens.analysis import Analysis
 from bracketlens.errors import BracketLensError
 from bracketlens.jsonout import strict_dumps
-from bracketlens.report.analyze import Findings
 from bracketlens.report.figures import Figure, all_figures
 from bracketlens.report.render import render_html
 
@@ -110,7 +110,7 @@ def export_pngs(figures: list[Figure], folder: Path) -> str:
     return ""
 
 
-def write_report(findings: Findings, out: str | os.PathLike[str], *, png: bool = True) -> Path:
+def write_report(findings: Analysis, out: str | os.PathLike[str], *, png: bool = True) -> Path:
     """Write ``index.html``, ``findings.json`` and ``figures/*.png`` to ``out``."""
     out = Path(out)
     check_report_dir(out)

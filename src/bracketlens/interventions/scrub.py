@@ -30,10 +30,10 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, Start, run_patched, set_at
+from bracketlens.interventions.ablate import CleanRun, group_means
 from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
-from bracketlens.verify.ablate import CleanRun, group_means
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def clean_activations(
 ) -> CleanActivations:
     """What ``tests`` (each a list of sites) read from the clean run of ``data``.
 
-    Taken from ``clean`` (a :func:`~bracketlens.verify.ablate.clean_run` of the same
+    Taken from ``clean`` (a :func:`~bracketlens.interventions.ablate.clean_run` of the same
     strings that kept :func:`scrub_slices`) when given, else from one pass.
     """
     parts = _slices_read(tests)

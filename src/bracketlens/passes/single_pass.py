@@ -37,13 +37,13 @@ from bracketlens.attribution.components import ComponentStack, stack_components
 from bracketlens.attribution.layernorm import LayerNormFit
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import OPEN
-from bracketlens.engine.base import HookList, Pass, layer0_moments, run_pass
-from bracketlens.engine.feeders import FeederSums, feeder_hooks, new_sums
 from bracketlens.errors import BracketLensError
 from bracketlens.layernorm_fit import FitMoments, pooled
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH, Evaluation
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes.base import HookList, Pass, layer0_moments, run_pass
+from bracketlens.passes.feeders import FeederSums, feeder_hooks, new_sums
 
 FLOAT32_BUDGET = 1 << 30  # bytes of float32 z/post slices before they are kept in float16
 
@@ -324,7 +324,7 @@ def read_slices(
 
     Args:
         feeders_of: ``(layer, head)`` of a second head whose feeders the same pass
-            gathers (:class:`bracketlens.engine.feeders.FeederSums`).
+            gathers (:class:`bracketlens.passes.feeders.FeederSums`).
     """
     check_head(model, layer)
     n, width = data.tokens.shape

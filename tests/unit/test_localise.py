@@ -2,8 +2,13 @@ import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set
-from bracketlens.verify import ablate, component_names, localise
-from bracketlens.verify.ablate import component_hook_name, mean_activation
+from bracketlens.interventions.ablate import (
+    ablate,
+    component_hook_name,
+    component_names,
+    mean_activation,
+)
+from bracketlens.pipeline import localise
 
 DATA = evaluation_set(200, seed=2)
 
@@ -62,8 +67,8 @@ def test_localise_names_roles_of_any_model(random_model):
 
 def test_no_neurons_before_an_elevation_head_in_layer_0(random_model):
     from bracketlens.circuits import Roles
-    from bracketlens.engine import read_slices
     from bracketlens.localisation import locate_neurons
+    from bracketlens.passes import read_slices
 
     direction = torch.randn(56)
     rows = torch.ones(len(DATA), dtype=torch.bool)
@@ -74,28 +79,11 @@ def test_no_neurons_before_an_elevation_head_in_layer_0(random_model):
     assert names and all(n.split(".")[0] in ("0", "1") for n in names)
 
 
-def test_old_localise_import_gives_the_function_whatever_was_imported_first():
-    # a submodule named like the function used to replace it once anything imported the
-    # submodule (the report did): `from bracketlens.verify import localise` gave a module
-    import subprocess
-    import sys
-
-    code = (
-        "import bracketlens.report.text, bracketlens.sweeps.task\n"
-        "from bracketlens.verify import Localisation, localise\n"
-        "from bracketlens.localisation import Localisation as moved\n"
-        "from bracketlens.pipeline import localise as run_localise\n"
-        "assert localise is run_localise and Localisation is moved, localise\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.mark.parametrize("subset", [False, True])
 def test_mean_ablations_from_one_clean_pass_match_each_ablation_run_whole(random_model, subset):
     """Each run of the table starts after its component, from the clean pass; the
     numbers are those of ablating the component in a whole run, means over all of DATA."""
-    from bracketlens.verify.ablate import mean_ablations
+    from bracketlens.interventions.ablate import mean_ablations
 
     rows = DATA.starts_open if subset else None
     table = mean_ablations(random_model, DATA, rows)

@@ -42,11 +42,11 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import set_at
+from bracketlens.interventions.ablate import group_means
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
-from bracketlens.verify.ablate import group_means
 
 
 @dataclass(frozen=True)

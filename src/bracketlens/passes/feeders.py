@@ -21,11 +21,11 @@ from torch import Tensor
 from bracketlens.attribution.components import ComponentStack, stack_components
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import CLOSE, OPEN
-from bracketlens.engine.base import HookList, Pass, run_pass
 from bracketlens.layernorm_fit import FitMoments, LayerNormFit
 from bracketlens.model.checks import check_head
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
+from bracketlens.passes.base import HookList, Pass, run_pass
 
 
 def wrong_way_positions(tokens: Tensor) -> Tensor:

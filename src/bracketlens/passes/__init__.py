@@ -1,6 +1,7 @@
 """The analysis's forward passes: each batch runs once, reduced on the fly."""
 
-from bracketlens.engine.single_pass import (
+from bracketlens.layernorm_fit import FitMoments
+from bracketlens.passes.single_pass import (
     Gathered,
     Observation,
     ReadSlices,
@@ -9,7 +10,6 @@ from bracketlens.engine.single_pass import (
     observe,
     read_slices,
 )
-from bracketlens.layernorm_fit import FitMoments
 
 __all__ = [
     "FitMoments",

@@ -14,7 +14,7 @@ so loss-based estimates of every component vanish together. Two passes over the
 data in all (one for the means, one with gradients), against one ablation run per
 (component, position) pair for the exact numbers: 9 x 42 runs for this model. The
 estimate is linear, so it is exact for small changes and can miss effects that
-only show once a saturated softmax flips; :func:`bracketlens.verify.ablate`
+only show once a saturated softmax flips; :func:`bracketlens.interventions.ablate`
 measures any pair exactly.
 """
 
@@ -30,9 +30,9 @@ from torch import Tensor
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows, labels_present
 from bracketlens.errors import BracketLensError
+from bracketlens.interventions.ablate import component_hook_name, component_names
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 from bracketlens.model.transformer import BracketTransformer
-from bracketlens.verify.ablate import component_hook_name, component_names
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def attribution_patching(
 
     Args:
         means: each component hook's mean over ``data`` per position (``[1, seq, ...]``,
-            :func:`bracketlens.verify.ablate.clean_run`), if already taken.
+            :func:`bracketlens.interventions.ablate.clean_run`), if already taken.
     """
     if len(data) == 0:
         raise BracketLensError("attribution patching needs at least one string")
