@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bracketlens.model.names import act_name
+
 ARENA = Path(__file__).resolve().parents[1].parent / "shared" / "arena"
 COURSE_WEIGHTS = ARENA / "brackets_model_state_dict.pt"
 COURSE_DATA = ARENA / "brackets_data.json"
@@ -85,18 +87,16 @@ def naive(model, data) -> dict[str, np.ndarray]:
     def out_by_components(cache):
         parts = [cache["hook_embed"] + cache["hook_pos_embed"]]
         for layer in range(model.cfg.n_layers):
-            result = cache[f"blocks.{layer}.attn.hook_result"]
+            result = cache[act_name("result", layer)]
             parts += [result[:, :, h] for h in range(model.cfg.n_heads)]
-            parts.append(cache[f"blocks.{layer}.hook_mlp_out"])
+            parts.append(cache[act_name("mlp_out", layer)])
         return torch.stack(parts)  # [component, batch, seq, d_model]
 
     with torch.no_grad():
         p_balanced = model(toks)[:, 0].softmax(-1)[:, 1]
         out["accuracy"] = np.array(float(((p_balanced > 0.5) == data.labels).float().mean()))
         last = model.cfg.n_layers - 1
-        fit, r2 = ln_fit(
-            full_cache(), f"blocks.{last}.hook_resid_post", "ln_final.hook_normalized", 0
-        )
+        fit, r2 = ln_fit(full_cache(), act_name("resid_post", last), "ln_final.hook_normalized", 0)
         post = model.W_U[:, 0] - model.W_U[:, 1]
         direction = torch.from_numpy(fit.coef_.astype(np.float32)).T @ post
         out["final_r2"], out["direction"] = np.array(r2), direction.numpy()
@@ -106,8 +106,8 @@ def naive(model, data) -> dict[str, np.ndarray]:
         out["attribution"] = attribution.numpy()
         fit1, r2_1 = ln_fit(
             full_cache(),
-            f"blocks.{LAYER}.hook_resid_pre",
-            f"blocks.{LAYER}.ln1.hook_normalized",
+            act_name("resid_pre", LAYER),
+            act_name("normalized", LAYER, "ln1"),
             READ,
         )
         ov = model.W_V[LAYER, HEAD] @ model.W_O[LAYER, HEAD]
@@ -121,14 +121,14 @@ def naive(model, data) -> dict[str, np.ndarray]:
         cache = full_cache()
         neurons = []
         for layer in range(LAYER):
-            post_acts = cache[f"blocks.{layer}.mlp.hook_post"][:, READ]  # [batch, neuron]
+            post_acts = cache[act_name("post", layer)][:, READ]  # [batch, neuron]
             by_neuron = einops.einsum(
                 post_acts, model.W_out[layer], "b n, n d -> b n d"
             )  # [batch, neuron, d_model]
             neurons.append((by_neuron @ pre_head)[opens])
         out["neurons"] = torch.stack(neurons).numpy()
         del cache
-        pattern = full_cache()[f"blocks.{LAYER}.attn.hook_pattern"][:, HEAD]
+        pattern = full_cache()[act_name("pattern", LAYER)][:, HEAD]
         out["attention_from_0"] = pattern[opens, 0].mean(0).numpy()
         fit0, _ = ln_fit(
             full_cache(), "blocks.0.hook_resid_pre", "blocks.0.ln1.hook_normalized", None
@@ -177,11 +177,11 @@ def floor(model, data) -> dict[str, np.ndarray]:
 
     from bracketlens.model.predict import iter_batches
 
-    names = [f"blocks.{LAYER}.hook_resid_pre", f"blocks.{LAYER}.ln1.hook_normalized"]
-    names += [f"blocks.{LAYER}.attn.hook_pattern", "ln_final.hook_normalized"]
-    names += [f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"]
+    names = [act_name("resid_pre", LAYER), act_name("normalized", LAYER, "ln1")]
+    names += [act_name("pattern", LAYER), "ln_final.hook_normalized"]
+    names += [act_name("resid_post", model.cfg.n_layers - 1)]
     for layer in range(model.cfg.n_layers):
-        names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.mlp.hook_post"]
+        names += [act_name("z", layer), act_name("post", layer)]
     cache: dict[str, torch.Tensor] = {}
 
     def keep(act, hook):

@@ -18,6 +18,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from bracketlens.errors import BracketLensError
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 
@@ -165,7 +166,7 @@ def layernorm_hook_names(model: BracketTransformer, layernorm: str) -> tuple[str
     """
     n_layers = model.cfg.n_layers
     if layernorm == "ln_final":
-        return f"blocks.{n_layers - 1}.hook_resid_post", "ln_final.hook_normalized"
+        return act_name("resid_post", n_layers - 1), "ln_final.hook_normalized"
     parts = layernorm.split(".")
     valid = len(parts) == 3 and parts[0] == "blocks" and parts[2] in ("ln1", "ln2")
     if not valid or not parts[1].isdigit() or int(parts[1]) >= n_layers:

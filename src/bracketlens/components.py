@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from bracketlens.errors import BracketLensError
+from bracketlens.model.names import act_name
 
 if TYPE_CHECKING:
     from bracketlens.model.transformer import ModelConfig
@@ -72,15 +73,15 @@ class Component:
     def hook_name(self) -> str:
         """The hook carrying this component's output (a head's is ``[.., head, d_model]``)."""
         if self.kind == "head":
-            return f"blocks.{self.layer}.attn.hook_result"
-        return f"blocks.{self.layer}.hook_mlp_out"
+            return act_name("result", self.layer)
+        return act_name("mlp_out", self.layer)
 
     @property
     def z_hook_name(self) -> str:
         """For a head, ``attn.hook_z`` (``[.., head, d_head]``); for an MLP, ``mlp.hook_post``."""
         if self.kind == "head":
-            return f"blocks.{self.layer}.attn.hook_z"
-        return f"blocks.{self.layer}.mlp.hook_post"
+            return act_name("z", self.layer)
+        return act_name("post", self.layer)
 
     def check(self, cfg: ModelConfig) -> Component:
         """Return self, or raise :class:`BracketLensError` if the model has no such part."""

@@ -22,6 +22,7 @@ from bracketlens.data.truth import FailureGroup
 from bracketlens.explorer import explorer_export, explorer_page, module_source
 from bracketlens.interventions import patch, run_patched
 from bracketlens.interventions.ablate import mean_activation
+from bracketlens.model.names import act_name
 from tests.acceptance.test_report import ARTIFACTS, CHROMIUM, FLAGS
 
 N_AGREEMENT = 2000
@@ -180,7 +181,7 @@ def test_mean_ablation_matches_python(page, browser, bundled_model, means_data):
     mean = mean_activation(bundled_model, means_data.tokens, component)
     tokens = tokenize(failing)
     clean = run_patched(bundled_model, tokens)
-    hook = (f"blocks.{ROLES.elevation_layer}.attn.hook_result",
+    hook = (act_name("result", ROLES.elevation_layer),
             patch(mean, head=ROLES.elevation_head))  # fmt: skip
     ablated = run_patched(bundled_model, tokens, [hook])
     effect = (ablated[:, 1] - ablated[:, 0]) - (clean[:, 1] - clean[:, 0])

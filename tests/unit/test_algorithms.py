@@ -35,6 +35,7 @@ from bracketlens.interventions import (
     random_basis,
     run_patched,
 )
+from bracketlens.model.names import act_name
 
 SMALL = Search(
     counts=PairCounts(train=24, validation=16, test=32),
@@ -127,7 +128,7 @@ def test_a_run_from_a_layer_matches_the_full_pass(random_model, data) -> None:
     _, cache = random_model.run_with_cache(tokens, names_filter=lambda n: "resid_pre" in n)
     full = random_model(tokens)[:, 0]
     for layer in range(3):
-        start = Start(layer, cache[f"blocks.{layer}.hook_resid_pre"])
+        start = Start(layer, cache[act_name("resid_pre", layer)])
         got = run_patched(random_model, tokens, start=start)
         torch.testing.assert_close(got, full, atol=1e-5, rtol=1e-5)
 

@@ -18,6 +18,7 @@ from bracketlens import BracketTransformer, evaluation_set
 from bracketlens.arena import BracketsDataset, SimpleTokenizer
 from bracketlens.arena import checks as arena_checks
 from bracketlens.arena.checks import CheckResult
+from bracketlens.model.names import act_name
 
 _SOURCE = evaluation_set(120, seed=11)
 DATA = BracketsDataset(list(zip(_SOURCE.strings, _SOURCE.labels.tolist(), strict=True)))
@@ -88,7 +89,7 @@ def ln_name(model, layernorm):
 def ln_arrays(model, data, layernorm, seq_pos, *, affine=True):
     name = ln_name(model, layernorm)
     if name == "ln_final":
-        before = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+        before = act_name("resid_post", model.cfg.n_layers - 1)
     else:
         _, layer, ln = name.split(".")
         before = f"blocks.{layer}.{LN_BEFORE[ln]}"
@@ -118,12 +119,12 @@ def good_components(model, data):
     cache = cache_of(model, data.toks)
     parts = [cache["hook_embed"] + cache["hook_pos_embed"]]
     for layer in range(model.cfg.n_layers):
-        z = cache[f"blocks.{layer}.attn.hook_z"]
+        z = cache[act_name("z", layer)]
         for head in range(model.cfg.n_heads):
             parts.append(
                 einops.einsum(z[:, :, head], model.W_O[layer, head], "b s h, h m -> b s m")
             )
-        parts.append(cache[f"blocks.{layer}.hook_mlp_out"])
+        parts.append(cache[act_name("mlp_out", layer)])
     return torch.stack(parts)
 
 
@@ -143,27 +144,27 @@ def centred(values, isbal):
 
 def good_attn_probs(model, data, layer, head):
     cache = cache_of(model, data.toks)
-    q = cache[f"blocks.{layer}.attn.hook_q"][:, :, head]
-    k = cache[f"blocks.{layer}.attn.hook_k"][:, :, head]
+    q = cache[act_name("q", layer)][:, :, head]
+    k = cache[act_name("k", layer)][:, :, head]
     scores = einops.einsum(q, k, "b q d, b k d -> b q k") / math.sqrt(q.shape[-1])
     scores = scores.masked_fill((data.toks == 1)[:, None, :], float("-inf"))
     return scores.softmax(-1)
 
 
 def good_out_by_neuron(model, data, layer, seq=None):
-    post = cache_of(model, data.toks)[f"blocks.{layer}.mlp.hook_post"]
+    post = cache_of(model, data.toks)[act_name("post", layer)]
     out = einops.einsum(post, model.W_out[layer], "b s n, n d -> b s n d")
     return out if seq is None else out[:, seq]
 
 
 def good_neuron_in_20_dir(model, data, layer):
-    post = cache_of(model, data.toks)[f"blocks.{layer}.mlp.hook_post"][:, 1]
+    post = cache_of(model, data.toks)[act_name("post", layer)][:, 1]
     return post * (model.W_out[layer] @ good_pre_20_dir(model, data))
 
 
 def good_q_and_k(model, tokenizer, parens, layer):
     cache = cache_of(model, tokenizer.tokenize(parens))
-    return cache[f"blocks.{layer}.attn.hook_q"][0], cache[f"blocks.{layer}.attn.hook_k"][0]
+    return cache[act_name("q", layer)][0], cache[act_name("k", layer)][0]
 
 
 def good_avg_squared_cos_sim(v, n_samples=1000):
@@ -336,7 +337,7 @@ def per_layer_attention(model, data):
     cache = cache_of(model, data.toks)
     parts = [cache["hook_embed"] + cache["hook_pos_embed"]]
     for layer in range(model.cfg.n_layers):
-        parts += [cache[f"blocks.{layer}.hook_attn_out"], cache[f"blocks.{layer}.hook_mlp_out"]]
+        parts += [cache[act_name("attn_out", layer)], cache[act_name("mlp_out", layer)]]
     return torch.stack(parts)
 
 
@@ -436,7 +437,7 @@ def test_total_elevation_and_negative_failures():
 
 
 def scores_not_probs(model, data, layer, head):
-    return cache_of(model, data.toks)[f"blocks.{layer}.attn.hook_attn_scores"][:, head]
+    return cache_of(model, data.toks)[act_name("attn_scores", layer)][:, head]
 
 
 @pytest.mark.parametrize(
@@ -528,7 +529,7 @@ def test_get_q_and_k_for_given_input(model, fn, phrase):
 
 
 def pre_activation_neurons(model, data, layer, seq=None):
-    pre = cache_of(model, data.toks)[f"blocks.{layer}.mlp.hook_pre"]
+    pre = cache_of(model, data.toks)[act_name("pre", layer)]
     out = einops.einsum(pre, model.W_out[layer], "b s n, n d -> b s n d")
     return out if seq is None else out[:, seq]
 
@@ -555,7 +556,7 @@ def test_get_out_by_neuron(model, fn, phrase):
 
 
 def neurons_projected(model, data, layer, *, position=1, direction=None):
-    post = cache_of(model, data.toks)[f"blocks.{layer}.mlp.hook_post"][:, position]
+    post = cache_of(model, data.toks)[act_name("post", layer)][:, position]
     d = good_pre_20_dir(model, data) if direction is None else direction
     return post * (model.W_out[layer] @ d)
 

@@ -17,6 +17,7 @@ from bracketlens.interventions.paths import (
     path_patch_elevation,
     path_patch_slices,
 )
+from bracketlens.model.names import act_name
 
 DATA = evaluation_set(300, seed=8)
 
@@ -161,7 +162,7 @@ def test_the_route_matches_whole_runs_with_hooks(random_model):
                 return act
 
             patched = random_model.run_with_hooks(
-                tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_{kind}", set_new)]
+                tokens, fwd_hooks=[(act_name(kind, layer), set_new)]
             )[:, 0]
             want = patched[:, 1] - patched[:, 0] - clean_diff
             got = torch.from_numpy(result.effects[key].per_string).float()

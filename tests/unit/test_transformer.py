@@ -6,6 +6,7 @@ from transformer_lens import ActivationCache, FactoredMatrix
 
 from bracketlens import BracketLensError, BracketTransformer, tokenize
 from bracketlens.data.tokens import N_CTX, PAD
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import IGNORE
 
 STRINGS = ["()", "(())()", "))((", "(((())))()()", "", "(" * 40]
@@ -57,7 +58,7 @@ def test_cached_scores_show_the_pad_mask(random_model):
     tokens = tokenize(["()", "(())"])
     _, cache = random_model.run_with_cache(tokens, names_filter=lambda n: "attn_scores" in n)
     assert isinstance(cache, ActivationCache)
-    assert set(cache.keys()) == {f"blocks.{i}.attn.hook_attn_scores" for i in range(3)}
+    assert set(cache.keys()) == {act_name("attn_scores", i) for i in range(3)}
     scores = cache["blocks.0.attn.hook_attn_scores"]
     assert scores.shape == (2, 2, 6, 6)
     assert (scores[0, :, :, 4:] == IGNORE).all()  # pad keys of "()"
@@ -105,10 +106,10 @@ def test_ln_normalized_is_after_the_affine_map(random_model):
 def test_head_results_sum_to_attention_output(random_model):
     _, cache = random_model.run_with_cache(tokenize(STRINGS))
     for layer in range(3):
-        result = cache[f"blocks.{layer}.attn.hook_result"]
+        result = cache[act_name("result", layer)]
         assert result.shape == (len(STRINGS), 42, 2, 56)
         total = result.sum(2) + random_model.blocks[layer].attn.b_O
-        torch.testing.assert_close(total, cache[f"blocks.{layer}.hook_attn_out"])
+        torch.testing.assert_close(total, cache[act_name("attn_out", layer)])
 
 
 def test_activation_cache_tools_work(random_model):
@@ -186,14 +187,14 @@ def test_a_run_can_start_at_any_block_or_its_mlp_half(random_model, class_only):
     with torch.no_grad():
         for layer in range(n + 1):
             pre = (
-                cache[f"blocks.{layer}.hook_resid_pre"]
+                cache[act_name("resid_pre", layer)]
                 if layer < n
-                else cache[f"blocks.{n - 1}.hook_resid_post"]
+                else cache[act_name("resid_post", n - 1)]
             )
             got = random_model.forward_from(layer, pre, tokens, class_only=class_only)
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
             if layer < n:
-                mid = cache[f"blocks.{layer}.hook_resid_mid"]
+                mid = cache[act_name("resid_mid", layer)]
                 got = random_model.forward_from(layer, mid, tokens, class_only=class_only, mid=True)
                 torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         after_0 = random_model.run_blocks(cache["blocks.0.hook_resid_mid"], tokens, 0, 1, mid=True)

@@ -35,6 +35,7 @@ from bracketlens.arena._compare import (
 from bracketlens.arena._sklearn_fit import course_ln_fit
 from bracketlens.arena.datasets import CourseData, tokens_of
 from bracketlens.layernorm_fit import LayerNormFit
+from bracketlens.model.names import ln_name
 from bracketlens.model.transformer import BracketTransformer, LayerNorm
 
 LearnerFn = Callable[..., Any]
@@ -138,9 +139,9 @@ def _ln_cases(model: BracketTransformer) -> list[tuple[str, int | None]]:
     return [
         ("ln_final", 0),
         ("ln_final", None),
-        (f"blocks.{last}.ln1", 1),
-        (f"blocks.{min(1, last)}.ln1", None),
-        (f"blocks.{last}.ln2", 0),
+        (ln_name(last), 1),
+        (ln_name(min(1, last)), None),
+        (ln_name(last, "ln2"), 0),
     ]
 
 

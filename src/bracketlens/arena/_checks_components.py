@@ -35,6 +35,7 @@ from bracketlens.attribution.components import (
     component_labels,
     components_in_direction,
 )
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer
 
 LearnerFn = Callable[..., Any]
@@ -53,7 +54,7 @@ def check_get_out_by_components(
     expected = course.get_out_by_components(model, data)
 
     def per_layer_attention() -> Tensor:
-        names = [f"blocks.{layer}.hook_attn_out" for layer in range(model.cfg.n_layers)]
+        names = [act_name("attn_out", layer) for layer in range(model.cfg.n_layers)]
         acts = get_activations(model, tokens, names)
         parts = [expected[0]]
         for layer, name in enumerate(names):

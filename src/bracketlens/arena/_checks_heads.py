@@ -32,6 +32,7 @@ from bracketlens.arena.datasets import CourseData, SimpleTokenizer, labels_of, t
 from bracketlens.attribution.components import centre_on_balanced, components_in_direction
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.attribution.layernorm import fit_layernorm
+from bracketlens.model.names import act_name, ln_name
 from bracketlens.model.transformer import BracketTransformer
 
 LearnerFn = Callable[..., Any]
@@ -70,11 +71,11 @@ def check_get_attn_probs(fn: LearnerFn, model: BracketTransformer, data: CourseD
 
     @cache
     def pattern(layer: int) -> Tensor:
-        name = f"blocks.{layer}.attn.hook_pattern"
+        name = act_name("pattern", layer)
         return get_activations(model, tokens, name)[name]
 
     def scores(layer: int, head: int) -> Tensor:
-        name = f"blocks.{layer}.attn.hook_attn_scores"
+        name = act_name("attn_scores", layer)
         return get_activations(model, tokens, name)[name][:, head]
 
     def cases() -> Iterator[Case]:
@@ -152,7 +153,7 @@ def _pre_20_mistakes(model: BracketTransformer, tokens: Tensor) -> list[Mistake]
     layer, head, pos = course.ELEVATION_LAYER, course.ELEVATION_HEAD, course.READ_POSITION
     other_head = (head + 1) % model.cfg.n_heads
     post = unbalanced_direction_post_ln(model).detach()
-    ln1_at = cache(lambda p: fit_layernorm(model, tokens, f"blocks.{layer}.ln1", p).coef)
+    ln1_at = cache(lambda p: fit_layernorm(model, tokens, ln_name(layer), p).coef)
     final_at = cache(lambda p: fit_layernorm(model, tokens, "ln_final", p).coef.T @ post)
     ov = course.get_WOV(model, layer, head)
     reads = f"fit position {pos} (seq_pos={pos}), the position head {layer}.{head} reads"

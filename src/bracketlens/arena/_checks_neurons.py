@@ -26,6 +26,7 @@ from bracketlens.arena._compare import (
 )
 from bracketlens.arena.datasets import CourseData, SimpleTokenizer, tokens_of
 from bracketlens.data.tokens import VOCAB
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer
 
 LearnerFn = Callable[..., Any]
@@ -67,7 +68,7 @@ def check_get_out_by_neuron(
     n_layers = model.cfg.n_layers
     calls = [(0, None), *[(layer, 1) for layer in range(n_layers)], (n_layers - 1, 0)]
     tokens = tokens_of(data)
-    post = cache(lambda layer: _activation(model, tokens, f"blocks.{layer}.mlp.hook_post"))
+    post = cache(lambda layer: _activation(model, tokens, act_name("post", layer)))
 
     def cases() -> Iterator[Case]:
         for layer, seq in calls:
@@ -95,7 +96,7 @@ def _neuron_mistakes(
         return x if seq is None else x[:, seq]
 
     w_out, w_in = model.W_out[layer].detach(), model.W_in[layer].detach()
-    pre = f"blocks.{layer}.mlp.hook_pre"
+    pre = act_name("pre", layer)
     mistakes: list[Mistake] = [
         looks_like(
             "you used the pre-activations (hook_pre); a neuron writes its post-ReLU "
@@ -191,24 +192,24 @@ def _in_20_dir_mistakes(
     pos = course.READ_POSITION
 
     def projected(hook: str, p: int, d: Tensor) -> Tensor:
-        act = _activation(model, tokens, f"blocks.{layer}.mlp.{hook}")[:, p]
+        act = _activation(model, tokens, act_name(hook, layer))[:, p]
         return act * (model.W_out[layer].detach() @ d)
 
     return [
         looks_like(
             "you projected on the pre-final-LN direction; project on the pre-2.0 direction "
             "(get_pre_20_dir)",
-            lambda: projected("hook_post", pos, final),
+            lambda: projected("post", pos, final),
         ),
         looks_like(
             "you used the pre-activations (hook_pre); use the post-ReLU activations",
-            lambda: projected("hook_pre", pos, direction),
+            lambda: projected("pre", pos, direction),
         ),
         *[
             looks_like(
                 f"your values match position {p}; project the neurons' output at position "
                 f"{pos}, the position head 2.0 reads",
-                lambda p=p: projected("hook_post", p, direction),  # type: ignore[misc]
+                lambda p=p: projected("post", p, direction),  # type: ignore[misc]
             )
             for p in range(min(tokens.shape[1], 4))
             if p != pos

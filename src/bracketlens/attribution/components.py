@@ -21,6 +21,7 @@ from torch import Tensor
 from bracketlens.activations import run_and_reduce
 from bracketlens.components import Component, all_components
 from bracketlens.errors import BracketLensError
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 
@@ -66,8 +67,8 @@ class ComponentStack:
 def _component_hooks(cfg: ModelConfig, reduce: Callable[[Tensor], Tensor]) -> dict:
     hooks = {"hook_embed": [reduce], "hook_pos_embed": [reduce]}
     for layer in range(cfg.n_layers):
-        hooks[f"blocks.{layer}.attn.hook_result"] = [reduce]
-        hooks[f"blocks.{layer}.hook_mlp_out"] = [reduce]
+        hooks[act_name("result", layer)] = [reduce]
+        hooks[act_name("mlp_out", layer)] = [reduce]
     return hooks
 
 
@@ -91,9 +92,9 @@ def _stack(cfg: ModelConfig, acts: dict[str, list[Tensor]], bias: Tensor) -> Com
     """Reduced hook outputs as a component stack: [component, batch, ...]."""
     layers = []
     for layer in range(cfg.n_layers):
-        heads = acts[f"blocks.{layer}.attn.hook_result"][0]  # [batch, (seq,) head, ...]
+        heads = acts[act_name("result", layer)][0]  # [batch, (seq,) head, ...]
         head_dim = 2 if heads.dim() == 4 else 1
-        layers.append((heads.unbind(head_dim), acts[f"blocks.{layer}.hook_mlp_out"][0]))
+        layers.append((heads.unbind(head_dim), acts[act_name("mlp_out", layer)][0]))
     return stack_components(acts["hook_embed"][0] + acts["hook_pos_embed"][0], layers, bias)
 
 

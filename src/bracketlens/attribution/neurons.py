@@ -18,6 +18,7 @@ from torch import Tensor
 from bracketlens.activations import get_activations, run_and_reduce
 from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 
@@ -34,7 +35,7 @@ def out_by_neuron(
     :func:`out_by_neuron_in_direction` when only a projection is needed.
     """
     check_head(model, layer)
-    name = f"blocks.{layer}.mlp.hook_post"
+    name = act_name("post", layer)
     post = get_activations(model, tokens, name)[name]  # [batch, seq, neuron]
     if position is not None:
         post = post[:, position]
@@ -55,7 +56,7 @@ def out_by_neuron_in_direction(
     """
     check_head(model, layer)
     weights = model.W_out[layer].detach() @ direction  # [neuron]: project W_out first
-    name = f"blocks.{layer}.mlp.hook_post"
+    name = act_name("post", layer)
     out = run_and_reduce(model, tokens, {name: [lambda a: a[:, position] * weights]}, batch_size)
     return out[name][0]
 

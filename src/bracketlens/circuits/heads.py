@@ -10,6 +10,7 @@ from bracketlens.activations import get_activations, run_and_reduce
 from bracketlens.attribution.layernorm import LayerNormFit, fit_layernorm
 from bracketlens.errors import BracketLensError
 from bracketlens.model.checks import check_head
+from bracketlens.model.names import act_name, ln_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 
@@ -23,7 +24,7 @@ def attention_patterns(
 ) -> Float[Tensor, "batch seqQ seqK"]:
     """Attention probabilities of one head; each row sums to 1 over the non-pad keys."""
     check_head(model, layer, head)
-    name = f"blocks.{layer}.attn.hook_pattern"
+    name = act_name("pattern", layer)
     out = run_and_reduce(model, tokens, {name: [lambda p: p[:, head]]}, batch_size)
     return out[name][0]
 
@@ -69,7 +70,7 @@ def head_input_direction(
     unbalanced direction is the course's "pre-2.0 direction".
     """
     if fit is None:
-        fit = fit_layernorm(model, tokens, f"blocks.{layer}.ln1", position=source_position)
+        fit = fit_layernorm(model, tokens, ln_name(layer), position=source_position)
     return fit.pull_back(ov_matrix(model, layer, head) @ output_direction)
 
 
@@ -78,6 +79,6 @@ def queries_and_keys(
 ) -> tuple[Float[Tensor, "seq head d_head"], Float[Tensor, "seq head d_head"]]:
     """Queries and keys of every head of ``layer`` for one tokenized string."""
     check_head(model, layer)
-    q, k = f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k"
+    q, k = act_name("q", layer), act_name("k", layer)
     acts = get_activations(model, tokens, [q, k])
     return acts[q][0], acts[k][0]

@@ -17,6 +17,7 @@ from torch import Tensor
 from bracketlens.circuits.heads import check_head, queries_and_keys
 from bracketlens.data.tokens import tokenize
 from bracketlens.interventions import patch
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer
 
 if TYPE_CHECKING:
@@ -83,14 +84,12 @@ def patched_attention(
     for kind, sources in (("k", keys_from), ("q", queries_from)):
         if sources:
             mean = _mean_activation(model, sources, layer, kind, pad_to=n)
-            patches[f"blocks.{layer}.attn.hook_{kind}"] = patch(mean, head=head)
+            patches[act_name(kind, layer)] = patch(mean, head=head)
             parts.append(
                 f"{'keys' if kind == 'k' else 'queries'} of head {layer}.{head} "
                 f"averaged over {len(sources)} strings"
             )
-    pattern = run_with_patches(
-        model, tokenize(run_on), patches, f"blocks.{layer}.attn.hook_pattern"
-    )
+    pattern = run_with_patches(model, tokenize(run_on), patches, act_name("pattern", layer))
     description = f"run on {run_on[:12]}{'...' if len(run_on) > 12 else ''}; " + (
         "; ".join(parts) or "nothing patched"
     )

@@ -24,6 +24,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Start, patch, run_patched
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import Attention, BracketTransformer
 
@@ -182,7 +183,7 @@ class CleanRun:
         attn = cast(Attention, model.blocks[layer].attn)
         result = attn.head_results(z)
         if head is not None:
-            name = f"blocks.{layer}.attn.hook_result"
+            name = act_name("result", layer)
             result[:, :, head] = self.means[name][0, : z.shape[1], head]
         return self.resid_pre[layer][rows, : z.shape[1]] + attn.output(result)
 
@@ -212,7 +213,7 @@ def clean_run(
     kept = torch.ones(n, dtype=torch.bool) if rows is None else rows
     slot = kept.long().cumsum(0) - 1  # where each kept string's input goes
     sums: dict[str, Tensor] = {}
-    stores: dict[str, list[Tensor]] = {"hook_resid_pre": [], "attn.hook_z": []}
+    stores: dict[str, list[Tensor]] = {"resid_pre": [], "z": []}  # per layer
     acts: dict[ActSlice, Tensor] = {}
     batch: dict[str, slice] = {}
 
@@ -223,7 +224,7 @@ def clean_run(
     last = model.cfg.n_layers - 1
 
     def keep_rows(act: Tensor, hook: Any) -> None:
-        _, layer, name = hook.name.split(".", 2)
+        layer, name = hook.name.split(".")[1], hook.name.rsplit("hook_", 1)[1]
         if class_only and int(layer) == last:
             act = act[:, :1]  # what a class_only run from the last block's MLP half reads
         store = stores[name]
@@ -246,7 +247,7 @@ def clean_run(
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
         (name, add) for name in names
     ]
-    hooks += [(f"blocks.{lyr}.{name}", keep_rows) for lyr in range(last + 1) for name in stores]
+    hooks += [(act_name(name, lyr), keep_rows) for lyr in range(last + 1) for name in stores]
     hooks += [(name, keep_slices) for name in wanted]
     logits = torch.empty(n, model.cfg.d_vocab_out)
     with model.hooks(fwd_hooks=hooks):
@@ -254,7 +255,7 @@ def clean_run(
             batch["now"] = slice(start, min(start + batch_size, n))
             logits[batch["now"]] = model(data.tokens[batch["now"]], class_only=class_only)[:, 0]
     means = {k: (v / n)[None] for k, v in sums.items()}
-    return CleanRun(means, stores["hook_resid_pre"], stores["attn.hook_z"], logits, acts)
+    return CleanRun(means, stores["resid_pre"], stores["z"], logits, acts)
 
 
 def mean_ablations(

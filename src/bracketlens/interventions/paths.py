@@ -44,6 +44,7 @@ from bracketlens.errors import BracketLensError
 from bracketlens.interventions import set_at
 from bracketlens.interventions.ablate import group_means
 from bracketlens.model.checks import check_head
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
@@ -196,12 +197,12 @@ def path_patch_slices(roles: Roles, n_heads: int) -> list[ActSlice]:
     return [
         ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
         ActSlice("blocks.0.hook_resid_mid"),
-        *[ActSlice(f"blocks.{lyr}.hook_attn_out", position=pos) for lyr in range(1, layer)],
-        *[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos) for lyr in range(layer)],
-        ActSlice(f"blocks.{layer}.hook_resid_pre"),
-        ActSlice(f"blocks.{layer}.hook_resid_mid"),
-        *[ActSlice(f"blocks.{layer}.attn.hook_v", pos, h) for h in range(n_heads)],
-        *[ActSlice(f"blocks.{layer}.attn.hook_pattern", pos, h) for h in range(n_heads)],
+        *[ActSlice(act_name("attn_out", lyr), position=pos) for lyr in range(1, layer)],
+        *[ActSlice(act_name("mlp_out", lyr), position=pos) for lyr in range(layer)],
+        ActSlice(act_name("resid_pre", layer)),
+        ActSlice(act_name("resid_mid", layer)),
+        *[ActSlice(act_name("v", layer), pos, h) for h in range(n_heads)],
+        *[ActSlice(act_name("pattern", layer), pos, h) for h in range(n_heads)],
     ]
 
 
@@ -234,24 +235,22 @@ def _batch_logits(
     # clean output (so not computed): only the MLPs respond, and nothing moves between
     # positions, so the run is of the read position alone
     resid = at_read[:, pos : pos + 1]
-    with model.hooks(fwd_hooks=[(f"blocks.{lyr}.hook_mlp_out", record) for lyr in range(layer)]):
+    with model.hooks(fwd_hooks=[(act_name("mlp_out", lyr), record) for lyr in range(layer)]):
         for lyr in range(layer):
             if lyr > 0:
-                resid = (
-                    resid + clean[ActSlice(f"blocks.{lyr}.hook_attn_out", position=pos)][:, None]
-                )
+                resid = resid + clean[ActSlice(act_name("attn_out", lyr), position=pos)][:, None]
             resid = model.run_blocks(resid, tokens, lyr, lyr + 1, mid=True)
     # the residual the elevation layer reads at the read position when only the MLPs
     # there respond to the sender (the sender's own direct write is left clean)
-    pre = clean[ActSlice(f"blocks.{layer}.hook_resid_pre")]
+    pre = clean[ActSlice(act_name("resid_pre", layer))]
     via_mlps = pre[:, pos] + sum(
-        recorded[lyr] - clean[ActSlice(f"blocks.{lyr}.hook_mlp_out", position=pos)]
+        recorded[lyr] - clean[ActSlice(act_name("mlp_out", lyr), position=pos)]
         for lyr in range(layer)
     )
     direct = pre[:, pos] + change[:, pos]
     ln1 = cast(torch.nn.Module, model.blocks[layer].ln1)
     attn = cast(Attention, model.blocks[layer].attn)
-    mid = clean[ActSlice(f"blocks.{layer}.hook_resid_mid")]
+    mid = clean[ActSlice(act_name("resid_mid", layer))]
 
     def from_mid(resid_mid: Tensor) -> Tensor:
         return model.forward_from(layer, resid_mid, tokens, class_only=True, mid=True)[:, 0]
@@ -259,8 +258,8 @@ def _batch_logits(
     def with_value(h: int, new: Tensor) -> Tensor:
         """Head ``h``'s value at the read position set to ``new``: the layer's attention
         output moves by a known amount, so the run starts after it."""
-        column = clean[ActSlice(f"blocks.{layer}.attn.hook_pattern", pos, h)][:, : mid.shape[1]]
-        old = clean[ActSlice(f"blocks.{layer}.attn.hook_v", pos, h)]
+        column = clean[ActSlice(act_name("pattern", layer), pos, h)][:, : mid.shape[1]]
+        old = clean[ActSlice(act_name("v", layer), pos, h)]
         return from_mid(mid + attn.value_change(h, column, new - old))
 
     def with_hook(name: str, value: Tensor, h: int | None) -> Tensor:
@@ -272,11 +271,11 @@ def _batch_logits(
         new_v = ln1(via_mlps) @ model.W_V[layer, h].detach() + model.b_V[layer, h].detach()
         out[ROUTE if h == head else f"MLPs -> head {layer}.{h}'s value"] = with_value(h, new_v)
         new_k = ln1(via_mlps) @ model.W_K[layer, h].detach() + model.b_K[layer, h].detach()
-        out[f"MLPs -> head {layer}.{h}'s key"] = with_hook(f"blocks.{layer}.attn.hook_k", new_k, h)
+        out[f"MLPs -> head {layer}.{h}'s key"] = with_hook(act_name("k", layer), new_k, h)
     direct_v = ln1(direct) @ model.W_V[layer, head].detach() + model.b_V[layer, head].detach()
     out[f"sender -> head {layer}.{head}'s value directly"] = with_value(head, direct_v)
     out[f"MLPs -> everything layer {layer} reads"] = with_hook(
-        f"blocks.{layer}.hook_resid_pre", via_mlps, None
+        act_name("resid_pre", layer), via_mlps, None
     )
     for key, start in ((READ_ALL_PATHS, at_read), ("sender at every position", after_0 + change)):
         out[key] = model.forward_from(0, start, tokens, class_only=True, mid=True)[:, 0]

@@ -31,6 +31,7 @@ from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, Start, run_patched, set_at
 from bracketlens.interventions.ablate import CleanRun, group_means
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import predict_logits
 from bracketlens.model.transformer import Attention, BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
@@ -159,11 +160,11 @@ def _start_slices(sites: list[Site]) -> list[ActSlice]:
     value patch leaves queries and keys alone); else that block's ``hook_resid_pre``."""
     first, here, mid = _first_sites(sites)
     if not mid:
-        return [ActSlice(f"blocks.{first}.hook_resid_pre")]
-    pattern = f"blocks.{first}.attn.hook_pattern"
+        return [ActSlice(act_name("resid_pre", first))]
+    pattern = act_name("pattern", first)
     values = [sites[i] for i in here if sites[i].hook_name.endswith("hook_v")]
     return [
-        ActSlice(f"blocks.{first}.hook_resid_mid"),
+        ActSlice(act_name("resid_mid", first)),
         *[ActSlice(pattern, s.position, s.head) for s in values],
     ]
 
@@ -281,12 +282,12 @@ def negative_site(data: BracketDataset, layer: int, head: int) -> Site:
 
 def _elevation_place(roles: Roles) -> tuple[str, int, int]:
     """Hook, head and position of the elevation site."""
-    return f"blocks.{roles.elevation_layer}.attn.hook_v", roles.elevation_head, roles.read_position
+    return act_name("v", roles.elevation_layer), roles.elevation_head, roles.read_position
 
 
 def _negative_place(layer: int, head: int) -> tuple[str, int, int]:
     """Hook, head and position of the negative site."""
-    return f"blocks.{layer}.attn.hook_result", head, 0
+    return act_name("result", layer), head, 0
 
 
 def scrub_elevation(

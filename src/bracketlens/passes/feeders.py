@@ -23,6 +23,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import CLOSE, OPEN
 from bracketlens.layernorm_fit import FitMoments, LayerNormFit
 from bracketlens.model.checks import check_head
+from bracketlens.model.names import act_name, ln_name
 from bracketlens.model.predict import DEFAULT_BATCH
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes.base import HookList, Pass, run_pass
@@ -57,7 +58,7 @@ class FeederSums:
     ln: FitMoments
 
     def ln_fit(self) -> LayerNormFit:
-        return self.ln.fit(layernorm=f"blocks.{self.layer}.ln1", position=None)
+        return self.ln.fit(layernorm=ln_name(self.layer), position=None)
 
     def projected(
         self, model: BracketTransformer, direction: Float[Tensor, " d_model"], which: int
@@ -116,13 +117,13 @@ def feeder_hooks(model: BracketTransformer, state: Pass, keep: FeederSums) -> Ho
             keep.post[idx, :, lyr] = torch.einsum("bwk,bkd->bwd", weights, held.pop(f"p{lyr}"))
 
     hooks: HookList = [
-        (f"blocks.{layer}.hook_resid_pre", hold("x")),
-        (f"blocks.{layer}.ln1.hook_normalized", fit_ln),
-        (f"blocks.{layer}.attn.hook_pattern", weigh),
+        (act_name("resid_pre", layer), hold("x")),
+        (act_name("normalized", layer, "ln1"), fit_ln),
+        (act_name("pattern", layer), weigh),
     ]
     for lyr in range(layer):
-        hooks.append((f"blocks.{lyr}.attn.hook_z", hold(f"z{lyr}")))
-        hooks.append((f"blocks.{lyr}.mlp.hook_post", hold(f"p{lyr}")))
+        hooks.append((act_name("z", lyr), hold(f"z{lyr}")))
+        hooks.append((act_name("post", lyr), hold(f"p{lyr}")))
     return hooks
 
 

@@ -40,6 +40,7 @@ from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
 from bracketlens.layernorm_fit import FitMoments, pooled
 from bracketlens.model.checks import check_head
+from bracketlens.model.names import act_name, ln_name
 from bracketlens.model.predict import DEFAULT_BATCH, Evaluation
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes.base import HookList, Pass, layer0_moments, run_pass
@@ -122,7 +123,7 @@ class ReadSlices:
     def read_fit(self, groups: list[int] | None = None) -> LayerNormFit:
         """The elevation layer's ``ln1`` at the read position."""
         moments = pooled(self.read_ln, groups)
-        return moments.fit(layernorm=f"blocks.{self.layer}.ln1", position=self.position)
+        return moments.fit(layernorm=ln_name(self.layer), position=self.position)
 
     def components_at_read(
         self,
@@ -201,13 +202,13 @@ def _observe_hooks(model: BracketTransformer, state: Pass, keep: Observation) ->
         return hook
 
     hooks: HookList = [
-        (f"blocks.{nl - 1}.hook_resid_post", state.pending("x_final", 0)),
+        (act_name("resid_post", nl - 1), state.pending("x_final", 0)),
         ("ln_final.hook_normalized", final),
     ]
     for lyr in range(nl):
-        hooks.append((f"blocks.{lyr}.attn.hook_z", slices(lyr, keep.z_0)))
-        hooks.append((f"blocks.{lyr}.mlp.hook_post", slices(lyr, keep.post_0)))
-        hooks.append((f"blocks.{lyr}.attn.hook_pattern", pattern(lyr)))
+        hooks.append((act_name("z", lyr), slices(lyr, keep.z_0)))
+        hooks.append((act_name("post", lyr), slices(lyr, keep.post_0)))
+        hooks.append((act_name("pattern", lyr), pattern(lyr)))
     return hooks
 
 
@@ -239,10 +240,10 @@ def _read_hooks(model: BracketTransformer, state: Pass, keep: ReadSlices) -> Hoo
 
         return hook
 
-    hooks: HookList = [(f"blocks.{layer}.hook_resid_pre", read_ln)]
+    hooks: HookList = [(act_name("resid_pre", layer), read_ln)]
     for lyr in range(layer):
-        hooks.append((f"blocks.{lyr}.attn.hook_z", slices(lyr, keep.z_read)))
-        hooks.append((f"blocks.{lyr}.mlp.hook_post", slices(lyr, keep.post_read)))
+        hooks.append((act_name("z", lyr), slices(lyr, keep.z_read)))
+        hooks.append((act_name("post", lyr), slices(lyr, keep.post_read)))
     return hooks
 
 

@@ -57,6 +57,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set, training_set
 from bracketlens.data.truth import failure_types
 from bracketlens.interventions import Hook, patch
+from bracketlens.model.names import act_name
 from bracketlens.model.predict import evaluate
 from bracketlens.model.train import seed_everything
 from bracketlens.model.transformer import BracketTransformer
@@ -129,12 +130,12 @@ def patched_logits(
     position: int,
 ) -> Tensor:
     """Position-0 logits of ``base`` with one head's ``z`` at one position from the source."""
-    hook = (f"blocks.{layer}.attn.hook_z", patch(source_z, head=head, positions=[position]))
+    hook = (act_name("z", layer), patch(source_z, head=head, positions=[position]))
     return model.run_with_hooks(base, fwd_hooks=[hook])[:, 0]
 
 
 def source_z(model: BracketTransformer, source: Tensor, layer: int) -> Tensor:
-    name = f"blocks.{layer}.attn.hook_z"
+    name = act_name("z", layer)
     with torch.no_grad():
         _, cache = model.run_with_cache(source, names_filter=name)
     return cache[name]
@@ -223,7 +224,7 @@ def _step_loss(
 
     layers = sorted({p.layer, *(node[0] for node in strict)})
     hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
-        (f"blocks.{layer}.attn.hook_z", hook_for(layer)) for layer in layers
+        (act_name("z", layer), hook_for(layer)) for layer in layers
     ]
     logits = model.run_with_hooks(tokens, fwd_hooks=hooks)[:, 0]
     swapped = {k: v[base] for k, v in values.items()}
