@@ -1,12 +1,11 @@
 """Patched runs at locations: whole-vector screening of many, subspace patches and DAS fits at one.
 
-Every run starts after the part of the model it patches (:meth:`.Site.start`):
-from the base's cached residual stream there, plus the patch's change, so the
-blocks before it, and a patched block's attention, are not computed again. Until
-an attention reads them, only the patched positions differ from the base: an MLP
-half runs there alone, and the next block computes queries, keys and values
-there alone, taking the base's elsewhere (:meth:`.Site.base_reads`). The patch
-itself is :func:`~bracketlens.interventions.interchange.mix_rows`, the rule of
+Every run goes through :func:`~bracketlens.interventions.run_from`, starting after
+the part of the model it patches (:meth:`.Site.start`): from the base's cached
+residual stream there, plus the patch's change. Until an attention reads them, only
+the patched positions differ from the base, so only they are recomputed
+(:meth:`.Site.base_reads` names what the run takes from the base elsewhere). The
+patch itself is :func:`~bracketlens.interventions.interchange.mix_rows`, the rule of
 the ``patch_rows`` hook.
 """
 
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from bracketlens.algorithms.locations import Location, PairActivations, Site
 from bracketlens.interventions.interchange import OrthogonalBasis, mix_rows
+from bracketlens.interventions.runner import run_from
 from bracketlens.model.transformer import BracketTransformer, TransformerBlock
 
 CHUNK = 4096  # patched rows per forward pass
@@ -73,38 +73,10 @@ def _run(
         block = cast(TransformerBlock, model.blocks[site.layer])
         out = block.attn.W_O[site.head] if site.head is not None else block.mlp.W_out
         resid = acts.base[hook][idx, :width] + (patched - old) @ out
-    tokens = acts.base_tokens[idx, :width]
-    reads = site.base_reads(model.cfg.n_layers)[1:]
-    if not reads:  # past the last attention: position 0 alone from here
-        return model.forward_from(layer, resid, tokens, mid=mid, class_only=True)[:, 0]
+    reads = site.base_reads(model.cfg.n_layers)[1:]  # the start itself is read above
     base = {name: acts.base[name][idx, :width] for name in reads}
-    if mid:  # the MLP works position by position: only the patched positions change
-        block = cast(TransformerBlock, model.blocks[layer])
-        post = base[f"blocks.{layer}.hook_resid_post"].clone()
-        post[where] = block.second_half(resid[where])
-        resid, layer = post, layer + 1
-    return _enter(model, layer, resid, where, base, tokens)
-
-
-def _enter(
-    model: BracketTransformer,
-    layer: int,
-    resid: Tensor,
-    where: Tensor,
-    base: dict[str, Tensor],
-    tokens: Tensor,
-) -> Tensor:
-    """Class logits from ``resid`` entering block ``layer``, where it differs from the
-    base's only at ``where``: queries, keys and values are computed there alone and
-    taken from the base everywhere else."""
-    block = cast(TransformerBlock, model.blocks[layer])
-    q, k, v = (base[f"blocks.{layer}.attn.hook_{c}"].clone() for c in "qkv")
-    q[where], k[where], v[where] = block.attn.project(block.ln1(resid[where]))
-    last = layer == model.cfg.n_layers - 1  # the class is read at position 0 alone
-    queries = slice(0, 1) if last else slice(None)
-    pad = tokens == model.cfg.pad_token_id
-    out = block.second_half(resid[:, queries] + block.attn.attend(q[:, queries], k, v, pad))
-    return model.forward_from(layer + 1, out, tokens, class_only=True)[:, 0]
+    tokens = acts.base_tokens[idx, :width]
+    return run_from(model, layer, resid, tokens, mid=mid, where=where, base=base)
 
 
 @torch.no_grad()

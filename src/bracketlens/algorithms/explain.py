@@ -52,6 +52,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.interchange import random_basis
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer
 
 
@@ -269,7 +270,7 @@ def _same_patch(site: Site, n_layers: int) -> Site:
     ``L``'s output is block ``L + 1``'s input, so patching ``resid_post L`` is patching
     ``resid_pre L+1`` (and starts a layer later)."""
     if site.hook.endswith("hook_resid_post") and site.layer + 1 < n_layers:
-        return Site(f"blocks.{site.layer + 1}.hook_resid_pre", None, site.layer + 1)
+        return Site(act_name("resid_pre", site.layer + 1), None, site.layer + 1)
     return site
 
 

@@ -19,7 +19,11 @@ from torch import Tensor
 from bracketlens.activations import get_activations
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
+from bracketlens.interventions.runner import StartPoint, base_reads, start_after
+from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
+
+_KINDS = ("hook_resid_pre", "hook_z", "hook_resid_mid", "hook_post", "hook_resid_post")
 
 
 @dataclass(frozen=True)
@@ -44,40 +48,24 @@ class Site:
         step = {"hook_resid_pre": 0, "hook_z": 1, "hook_resid_mid": 2, "hook_post": 3}
         return self.layer * 10 + step.get(self.hook.split(".")[-1], 4) + (self.head or 0) / 10
 
-    def start(self) -> tuple[str, int, bool]:
-        """Where a run patched here starts: (the hook whose clean value it starts from,
-        the block it enters, whether it enters at the block's MLP half).
+    def start(self) -> StartPoint:
+        """Where a run patched here starts (:func:`~bracketlens.interventions.start_after`):
+        nothing before the patch is computed again.
 
-        The residual stream is a sum, so a run patched at a head's ``z`` or at the
-        ``resid_mid`` starts at the block's MLP half, and one patched at the MLP or
-        the block's output starts at the next block (the last block's output: at
-        ``ln_final``); nothing before the patch is computed again.
+        A site's patch moves the residual stream by a change this module can write:
+        the residual itself, or a head's ``z`` or the MLP's ``post`` times its output weights.
         """
-        kind = self.hook.rsplit(".", 1)[-1]
-        if kind == "hook_resid_pre":
-            return self.hook, self.layer, False
-        if kind in ("hook_z", "hook_resid_mid"):
-            return f"blocks.{self.layer}.hook_resid_mid", self.layer, True
-        if kind in ("hook_post", "hook_resid_post"):
-            return f"blocks.{self.layer}.hook_resid_post", self.layer + 1, False
-        raise BracketLensError(
-            f"no patched run starts after {self.hook}: locations are the residual stream, "
-            "a head's attn.hook_z or an MLP's mlp.hook_post"
-        )
+        if self.hook.rsplit(".", 1)[-1] not in _KINDS:
+            raise BracketLensError(
+                f"no patched run starts after {self.hook}: locations are the residual "
+                "stream, a head's attn.hook_z or an MLP's mlp.hook_post"
+            )
+        return start_after(self.hook)
 
     def base_reads(self, n_layers: int) -> tuple[str, ...]:
-        """The base's hooks a run patched here reads: where it starts (:meth:`start`) and,
-        where the patch changes only its own positions until an attention reads them, what
-        the run takes from the base at every other position: the block's output (from an
-        MLP half) and the queries, keys and values of the block whose attention comes next.
-        """
-        hook, layer, mid = self.start()
-        if mid and layer < n_layers - 1:
-            qkv = (f"blocks.{layer + 1}.attn.hook_{c}" for c in "qkv")
-            return hook, f"blocks.{layer}.hook_resid_post", *qkv
-        if not mid and layer < n_layers:
-            return hook, *(f"blocks.{layer}.attn.hook_{c}" for c in "qkv")
-        return (hook,)
+        """The base's hooks a run patched here reads: where it starts (:meth:`start`) and
+        what a local :func:`~bracketlens.interventions.run_from` takes from the base."""
+        return base_reads(self.start(), n_layers)
 
     def width(self, cfg: ModelConfig) -> int:
         """The dimension a subspace of this site lives in."""
@@ -104,11 +92,11 @@ def sites(cfg: ModelConfig) -> list[Site]:
     """Every screened hook, in forward order."""
     out: list[Site] = []
     for layer in range(cfg.n_layers):
-        out.append(Site(f"blocks.{layer}.hook_resid_pre", None, layer))
-        out += [Site(f"blocks.{layer}.attn.hook_z", h, layer) for h in range(cfg.n_heads)]
-        out.append(Site(f"blocks.{layer}.hook_resid_mid", None, layer))
-        out.append(Site(f"blocks.{layer}.mlp.hook_post", None, layer))
-        out.append(Site(f"blocks.{layer}.hook_resid_post", None, layer))
+        out.append(Site(act_name("resid_pre", layer), None, layer))
+        out += [Site(act_name("z", layer), h, layer) for h in range(cfg.n_heads)]
+        out.append(Site(act_name("resid_mid", layer), None, layer))
+        out.append(Site(act_name("post", layer), None, layer))
+        out.append(Site(act_name("resid_post", layer), None, layer))
     return out
 
 

@@ -284,9 +284,8 @@ def mean_ablations(
     for component in all_components(model.cfg):
         layer = component.layer
         if component.head is not None:
-            start = Start(
-                layer, partial(clean.resid_mid, model, layer, head=component.head), mid=True
-            )
+            ablated = partial(clean.resid_mid, model, layer, head=component.head)
+            start = Start.after(component.hook_name, ablated)
         else:
             mean = clean.means[component.hook_name][0]
 
@@ -296,7 +295,7 @@ def mean_ablations(
                 mid = clean.resid_mid(model, layer, rows, width)
                 return mid + mean[: mid.shape[1]]
 
-            start = Start(layer + 1, mlp_ablated)
+            start = Start.after(component.hook_name, mlp_ablated)
         logits = run_patched(model, chosen.tokens, start=start)
         out.append(summarise(logits, chosen, component.label, "mean"))
     return out

@@ -1,4 +1,4 @@
-"""The one replacement hook and its small setters, in the manner of TransformerLens' patching.
+"""The replacement hooks, in the manner of TransformerLens' patching: small setters.
 
 Activations are laid out ``[batch, pos, d]`` (residual stream, MLP ``hook_post``,
 ``hook_mlp_out``) or ``[batch, pos, head, d]`` (``attn.hook_z``, ``hook_result``,
@@ -16,13 +16,9 @@ differentiable in ``basis`` and ``source``, so the same code trains rotations.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
-import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
-
-from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
 
 Hook = Callable[[Tensor, object], Tensor]
 #: ``None`` for every position, else a list of positions (or one int).
@@ -117,60 +113,3 @@ def constant(value: Tensor) -> Hook:
         return value
 
     return hook
-
-
-@dataclass(frozen=True)
-class Start:
-    """Where a patched run starts: every hook is at or after it, so the layers before
-    it would compute the clean run again.
-
-    Attributes:
-        layer: the block the run starts at.
-        resid: what enters it, of every string (``[strings, seq, d_model]``, e.g. a
-            clean run's ``blocks.{layer}.hook_resid_pre``), or a function giving a
-            batch's from its string indices and width (e.g. with an ablation applied).
-        mid: ``resid`` is the block's ``hook_resid_mid``: the run starts at its MLP half.
-    """
-
-    layer: int
-    resid: Tensor | Callable[[Tensor, int], Tensor]
-    mid: bool = False
-
-    def batch(self, rows: Tensor, width: int) -> Tensor:
-        """The residual the strings ``rows``, trimmed to ``width``, start from."""
-        if isinstance(self.resid, Tensor):
-            return self.resid[rows, :width]
-        return self.resid(rows, width)
-
-
-@torch.no_grad()
-def run_patched(
-    model: torch.nn.Module,
-    tokens: Int[Tensor, "batch seq"],
-    hooks: Sequence[tuple[str, Hook]] = (),
-    batch_size: int = DEFAULT_BATCH,
-    per_batch: Callable[[Tensor], Sequence[tuple[str, Hook]]] | None = None,
-    start: Start | None = None,
-) -> Float[Tensor, "batch 2"]:
-    """Class logits (position 0) with ``hooks`` applied; ``per_batch(rows)`` adds batch-specific ones.
-
-    Batches are grouped by length and their padding trimmed (pad keys are masked,
-    so a string's logits do not change). ``per_batch`` gets the batch's string
-    indices: it is how a source with one row per string (resampling, interchange)
-    is lined up with the batch being run. With ``start`` (:class:`Start`), the run
-    starts there instead of at the embeddings. The last block computes position 0
-    alone (``class_only``): hooks there from the attention scores on see that
-    position only, the only one the class logits read.
-    """
-    out = torch.empty(len(tokens), 2)
-    for rows, batch in iter_batches(tokens, batch_size):
-        extra = list(per_batch(rows)) if per_batch is not None else []
-        with model.hooks(fwd_hooks=[*hooks, *extra]):  # type: ignore[operator]
-            if start is None:
-                out[rows] = model(batch, class_only=True)[:, 0]
-            else:
-                forward_from = getattr(model, "forward_from")  # noqa: B009
-                resid = start.batch(rows, batch.shape[1])
-                logits = forward_from(start.layer, resid, batch, class_only=True, mid=start.mid)
-                out[rows] = logits[:, 0]
-    return out

@@ -41,7 +41,7 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import group_rows
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import set_at
+from bracketlens.interventions import run_from, set_at, start_after
 from bracketlens.interventions.ablate import group_means
 from bracketlens.model.checks import check_head
 from bracketlens.model.names import act_name
@@ -62,6 +62,7 @@ class PathEffect:
 
 ROUTE = "route"  # the claimed route's key in PathPatch.effects
 READ_ALL_PATHS = "sender at the read position, every path"
+SENDER = act_name("result", 0)  # the tallying head's output (its head index picks it)
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,8 @@ def path_patch_slices(roles: Roles, n_heads: int) -> list[ActSlice]:
     every query pays it (a value patch leaves queries and keys alone)."""
     layer, pos = roles.elevation_layer, roles.read_position
     return [
-        ActSlice("blocks.0.attn.hook_result", head=roles.tally_head),
-        ActSlice("blocks.0.hook_resid_mid"),
+        ActSlice(SENDER, head=roles.tally_head),
+        ActSlice(start_after(SENDER).hook),
         *[ActSlice(act_name("attn_out", lyr), position=pos) for lyr in range(1, layer)],
         *[ActSlice(act_name("mlp_out", lyr), position=pos) for lyr in range(layer)],
         ActSlice(act_name("resid_pre", layer)),
@@ -222,8 +223,9 @@ def _batch_logits(
     # the sender is a term of the residual stream after layer 0's attention: its runs
     # start there, from the clean residual with its change added (at the read position,
     # or at every position)
-    change = donor_out - clean[ActSlice("blocks.0.attn.hook_result", head=roles.tally_head)]
-    after_0 = clean[ActSlice("blocks.0.hook_resid_mid")]
+    change = donor_out - clean[ActSlice(SENDER, head=roles.tally_head)]
+    sent = start_after(SENDER)
+    after_0 = clean[ActSlice(sent.hook)]
     at_read = after_0.clone()
     at_read[:, pos] += change[:, pos]
     recorded: dict[int, Tensor] = {}
@@ -253,7 +255,7 @@ def _batch_logits(
     mid = clean[ActSlice(act_name("resid_mid", layer))]
 
     def from_mid(resid_mid: Tensor) -> Tensor:
-        return model.forward_from(layer, resid_mid, tokens, class_only=True, mid=True)[:, 0]
+        return run_from(model, layer, resid_mid, tokens, mid=True)
 
     def with_value(h: int, new: Tensor) -> Tensor:
         """Head ``h``'s value at the read position set to ``new``: the layer's attention
@@ -264,7 +266,7 @@ def _batch_logits(
 
     def with_hook(name: str, value: Tensor, h: int | None) -> Tensor:
         with model.hooks(fwd_hooks=[(name, set_at(value, pos, h))]):
-            return model.forward_from(layer, pre, tokens, class_only=True)[:, 0]
+            return run_from(model, layer, pre, tokens)
 
     out = {"clean": from_mid(mid)}
     for h in range(model.cfg.n_heads):
@@ -278,5 +280,5 @@ def _batch_logits(
         act_name("resid_pre", layer), via_mlps, None
     )
     for key, start in ((READ_ALL_PATHS, at_read), ("sender at every position", after_0 + change)):
-        out[key] = model.forward_from(0, start, tokens, class_only=True, mid=True)[:, 0]
+        out[key] = run_from(model, sent.layer, start, tokens, mid=sent.mid)
     return out

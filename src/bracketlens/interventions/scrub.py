@@ -29,7 +29,7 @@ from bracketlens.circuits.elevation import Roles
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions import Hook, Start, run_patched, set_at
+from bracketlens.interventions import Hook, Start, run_patched, set_at, start_after
 from bracketlens.interventions.ablate import CleanRun, group_means
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import predict_logits
@@ -164,7 +164,7 @@ def _start_slices(sites: list[Site]) -> list[ActSlice]:
     pattern = act_name("pattern", first)
     values = [sites[i] for i in here if sites[i].hook_name.endswith("hook_v")]
     return [
-        ActSlice(act_name("resid_mid", first)),
+        ActSlice(start_after(sites[here[0]].hook_name).hook),
         *[ActSlice(pattern, s.position, s.head) for s in values],
     ]
 
@@ -238,7 +238,7 @@ def resample_test(
                     out[:, site.position] += change
             return out
 
-        start = Start(first, patched_mid, mid=True) if mid else Start(first, resid)
+        start = Start.after(sites[here[0]].hook_name, patched_mid) if mid else Start(first, resid)
         logits = run_patched(model, data.tokens, per_batch=hooks, start=start)
         return _string_losses(logits, data)
 
