@@ -32,6 +32,7 @@ from bracketlens.components import Component
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.errors import BracketLensError
+from bracketlens.model.names import ln_name
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes import Observation, ReadSlices, layer0_moments
 
@@ -79,6 +80,12 @@ class RoleFinding:
         if found.head is None:
             raise BracketLensError(f"the role {self.role!r} is held by {found.label}, not a head")
         return found.layer, found.head
+
+    def position(self) -> int:
+        """The position found in this role (the read position)."""
+        if self.location is None or not self.location.isdigit():
+            raise BracketLensError(f"no position was found for the role {self.role!r}")
+        return int(self.location)
 
     def to_json(self) -> dict[str, object]:
         """Location, confidence (4 decimals) and evidence (6 decimals)."""
@@ -128,7 +135,7 @@ class Localisation:
             raise BracketLensError("the elevation circuit was not found in this model")
         layer, head = self.elevation_head.layer_head()
         tally = Component.parse(str(self.tally_head.location or self.tally_head.candidate))
-        return Roles(layer, head, int(str(self.read_position.location)), int(tally.head or 0))
+        return Roles(layer, head, self.read_position.position(), int(tally.head or 0))
 
     def to_json(self) -> dict[str, object]:
         """Each role's finding, the MLP neurons and their separations."""
@@ -234,7 +241,7 @@ def _tally_head(
     model: BracketTransformer, seen: Observation, data: BracketDataset, rows: Tensor, read: int
 ) -> RoleFinding:
     """Layer-0 head whose '(' and ')' writes oppose and whose attention is spread evenly."""
-    fit = layer0_moments(model, data.tokens).fit(layernorm="blocks.0.ln1", position=None)
+    fit = layer0_moments(model, data.tokens).fit(layernorm=ln_name(0), position=None)
     scores: dict[str, float] = {}
     evidence: dict[str, float] = {}
     for head in range(model.cfg.n_heads):
@@ -271,7 +278,7 @@ def locate_heads(
     stack = ComponentStack(attribution.values[:, rows], attribution.labels, attribution.bias)
     elevation, negative = _pick_heads(group_medians(stack.centred(fit_data.labels), fit_data))
     read = _read_position(seen, rows & data.starts_open, elevation)
-    tally = _tally_head(model, seen, fit_data, rows, int(str(read.location)))
+    tally = _tally_head(model, seen, fit_data, rows, read.position())
     return HeadRoles(elevation, negative, read, tally)
 
 
