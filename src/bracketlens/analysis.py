@@ -32,7 +32,7 @@ from bracketlens.verify.attribution_patching import AttributionPatching
 from bracketlens.verify.paths import PathPatch
 from bracketlens.verify.scrub import ScrubResult
 
-SCHEMA_VERSION = 2  # 1: the JSON of bracketlens 0.x before the pipeline (no version key)
+SCHEMA_VERSION = 2  # 1 is the unversioned JSON (no schema_version key)
 
 
 @dataclass(frozen=True)
