@@ -4,9 +4,9 @@ Usage: python benchmarks/circuit.py [--weights PATH] [--n 10000]
 
 Times the circuit command's stages of the pipeline (localisation on one half;
 mean ablations, resampling tests, path patching and attribution patching on the
-other) in this process and prints the ratio of the total to the 2-minute target
-of issue #8. ``benchmarks/commands.py`` times the command as a process against
-``bracketlens evaluate`` (issue 17's targets).
+other) in this process and prints the ratio of the total to its target, 2 minutes.
+``benchmarks/commands.py`` times the command as a process against
+``bracketlens evaluate``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ plus one forward pass, the floor a user sees) and then the command, each as its
 own process with OMP_NUM_THREADS=1 (``--threads default``: as torch chooses, one
 thread per core), in turn ``--repeat`` times (default 3), and
 prints the medians of wall time, CPU time (user + sys) and peak RSS of both (and
-each run's CPU time), with the ratios of the medians and the targets of issue 17:
+each run's CPU time), with the ratios of the medians and their targets:
 
 - ``analyze`` on the first 5,000 course strings: time <= 2x, peak RSS <= 1.5x;
 - ``analyze`` on all 100,000 course strings: time <= 3x, peak RSS <= 2 GB;

@@ -5,7 +5,7 @@ Usage: python benchmarks/explain.py [--weights PATH] [--n 10000] [--repeats 1]
 Runs ``bracketlens evaluate`` (the baseline: start-up, data generation, one pass
 over the strings) and ``bracketlens explain --json`` on the same data, each as a
 separate process with start-up included, and prints both wall times, their
-ratio, and the ratio of explain's time to the 2-minute target of issue 14. CPU
+ratio, and the ratio of explain's time to its target, 2 minutes. CPU
 seconds (user + system) are printed too: on a shared machine they say more than
 wall time.
 """

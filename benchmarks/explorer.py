@@ -11,7 +11,7 @@ floor, measured in the same page, is the wait for an animation frame with no edi
 Both are measured twice on the same 200 edits: plain, and with the elevation head
 mean-ablated and patched from a second string (two more passes, for the logits).
 
-The report's size before is the same ``index.html`` with the Explore section cut out.
+The report's size without the explorer is the same ``index.html`` with the Explore section cut out.
 Prints one JSON object with the ratios to the targets (p95 50 ms, +1.5 MB).
 """
 

@@ -3,7 +3,7 @@
 Usage: python benchmarks/report.py [--n 5000] [--no-png]
 
 Times the analysis and the rendering separately, in this process, and prints
-the ratio of the total to the 60-second target of issue #7.
+the ratio of the total to its target, 60 seconds.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Usage: python benchmarks/seeds.py [--models 4] [--steps 500] [--recipe short] [--ray-first]
 
 Each run is `bracketlens seeds ... --json` in its own process (start-up, Ray's
-included) into a fresh folder, so nothing is reused. Target (issue #18): the
+included) into a fresh folder, so nothing is reused. Target: the
 2-worker run takes at most 0.6x the wall time of `--workers 1` on 2 cores.
 The load average is printed beside each run: on a shared machine the ratio
 says as much about the neighbours as about the code.

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/train.py [--seed 0] [--steps N]
 
-Target (issue #3): the default checkpoint trains in <= 10 minutes on 2 CPU cores,
+Target: the default checkpoint trains in <= 10 minutes on 2 CPU cores,
 with >= 99.95% on 100,000 fresh strings of the evaluation distribution.
 """
 

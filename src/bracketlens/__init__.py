@@ -95,7 +95,8 @@ def __getattr__(name: str) -> Any:
     """Import a public name's module on first access and cache the name here."""
     module = _LAZY.get(name)
     if module is None:
-        # `import bracketlens; bracketlens.data.tokenize(...)`: subpackages load on access
+        # subpackages load on access too, so that
+        # `import bracketlens; bracketlens.data.tokenize(...)` works
         if importlib.util.find_spec(f"{__name__}.{name}") is None:
             raise AttributeError(f"module 'bracketlens' has no attribute {name!r}")
         return importlib.import_module(f"{__name__}.{name}")

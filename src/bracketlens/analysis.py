@@ -32,7 +32,7 @@ from bracketlens.model.predict import Evaluation
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, wilson
 
-SCHEMA_VERSION = 2  # 1: the JSON of bracketlens 0.x before the pipeline (no version key)
+SCHEMA_VERSION = 2  # 1 is the unversioned JSON (no schema_version key)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,6 @@ RECIPE_HELP = {
         "40 steps on 2,000 strings, a smoke-sized explain: seconds per seed, "
         "for tests (not a working model)"
     ),
-    "short": "3,000 steps, the earlier `seeds` recipe",
+    "short": "3,000 steps, minutes per seed (the default)",
     "default": "11,000 steps, the bundled model's recipe",
 }

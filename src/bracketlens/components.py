@@ -1,8 +1,8 @@
 """Typed identities of the model's parts: a head or an MLP, with its label and hook.
 
-A :class:`Component` replaces the ``"L.H"`` / ``"head L.H"`` / ``"mlp L"`` strings
-that used to be split apart again wherever a location was needed. Its ``label``
-is the same text, so JSON and tables read as before.
+A :class:`Component` names a location once, as a value, so no caller splits
+``"L.H"`` / ``"head L.H"`` / ``"mlp L"`` strings apart. Its ``label`` is that text
+(``"head 2.0"``, ``"mlp 1"``), which JSON and tables show.
 
 >>> Component.at(2, 0).label, Component.at(2, 0).hook_name
 ('head 2.0', 'blocks.2.attn.hook_result')

@@ -181,17 +181,16 @@ def test_nan_checkpoint_refused_then_strict_json_when_allowed(capsys, nan_checkp
 
 
 def test_analyze_of_a_nan_model_allowed_to_load_fails_in_one_line(capsys, nan_checkpoint):
-    """Found by the fuzz test: the LayerNorm fit's eigendecomposition raised LinAlgError."""
+    """NaN weights reach the LayerNorm fit's eigendecomposition: one line, no LinAlgError."""
     argv = ["analyze", "--n", "40", "--weights", nan_checkpoint, "--allow-nonfinite"]
     code, _, err = run(capsys, *argv)
     assert_one_line(code, err, "activations are not finite")
 
 
 def test_analyze_warnings_come_with_results_and_errors_alone(capsys, tmp_path):
-    """Found by the fuzz test: a small sample's warnings were printed, then an error. The
-    warnings now follow a finished run; every string here that starts with '(' is
-    unbalanced, so localisation finds no neurons and the elevation analysis says what
-    to do."""
+    """A small sample's warnings are printed after a finished run, never before an error.
+    Every string here that starts with '(' is unbalanced, so localisation finds no
+    neurons and the elevation analysis says what to do."""
     from bracketlens import BracketDataset, load_model
     from bracketlens.pipeline import localise
 
@@ -289,7 +288,7 @@ def test_help_does_not_import_torch():
 
 @pytest.mark.parametrize("command", ["analyze", "circuit"])
 def test_one_layer_model_is_refused_not_crashed(capsys, tmp_path, command):
-    """Found by the fuzz test: localisation needs two heads after layer 0 (was ValueError)."""
+    """Localisation needs two heads after layer 0: a one-layer model is one line, no ValueError."""
     from bracketlens import save_checkpoint
 
     path = save_checkpoint(BracketTransformer(ModelConfig(n_layers=1)), tmp_path / "m.safetensors")

@@ -1,4 +1,4 @@
-"""Logit attribution on the course checkpoint, first 5,000 course strings (issue #4)."""
+"""Logit attribution on the course checkpoint, first 5,000 course strings."""
 
 import pytest
 import torch

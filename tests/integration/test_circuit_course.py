@@ -1,4 +1,4 @@
-"""Causal verification on the course checkpoint (issue #8)."""
+"""Causal verification on the course checkpoint."""
 
 import pytest
 

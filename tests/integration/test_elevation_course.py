@@ -1,4 +1,4 @@
-"""The total elevation circuit on the course checkpoint (issue #5), first 5,000 strings."""
+"""The total elevation circuit on the course checkpoint, first 5,000 strings."""
 
 import pytest
 import torch

@@ -1,9 +1,9 @@
-"""findings.json before and after the pipeline (issue 17): the same findings.
+"""The pipeline's findings match the golden findings.json, number for number.
 
-``golden/findings_before.json`` holds the numbers ``bracketlens analyze --json`` gave
-at commit 9118b69, before the restructure (see its ``made_by``), on the course
-checkpoint (first 5,000 course strings) and the bundled model (``--n 5000``).
-Compared here with the pipeline at the same sizes:
+``golden/findings.json`` holds the numbers ``bracketlens analyze --json`` gave at
+commit 9118b69 (see its ``made_by``) on the course checkpoint (first 5,000 course
+strings) and the bundled model (``--n 5000``). Compared here with the pipeline at
+the same sizes:
 
 - observational numbers within 1e-6 relative, plus 2e-5 of the largest number of
   their block (e.g. every component's attribution medians), plus the JSON's rounding
@@ -11,17 +11,18 @@ Compared here with the pipeline at the same sizes:
   matrix kernels sum in a different order on another processor, and the LayerNorm
   fits amplify that. The reference was made on one machine; on an AVX-512 Xeon with
   AMX the same commit moves numbers by up to 6.3e-6 of their block's largest;
-- what feeds the negative head within 1e-5 of the block's largest value: those sums
-  are now weighted over positions before the projection instead of after, a float32
-  re-association;
-- role names identical, but for two changes on purpose (:data:`CHANGED_ON_PURPOSE`);
-- causal numbers inside the 95% bootstrap intervals they had (where the interval
-  is undefined, a ratio of vanishing gaps, the value within 1e-3 relative).
+- what feeds the negative head within 1e-5 of the block's largest value: the
+  pipeline weights those sums over positions before the projection, the golden file
+  after it, a float32 re-association;
+- role names identical, but for two that differ on purpose (:data:`CHANGED_ON_PURPOSE`);
+- causal numbers inside the 95% bootstrap intervals of the golden file (where the
+  interval is undefined, a ratio of vanishing gaps, the value within 1e-3 relative).
 
-Not compared, on purpose: the localisation scores (now from the float64 moment fits
-of the observational pass, not from sklearn fits on float32 rows; they move by up to
-2e-4 relative) and the start-close evidence (now measured by ablations on the
-held-out strings, as every intervention is, instead of on the fit half).
+Not compared, on purpose: the localisation scores (the pipeline's come from the
+float64 moment fits of the observational pass, the golden file's from sklearn fits on
+float32 rows; they differ by up to 2e-4 relative) and the start-close evidence (the
+pipeline measures it by ablations on the held-out strings, as every intervention is,
+the golden file on the fit half).
 """
 
 from __future__ import annotations
@@ -38,20 +39,20 @@ from bracketlens import evaluation_set
 from bracketlens.pipeline import run
 from bracketlens.stats import wilson
 
-GOLDEN = json.loads((Path(__file__).parent / "golden" / "findings_before.json").read_text())
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "findings.json").read_text())
 
-# The bundled model's tally head: before, localisation computed cos(v_L, v_R) from a
-# sklearn fit of layer 0's ln1 on float32 rows, whose coefficients off the rows' span
-# are fitted rounding noise; v_L and v_R (an embedding, not a difference of inputs)
-# read that noise and gave +0.90, so no head passed. The float64 moment fit gives
-# -0.94, the number the elevation analysis has always reported for head 0.0.
+# The bundled model's tally head: the golden file's localisation computed cos(v_L, v_R)
+# from a sklearn fit of layer 0's ln1 on float32 rows, whose coefficients off the rows'
+# span are fitted rounding noise; v_L and v_R (an embedding, not a difference of inputs)
+# read that noise and gave +0.90, so no head passed. The float64 moment fit gives -0.94,
+# the number the elevation analysis reports for head 0.0.
 #
-# The bundled model's start-close component: before, head 2.1, whose mean ablation
-# raises P(balanced) on strings starting with ')'; but it raises it about as much on
-# unbalanced strings starting with '(' (it is the negative head: it flags every
-# failure). The start-close role now needs a rise on ')...' strings at least twice
-# that on unbalanced '(...' strings (the test the compiled model needs, where the
-# tally head otherwise took the role), so this model has none.
+# The bundled model's start-close component: the golden file names head 2.1, whose mean
+# ablation raises P(balanced) on strings starting with ')'; but it raises it about as
+# much on unbalanced strings starting with '(' (it is the negative head: it flags every
+# failure). The start-close role needs a rise on ')...' strings at least twice that on
+# unbalanced '(...' strings (the test the compiled model needs, where the tally head
+# otherwise takes the role), so this model has none.
 CHANGED_ON_PURPOSE = {
     ("bundled", "tally_head"): (None, "0.0"),
     ("bundled", "start_close_component"): ("head 2.1", None),
@@ -79,28 +80,28 @@ def case(request, course_model, course_data, bundled_model):
 
 
 def test_role_names_are_the_same(case):
-    name, before, after = case
-    for role, location in before["roles"].items():
+    name, golden, ours = case
+    for role, location in golden["roles"].items():
         want = CHANGED_ON_PURPOSE.get((name, role), (location, location))[1]
-        assert after[f"/localisation/{role}/location"] == want, role
-    neurons = [v for p, v in after.items() if p.startswith("/localisation/mlp_neurons[")]
-    assert neurons == before["mlp_neurons"]
+        assert ours[f"/localisation/{role}/location"] == want, role
+    neurons = [v for p, v in ours.items() if p.startswith("/localisation/mlp_neurons[")]
+    assert neurons == golden["mlp_neurons"]
 
 
-# Accuracy is a fraction: its interval is now Wilson's, not a percentile bootstrap
-# (which gave [1, 1] for a group with no mistake). Checked against the formula instead.
+# Accuracy is a fraction: its interval is Wilson's, the golden file's a percentile bootstrap
+# (which gives [1, 1] for a group with no mistake). Checked against the formula instead.
 WILSON = re.compile(r"^/model_and_data/(accuracy|by_group/[^/]+)/ci_(low|high)$")
 
 
 def test_observational_numbers_are_the_same(case):
-    _, before, after = case
-    assert before["observational"], "the reference lists no numbers"
-    scale = _block_scales(before["observational"])
-    for path, want in before["observational"].items():
-        got = after[path]
+    _, golden, ours = case
+    assert golden["observational"], "the reference lists no numbers"
+    scale = _block_scales(golden["observational"])
+    for path, want in golden["observational"].items():
+        got = ours[path]
         if WILSON.match(path):
             block = path.rsplit("/", 1)[0]
-            n, value = after[f"{block}/n"], after[f"{block}/value"]
+            n, value = ours[f"{block}/n"], ours[f"{block}/value"]
             interval = wilson(round(value * n), n)
             assert got == pytest.approx(interval.low if path.endswith("low") else interval.high)
             continue
@@ -131,16 +132,16 @@ def _block_scales(numbers: dict[str, object]) -> dict[str, float]:
 
 
 def test_negative_head_feeders_agree_to_float32_reassociation(case):
-    _, before, after = case
-    scale = max(abs(v) for v in before["float32_sums"].values())
-    for path, want in before["float32_sums"].items():
-        assert abs(after[path] - want) <= 1e-5 * scale + 1e-6, (path, want, after[path])
+    _, golden, ours = case
+    scale = max(abs(v) for v in golden["float32_sums"].values())
+    for path, want in golden["float32_sums"].items():
+        assert abs(ours[path] - want) <= 1e-5 * scale + 1e-6, (path, want, ours[path])
 
 
 def test_causal_numbers_stay_inside_their_intervals(case):
-    _, before, after = case
-    for path, (value, low, high) in before["causal"].items():
-        got = after[f"{path}/value"]
+    _, golden, ours = case
+    for path, (value, low, high) in golden["causal"].items():
+        got = ours[f"{path}/value"]
         if not (math.isfinite(low) and math.isfinite(high)):
             # no interval where the resamples' denominators vanish: the value itself
             assert got == pytest.approx(value, rel=1e-3), (path, value, got)

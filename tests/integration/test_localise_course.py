@@ -1,4 +1,4 @@
-"""Localisation on the course checkpoint (issue #8): right roles, invariant to relabelling heads."""
+"""Localisation on the course checkpoint: right roles, invariant to relabelling heads."""
 
 import pytest
 import torch

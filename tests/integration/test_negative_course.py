@@ -1,4 +1,4 @@
-"""What feeds the negative head 2.1 on the course checkpoint (issue #9), 5,000 strings."""
+"""What feeds the negative head 2.1 on the course checkpoint, 5,000 strings."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Path patching and attribution patching on the course checkpoint (issue #8)."""
+"""Path patching and attribution patching on the course checkpoint."""
 
 import pytest
 

@@ -1,7 +1,7 @@
 """A planted model, trained in the slow tier, is found by ``explain`` where it was planted.
 
 Budget: 600 steps of the planting recipe (a 600-step schedule) and a quick search
-restricted to the plantable places: 150 s at one thread, measured beside another job.
+restricted to the plantable places: about 150 s at one thread on a busy 2-core machine.
 """
 
 import pytest

@@ -258,7 +258,7 @@ def save_checkpoint(
 def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> Path:
     """Check that a checkpoint and its sidecar can be written at ``path`` before any work.
 
-    ``force`` allows replacing an earlier checkpoint and its training record, never
+    ``force`` allows replacing an existing checkpoint and its training record, never
     another file that happens to have the sidecar's name (``data.json`` for
     ``data.safetensors``).
     """

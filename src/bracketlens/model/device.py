@@ -35,7 +35,7 @@ def on_device(name: str) -> Iterator[str]:
     """Validate ``name``; off the CPU, also make it torch's default device meanwhile.
 
     A command run inside this context builds its model, data and intermediate
-    tensors on the device without naming it (untested on a GPU so far). On the
+    tensors on the device without naming it (a path not run on a GPU in the tests). On the
     CPU nothing is installed, so the CPU path pays no per-operation cost.
     """
     device = resolve_device(name)

@@ -182,7 +182,7 @@ def _per_head(
 ) -> Float[Tensor, "batch pos head d_head"]:
     """``x @ w[h] + b[h]`` for every head: without a gradient, one matrix product with
     the bias fused (a fifth faster than the einsum on CPU at these sizes, and the same
-    numbers here); with one, the einsum, whose gradients every model so far was trained
+    numbers here); with one, the einsum, whose gradients the bundled checkpoint was trained
     with (training amplifies a change of rounding into different weights)."""
     if torch.is_grad_enabled():
         return torch.einsum("bpm,hmd->bphd", x, w) + b

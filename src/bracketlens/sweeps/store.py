@@ -68,7 +68,7 @@ def reusable_row(out: Path, seed: int, recipe: Recipe) -> dict[str, Any] | None:
         and row.get("version") == __version__
         and row.get("error") is None
         and checkpoint_path(out, seed).is_file()
-        # a seed measured before `explain` was installed is measured again once it is
+        # a row without an `explain` verdict is measured again wherever explain can run
         and (row.get("verdict") is not None or not explain_available())
     )
     return row | {"reused": True} if matches else None
