@@ -52,27 +52,39 @@ class RoleFinding:
 
     Attributes:
         role: what the component does.
-        location: ``"L.H"`` for a head, ``"mlp L"``, a position as a string, or None.
-        evidence: the measured scores (the winner's and the runners-up).
+        location: the head or MLP, or the position, found in the role; None if none passes.
+        evidence: the measured scores (the winner's and the runners-up), keyed by their text.
         confidence: 1 - runner-up score / winner score, clipped to [0, 1].
         candidate: the best-scoring component even when it fails the role's test.
+        any_component: the role may be held by a head or an MLP, so a component is
+            written as its label (``"head 2.1"``, ``"mlp 0"``), not as ``"L.H"``.
     """
 
     role: str
-    location: str | None
+    location: Component | int | None
     evidence: dict[str, float]
     confidence: float
-    candidate: str | None = None
+    candidate: Component | int | None = None
+    any_component: bool = False
 
     @property
     def found(self) -> bool:
         return self.location is not None
 
+    @property
+    def text(self) -> str | None:
+        """The location as JSON and tables write it: ``"2.0"`` for a head role, a
+        component's label (``"head 2.1"``, ``"mlp 0"``) for a role any component may
+        hold, the position's number for the read position; None where none was found."""
+        if isinstance(self.location, Component):
+            return self.location.label if self.any_component else self.location.short
+        return None if self.location is None else str(self.location)
+
     def component(self) -> Component:
         """The head or MLP found in this role."""
-        if self.location is None:
+        if not isinstance(self.location, Component):
             raise BracketLensError(f"no component was found for the role {self.role!r}")
-        return Component.parse(self.location)
+        return self.location
 
     def layer_head(self) -> tuple[int, int]:
         """``(layer, head)`` of a head found in this role (``"L.H"``)."""
@@ -83,14 +95,14 @@ class RoleFinding:
 
     def position(self) -> int:
         """The position found in this role (the read position)."""
-        if self.location is None or not self.location.isdigit():
+        if not isinstance(self.location, int):
             raise BracketLensError(f"no position was found for the role {self.role!r}")
-        return int(self.location)
+        return self.location
 
     def to_json(self) -> dict[str, object]:
         """Location, confidence (4 decimals) and evidence (6 decimals)."""
         return {
-            "location": self.location,
+            "location": self.text,
             "confidence": round(self.confidence, 4),
             "evidence": {k: round(v, 6) for k, v in self.evidence.items()},
         }
@@ -134,8 +146,9 @@ class Localisation:
         if not (self.elevation_head.found and self.read_position.found):
             raise BracketLensError("the elevation circuit was not found in this model")
         layer, head = self.elevation_head.layer_head()
-        tally = Component.parse(str(self.tally_head.location or self.tally_head.candidate))
-        return Roles(layer, head, self.read_position.position(), int(tally.head or 0))
+        tally = self.tally_head.location or self.tally_head.candidate
+        tally_head = tally.head if isinstance(tally, Component) else None
+        return Roles(layer, head, self.read_position.position(), tally_head or 0)
 
     def to_json(self) -> dict[str, object]:
         """Each role's finding, the MLP neurons and their separations."""
@@ -160,7 +173,7 @@ class HeadRoles:
         return _negative(self.negative_head, data)
 
     def roles(self) -> Roles:
-        none = RoleFinding("flags strings starting with ')'", None, {}, 0.0)
+        none = RoleFinding("flags strings starting with ')'", None, {}, 0.0, any_component=True)
         return self.complete(Neurons([], {}), none).roles()
 
     def complete(self, neurons: Neurons, start_close: RoleFinding) -> Localisation:
@@ -224,8 +237,8 @@ def _pick_heads(medians: dict[str, dict[str, float]]) -> tuple[RoleFinding, Role
         else:
             e_best = max((h for h in elev if h != n_best), key=elev.__getitem__)
     return (
-        RoleFinding("total-elevation test", e_best, elev, _confidence(elev, e_best)),
-        RoleFinding("negative (anywhere) test", n_best, neg, _confidence(neg, n_best)),
+        RoleFinding("total-elevation test", _head(e_best), elev, _confidence(elev, e_best)),
+        RoleFinding("negative (anywhere) test", _head(n_best), neg, _confidence(neg, n_best)),
     )
 
 
@@ -234,7 +247,8 @@ def _read_position(seen: Observation, opens: Bool[Tensor, " batch"], elevation: 
     row = seen.attention_from_0[opens, layer, head].mean(0)
     scores = {str(k): float(row[k]) for k in range(1, len(row))}  # position 0 is itself
     best = max(scores, key=scores.__getitem__)
-    return RoleFinding("position the elevation head reads", best, scores, _confidence(scores, best))
+    confidence = _confidence(scores, best)
+    return RoleFinding("position the elevation head reads", int(best), scores, confidence)
 
 
 def _tally_head(
@@ -252,10 +266,10 @@ def _tally_head(
     best = max(scores, key=scores.__getitem__)
     return RoleFinding(
         "tallies the parens after the read position",
-        best if scores[best] > TALLY_SCORE else None,
+        _head(best) if scores[best] > TALLY_SCORE else None,
         evidence | {f"{k} score": v for k, v in scores.items()},
         _confidence(scores, best),
-        candidate=best,
+        candidate=_head(best),
     )
 
 
@@ -334,7 +348,7 @@ def locate_start_close(
     closes = ~data.starts_open & (data.seq_length > 0)
     opens = data.starts_open & ~data.labels
     if not closes.any():
-        return RoleFinding(role, None, {}, 0.0)
+        return RoleFinding(role, None, {}, 0.0, any_component=True)
     rise = {a.component: float((a.p_balanced - base)[closes].mean()) for a in ablations}
     evidence = dict(rise)
     for a in sorted(ablations, key=lambda a: -rise[a.component]):
@@ -343,9 +357,18 @@ def locate_start_close(
         elsewhere = float((a.p_balanced - base)[opens].mean()) if opens.any() else 0.0
         evidence[f"{a.component} on unbalanced strings starting with '('"] = elsewhere
         if rise[a.component] >= SPECIFICITY * max(elsewhere, 0.0):
-            return RoleFinding(role, a.component, evidence, _confidence(rise, a.component))
+            confidence = _confidence(rise, a.component)
+            found = Component.parse(a.component)
+            return RoleFinding(role, found, evidence, confidence, any_component=True)
     best = max(rise, key=rise.__getitem__)
-    return RoleFinding(role, None, evidence, _confidence(rise, best), candidate=best)
+    confidence = _confidence(rise, best)
+    return RoleFinding(
+        role, None, evidence, confidence, candidate=Component.parse(best), any_component=True
+    )
+
+
+def _head(text: str) -> Component:
+    return Component.parse(text)
 
 
 __all__ = [

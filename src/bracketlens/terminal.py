@@ -118,9 +118,7 @@ def findings_summary(findings: Analysis) -> None:
     table.add_row("final LN fit r^2 (held out)", f"{findings.ln_final_r2['held_out_half']:.4f}")
     for role in (loc.elevation_head, loc.negative_head, loc.read_position, loc.tally_head,
                  loc.start_close_component):  # fmt: skip
-        table.add_row(
-            role.role, f"{role.location or 'not found'} (confidence {role.confidence:.2f})"
-        )
+        table.add_row(role.role, f"{role.text or 'not found'} (confidence {role.confidence:.2f})")
     if e is not None:
         table.add_row("attention on read position", str(findings.attention_read))
         table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")

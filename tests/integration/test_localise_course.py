@@ -33,10 +33,10 @@ def swapped_heads(model: BracketTransformer) -> BracketTransformer:
 
 
 def test_course_roles(found):
-    assert found.elevation_head.location == "2.0"
-    assert found.negative_head.location == "2.1"
-    assert found.read_position.location == "1"
-    assert found.tally_head.location == "0.0"
+    assert found.elevation_head.text == "2.0"
+    assert found.negative_head.text == "2.1"
+    assert found.read_position.text == "1"
+    assert found.tally_head.text == "0.0"
     assert found.elevation_head.confidence > 0.3
     assert len(found.mlp_neurons) >= 3
     assert all(n.split(".")[0] in ("0", "1") for n in found.mlp_neurons)
@@ -44,10 +44,10 @@ def test_course_roles(found):
 
 def test_swapping_heads_swaps_the_roles_and_keeps_the_numbers(course_model, sample, found):
     swapped = localise(swapped_heads(course_model), sample)
-    assert swapped.elevation_head.location == "2.1"
-    assert swapped.negative_head.location == "2.0"
-    assert swapped.tally_head.location == "0.1"
-    assert swapped.read_position.location == found.read_position.location
+    assert swapped.elevation_head.text == "2.1"
+    assert swapped.negative_head.text == "2.0"
+    assert swapped.tally_head.text == "0.1"
+    assert swapped.read_position.text == found.read_position.text
     rename = {"0.0": "0.1", "0.1": "0.0", "1.0": "1.1", "1.1": "1.0", "2.0": "2.1", "2.1": "2.0"}
     for head, score in found.elevation_head.evidence.items():
         assert swapped.elevation_head.evidence[rename[head]] == pytest.approx(score, abs=1e-3)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from bracketlens import BracketLensError, evaluation_set
+from bracketlens.components import Component
 from bracketlens.interventions.ablate import (
     ablate,
     component_hook_name,
@@ -55,12 +56,14 @@ def test_resample_is_seeded_and_groups_add_up(random_model):
 
 def test_localise_names_roles_of_any_model(random_model):
     found = localise(random_model, DATA)
-    heads = {f"{layer}.{h}" for layer in range(3) for h in range(2)}
+    heads = {Component.at(layer, h) for layer in range(3) for h in range(2)}
     assert found.elevation_head.location in heads
     assert found.negative_head.location in heads
     assert found.elevation_head.location != found.negative_head.location
+    assert found.elevation_head.text == found.elevation_head.component().short
     assert 0 <= found.elevation_head.confidence <= 1
-    assert found.read_position.location is not None and int(found.read_position.location) >= 1
+    assert found.read_position.position() >= 1
+    assert found.read_position.text == str(found.read_position.position())
     with pytest.raises(BracketLensError, match="balanced and unbalanced"):
         localise(random_model, DATA[DATA.labels])
 

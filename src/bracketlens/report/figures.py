@@ -25,8 +25,8 @@ class Figure:
 def attribution_figures(f: Analysis) -> list[Figure]:
     """Data set and logit attribution: lengths, histograms, the two final heads."""
     att, data = f.attribution, f.data
-    elev = f"head {f.localisation.elevation_head.location}"
-    neg = f"head {f.localisation.negative_head.location}"
+    elev = f"head {f.localisation.elevation_head.text}"
+    neg = f"head {f.localisation.negative_head.text}"
     groups = data.failure_groups
     return [
         Figure(

@@ -59,7 +59,7 @@ def _attribution(f: Analysis) -> str:
 def _role_row(f: RoleFinding) -> list[str]:
     top = sorted(f.evidence.items(), key=lambda kv: -abs(kv[1]))[:3]
     evidence = ", ".join(f"{k}: {v:.3g}" for k, v in top)
-    return [f.role, f.location or "not found", f"{f.confidence:.2f}", evidence]
+    return [f.role, f.text or "not found", f"{f.confidence:.2f}", evidence]
 
 
 def _localisation(f: Analysis) -> str:
@@ -82,7 +82,7 @@ def _localisation(f: Analysis) -> str:
 
 
 def _start_close(f: Analysis) -> str:
-    where = f.localisation.start_close_component.location
+    where = f.localisation.start_close_component.text
     if where is None or where not in f.attribution.labels:
         return ""
     values = f.attribution[where]

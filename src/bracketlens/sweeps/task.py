@@ -134,7 +134,7 @@ def _measure(
         "final_loss": record["final_loss"],
         "roles": {
             name: {
-                "location": getattr(found, name).location,
+                "location": getattr(found, name).text,
                 "confidence": round(getattr(found, name).confidence, 6),
             }
             for name in ROLES
