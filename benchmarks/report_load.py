@@ -15,7 +15,11 @@ page, that is milliseconds after navigation started:
 - ``first_viewport``: the first animation frame, once the page is parsed, at which
   every figure that intersects the first viewport is drawn (a plotly figure: its
   SVG exists; circuitsvis: its view exists; the explorer: its canvases and the
-  probability are filled in).
+  probability are filled in);
+- ``scroll_to_figure``: after all that, the first plotly figure scrolled into view,
+  the time until it is drawn (what drawing on demand costs the reader);
+- ``longest_task``: the longest the main thread was held at once, from the API's
+  arrival until that figure was drawn (the explorer cannot answer meanwhile).
 
 Prints one JSON object: each load's times, their medians, the page's size, which
 figures sat in the first viewport, and the load average before and after.
@@ -44,7 +48,10 @@ TIMEOUT_MS = 180_000
 # Runs in the page before any of its own scripts.
 INIT_JS = """
 (() => {
-  const rec = (window.__blLoad = {});
+  const rec = (window.__blLoad = { tasks: [] });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) rec.tasks.push([e.startTime, e.duration]);
+  }).observe({ type: "longtask", buffered: true });
   let api;
   Object.defineProperty(window, "bracketlens", {
     configurable: true, enumerable: true,
@@ -84,6 +91,19 @@ INIT_JS = """
 })();
 """
 
+SCROLL_JS = """
+async () => {
+  const el = document.querySelector(".figure .plotly-graph-div");
+  const start = performance.now();
+  el.scrollIntoView();
+  while (el.querySelector(".main-svg") === null) {
+    await new Promise((resolve) => requestAnimationFrame(resolve));
+  }
+  await new Promise((resolve) => requestAnimationFrame(resolve));
+  return performance.now() - start;
+}
+"""
+
 ANSWER_JS = "() => { window.bracketlens.predict(['(())', '(()']); return performance.now(); }"
 
 
@@ -109,16 +129,23 @@ def load_once(p, url: str) -> dict[str, object]:
             "() => window.__blLoad.first_viewport !== undefined && window.__blLoad.dcl !== undefined",
             timeout=TIMEOUT_MS,
         )
+        scrolled = page.evaluate(SCROLL_JS)
         record = page.evaluate("() => window.__blLoad")
     finally:
         browser.close()
-    return record | {"api_answers": answered, "console_errors": errors}
+    after_api = [d for start, d in record.pop("tasks") if start + d > record["api"]]
+    return record | {
+        "api_answers": answered,
+        "scroll_to_figure": scrolled,
+        "longest_task": max(after_api, default=0.0),
+        "console_errors": errors,
+    }
 
 
 def summarise(loads: list[dict[str, object]]) -> dict[str, object]:
     """Per-load times (ms, rounded) and their median, min and max."""
     out: dict[str, object] = {}
-    for key in ("dcl", "api", "api_answers", "first_viewport"):
+    for key in ("dcl", "api", "api_answers", "first_viewport", "scroll_to_figure", "longest_task"):
         values = [float(str(load[key])) for load in loads]
         out[f"{key}_ms"] = {
             "median": round(statistics.median(values), 1),

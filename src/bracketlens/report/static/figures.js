@@ -5,13 +5,15 @@
 // <script type="application/json"> after an empty placeholder of the figure's size.
 // Nothing here runs before the page is parsed and painted once, so the explorer's
 // module (which runs at the end of parsing) starts first. The libraries are then
-// unpacked (cheap), but run only when a figure nears the viewport: running plotly.js
-// holds the main thread for a second or more, which would freeze the explorer.
-// A figure is drawn with Plotly.newPlot from the same data, layout and config as a
+// unpacked (cheap); plotly.js runs when a figure nears the viewport, or once the page
+// has been quiet for a while (running it holds the main thread for a second or more,
+// which would freeze the explorer as it starts). Figures are drawn one per task,
+// those in view first, with Plotly.newPlot from the same data, layout and config as a
 // figure drawn at load. A classic script that reads only the document: the page
 // works from any folder with no network.
 (() => {
   const AHEAD = "400px 0px"; // start drawing a little before a figure scrolls in
+  const QUIET_MS = 1500; // after the first paint, how long the explorer has plotly.js's CPU to itself
   const unpacking = new Map(); // library id -> Promise of its source
   const unpacked = new Map(); // library id -> its source
   const running = new Map(); // library id -> Promise resolved once it has run
@@ -78,6 +80,28 @@
     return run(id).then(() => drawNow(el), (e) => console.error(`bracketlens: ${e}`));
   }
 
+  // Figures that came into view, drawn one per task so the first shows before the rest are built.
+  const queue = [];
+  let pumping = false;
+  const inView = (el) => {
+    const r = el.getBoundingClientRect();
+    return r.bottom > 0 && r.top < window.innerHeight;
+  };
+
+  function pump() {
+    if (queue.length === 0) { pumping = false; return; }
+    const next = queue.findIndex(inView);
+    const [el] = queue.splice(next < 0 ? 0 : next, 1);
+    draw(el)
+      .catch((e) => console.error(`bracketlens: ${el.id}: ${e}`))
+      .then(() => setTimeout(pump, 0));
+  }
+
+  function enqueue(el) {
+    queue.push(el);
+    if (!pumping) { pumping = true; pump(); }
+  }
+
   const figures = () => [...document.querySelectorAll("[data-lazy-figure]")];
   const libraries = () => [...new Set(figures().map(libraryOf))];
 
@@ -92,11 +116,15 @@
       for (const entry of entries) {
         if (!entry.isIntersecting) continue;
         observer.unobserve(entry.target);
-        draw(entry.target);
+        enqueue(entry.target);
       }
     }, { rootMargin: AHEAD });
     figures().forEach((el) => observer.observe(el));
     libraries().forEach(unpack);
+    const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
+    if (libraries().includes("plotly-js")) {
+      setTimeout(() => idle(() => run("plotly-js"), { timeout: QUIET_MS }), QUIET_MS);
+    }
   }
 
   const afterFirstPaint = () => requestAnimationFrame(() => setTimeout(start, 0));
