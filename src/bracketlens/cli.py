@@ -435,8 +435,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bracketlens.report.write import check_report_dir, write_report
 
     check_report_dir(args.out)  # fail before minutes of work
-    findings, _ = _run_analysis(args, "report")
-    out = write_report(findings, args.out, png=not args.no_png)
+    findings, warnings = _run_analysis(args, "report")
+    out = write_report(findings, args.out, png=not args.no_png, warnings=warnings)
     from bracketlens.terminal import findings_summary
 
     findings_summary(findings)

@@ -43,6 +43,8 @@ def test_report_files(report_dir):
     assert neg is None or 0 <= neg["on_wrong_way_positions"]["value"] <= 1
     html = (report_dir / "index.html").read_text()
     assert "https://" not in html.split("<main>")[1].split("</main>")[0]  # no remote assets
+    assert (report_dir / "index.html").stat().st_size <= 5e6
+    assert "Small sample:" not in html  # 1,500 strings fill every failure group
     verdict = findings["explanation"]["verdict"]  # the bundled model's, from explain
     assert "What this model computes" in html and html_escape(verdict) in html
     assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone
@@ -55,36 +57,97 @@ def _reject(constant: str) -> None:
     raise AssertionError(f"{constant} is not JSON")
 
 
+# a lazily drawn figure is drawn once plotly has built its SVG (circuitsvis: its view)
+DRAWN_JS = """(el) => el.dataset.drawn === "true" && (el.dataset.lazyFigure === "circuitsvis"
+    ? el.querySelector("svg, canvas, div div") !== null : el.querySelector(".main-svg") !== null)"""
+IN_VIEW_DRAWN = f"""() => [...document.querySelectorAll("[data-lazy-figure]")].filter((el) => {{
+    const r = el.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight;
+  }}).every({DRAWN_JS})"""
+ALL_DRAWN = f"""() => [...document.querySelectorAll("[data-lazy-figure]")].every({DRAWN_JS})"""
+FAR_BELOW_DRAWN = """() => [...document.querySelectorAll("[data-lazy-figure]")]
+  .filter((el) => el.getBoundingClientRect().top > window.innerHeight + 1000)
+  .map((el) => el.dataset.drawn === "true")"""
+
+
+def _open_report(p, report_dir: Path):
+    """A fresh offline page on the report, recording console errors and requests."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((report_dir / "index.html").as_uri())
+    page.wait_for_function("window.bracketlens !== undefined")
+    return browser, page, errors, requests
+
+
+def _local(url: str) -> bool:
+    return url.startswith(("file://", "data:", "about:", "blob:"))
+
+
 def test_report_page_renders_offline(report_dir):
+    """Scrolled top to bottom, every figure is drawn as it comes into view, none before."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
     if not Path(CHROMIUM).exists():
         pytest.skip("no Chromium at /usr/bin/chromium (.ci/run installs Debian's chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
-    errors: list[str] = []
-    requests: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context(offline=True, viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((report_dir / "index.html").as_uri())
-        n_figures = page.locator(".js-plotly-plot").count()
-        page.wait_for_function(
-            f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figures}",
-            timeout=60_000,
-        )
-        page.wait_for_selector(
-            "#cv-attention svg, #cv-attention canvas, #cv-attention div div", timeout=30_000
-        )
+        browser, page, errors, requests = _open_report(p, report_dir)
+        n_figures = page.locator("[data-lazy-figure]").count()
+        page.wait_for_timeout(500)  # time enough to draw, were figures drawn at load
+        far_below = page.evaluate(FAR_BELOW_DRAWN)
+        height = page.evaluate("document.documentElement.scrollHeight")
+        for y in range(0, height, 600):
+            page.evaluate(f"window.scrollTo(0, {y})")
+            page.wait_for_function(IN_VIEW_DRAWN, timeout=60_000)
+        page.wait_for_function(ALL_DRAWN, timeout=60_000)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=False)
-        rendered = page.locator(".js-plotly-plot .main-svg").count()
+        plotly_drawn = page.locator(".figure .js-plotly-plot .main-svg").count()
+        n_plotly = page.locator('[data-lazy-figure="plotly"]').count()
         browser.close()
     assert n_figures >= 10
-    assert rendered >= n_figures
+    assert len(far_below) >= 5 and not any(far_below)
+    assert plotly_drawn >= n_plotly >= n_figures - 1
     assert errors == []
-    assert all(url.startswith(("file://", "data:", "about:")) for url in requests), requests
+    assert all(_local(url) for url in requests), requests
+
+
+def test_report_printing_draws_every_figure(report_dir):
+    """Print media draws every figure without any scrolling."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium (.ci/run installs Debian's chromium)")
+    with sync_api.sync_playwright() as p:
+        browser, page, errors, requests = _open_report(p, report_dir)
+        page.wait_for_timeout(500)  # the libraries unpacked, as a reader who prints has waited
+        assert not page.evaluate(ALL_DRAWN)
+        page.emulate_media(media="print")
+        page.wait_for_function(ALL_DRAWN, timeout=60_000)
+        scroll = page.evaluate("window.scrollY")
+        browser.close()
+    assert scroll == 0
+    assert errors == []
+    assert all(_local(url) for url in requests), requests
+
+
+def test_report_page_shows_sample_warnings(tmp_path, capsys):
+    """A sample too small for reliable intervals: stderr's warning is in the page, twice."""
+    out = tmp_path / "report"
+    assert main(["report", "--n", "400", "--seed", "0", "--no-png", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    warnings = [line.split("warning: ", 1)[1] for line in err.splitlines() if "warning: " in line]
+    assert len(warnings) == 1 and "unreliable" in warnings[0]
+    page = (out / "index.html").read_text()
+    note = f"<b>Small sample:</b> {html_escape(warnings[0])}</p>"
+    model = page.split('<section id="model">')[1].split("</section>")[0]
+    hypothesis = page.split('<section id="hypothesis">')[1].split("</section>")[0]
+    # beside the failure groups' accuracy intervals and the resampling tests' intervals
+    assert model.index("95% interval") < model.index(note)
+    assert hypothesis.index("just negative</th>") < hypothesis.index(note)
+    assert page.count(note) == 2
 
 
 def test_report_explore_section(report_dir, bundled_model):

@@ -1,20 +1,20 @@
-"""An analysis -> a self-contained HTML page (plotly and circuitsvis inlined) and PNGs.
+"""An analysis -> a self-contained HTML page (plotly and circuitsvis inlined).
 
 The page makes no network request: plotly.js and the circuitsvis bundle are
-inlined once each, and every figure refers to them.
+inlined once each (packed, at the end of the page), and every figure refers to
+them. The Explore section comes first and its module runs before any figure is
+drawn; each figure is drawn as it comes into view.
 """
 
 from __future__ import annotations
 
 import html
-from pathlib import Path
-
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
+from collections.abc import Sequence
 
 from bracketlens.analysis import Analysis
 from bracketlens.explorer.html import explorer_section
 from bracketlens.jsonout import strict_dumps
+from bracketlens.report.deferred import circuitsvis_html, figure_html, libraries_html
 from bracketlens.report.figures import Figure
 from bracketlens.report.text import section_texts
 
@@ -38,6 +38,7 @@ th { background: #f3f5f8; }
 .claim { padding: 8px 12px; margin: 8px 0; border-left: 4px solid #11a579; background: white; }
 .claim.fails { border-left-color: #e73f74; }
 .note { color: #8a5a00; background: #fff6e0; padding: 8px 12px; border-radius: 6px; }
+.note.sample { border-left: 4px solid #e68310; }
 code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; }
 """
 
@@ -55,17 +56,6 @@ SECTIONS = [
 ]
 
 
-def _figure_html(fig: Figure) -> str:
-    div = pio.to_html(
-        fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{fig.name}",
-        config={"displaylogo": False, "responsive": True},
-    )  # fmt: skip
-    return (
-        f'<div class="figure" id="{fig.name}">{div}'
-        f'<p class="caption">{html.escape(fig.caption)}</p></div>'
-    )
-
-
 def _circuitsvis_html(f: Analysis) -> str:
     """The tallying head's patched attention as a circuitsvis attention-heads view."""
     from circuitsvis.utils.convert_props import convert_props
@@ -81,18 +71,8 @@ def _circuitsvis_html(f: Analysis) -> str:
             "maskUpperTri": False,
         }
     )
-    return (
-        '<div class="figure" id="circuitsvis"><div id="cv-attention"></div>'
-        f'<script>CircuitsVis.render("cv-attention", CircuitsVis.AttentionHeads, {props});</script>'
-        f'<p class="caption">{html.escape(patched.description)} (circuitsvis; hover a head)</p></div>'
-    )
-
-
-def _circuitsvis_bundle() -> str:
-    import circuitsvis
-
-    path = Path(circuitsvis.__file__).parent / "dist" / "cdn" / "iife.js"
-    return path.read_text(encoding="utf-8").replace("</script>", "<\\/script>")
+    caption = f"{patched.description} (circuitsvis; hover a head)"
+    return circuitsvis_html("cv-attention", props, caption)
 
 
 def render_html(
@@ -100,13 +80,19 @@ def render_html(
     figures: dict[str, list[Figure]],
     png_note: str,
     payload: dict[str, object] | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
-    """The whole page as one string; ``payload`` is ``f.to_json()`` if already made."""
-    texts = section_texts(f, png_note)
+    """The whole page as one string; ``payload`` is ``f.to_json()`` if already made.
+
+    The explorer's module runs as parsing ends, before any figure is drawn; figures
+    are drawn as they come into view (see :mod:`bracketlens.report.deferred`).
+    ``warnings`` (about the sample's size) are shown beside the numbers they qualify.
+    """
+    texts = section_texts(f, png_note, warnings)
     body = []
     for key, title in SECTIONS:
         parts = [f'<section id="{key}"><h2>{html.escape(title)}</h2>', texts.get(key, "")]
-        parts += [_figure_html(fig) for fig in figures.get(key, [])]
+        parts += [figure_html(fig) for fig in figures.get(key, [])]
         if key == "patching" and f.patching:
             parts.append(_circuitsvis_html(f))
         if key == "explore":
@@ -126,8 +112,6 @@ def render_html(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bracketlens report</title>
 <style>{_CSS}</style>
-<script type="text/javascript">{get_plotlyjs()}</script>
-<script type="text/javascript">{_circuitsvis_bundle()}</script>
 </head><body>
 <header><h1>bracketlens report</h1>
 <p>{html.escape(str(meta["weights"]))} &middot; {html.escape(str(meta["data"]))} &middot;
@@ -135,4 +119,5 @@ model sha256 {html.escape(str(meta["model_sha256"])[:16])}&hellip; &middot; brac
 <nav>{nav}</nav>
 <main>{"".join(body)}</main>
 <script type="application/json" id="findings">{findings_json}</script>
+{libraries_html(circuitsvis=bool(f.patching))}
 </body></html>"""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 from bracketlens.analysis import Analysis
 from bracketlens.data.truth import FailureGroup, labels_present
@@ -21,7 +22,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3f}%"
 
 
-def _model(f: Analysis, png_note: str) -> str:
+def _model(f: Analysis, png_note: str, notes: str = "") -> str:
     acc = f.accuracy
     rows = [
         [label, f"{est.n:,}", _pct(est.value) if est.n else "-",
@@ -39,6 +40,7 @@ def _model(f: Analysis, png_note: str) -> str:
         f"{_pct(acc.high)}) on {acc.n:,} strings ({html.escape(f.data.description)}); "
         f"{f.evaluation.n_wrong} wrong.</p>"
         + _table(["failure group", "strings", "accuracy", "95% interval"], rows)
+        + notes
         + wrong_html
         + (f'<p class="note">{html.escape(png_note)}</p>' if png_note else "")
     )
@@ -167,7 +169,7 @@ def _hypothesis(f: Analysis) -> str:
     return "".join(items)
 
 
-def _scrubs(f: Analysis) -> str:
+def _scrubs(f: Analysis, notes: str = "") -> str:
     rows = []
     for s in f.scrubs:
         rec, ctl = s.recovered(), s.recovered("control")
@@ -189,6 +191,7 @@ def _scrubs(f: Analysis) -> str:
         "the model's, a group's share is noisy; brackets give its 95% bootstrap interval "
         "over the strings.</p>"
         + _table(["hypothesis", "all strings", "just total elevation", "just negative"], rows)
+        + notes
     )
 
 
@@ -287,10 +290,19 @@ def _algorithm(f: Analysis) -> str:
     )
 
 
-def section_texts(f: Analysis, png_note: str) -> dict[str, str]:
-    """HTML prose per section key."""
+def _sample_notes(warnings: Sequence[str]) -> str:
+    """The sample-size warnings ``analyze`` prints on stderr, as notes in the page."""
+    return "".join(
+        f'<p class="note sample" role="note"><b>Small sample:</b> {html.escape(w)}</p>'
+        for w in warnings
+    )
+
+
+def section_texts(f: Analysis, png_note: str, warnings: Sequence[str] = ()) -> dict[str, str]:
+    """HTML prose per section key; ``warnings`` sit beside the intervals they qualify."""
+    notes = _sample_notes(warnings)
     return {
-        "model": _model(f, png_note),
+        "model": _model(f, png_note, notes),
         "attribution": _attribution(f),
         "algorithm": _algorithm(f),
         "localisation": _localisation(f),
@@ -300,6 +312,6 @@ def section_texts(f: Analysis, png_note: str) -> dict[str, str]:
             "<p>What the tallying head attends to from the read position when its keys (or "
             "queries) are replaced by those of all-'(' and all-')' strings.</p>"
         ),
-        "hypothesis": _hypothesis(f) + _scrubs(f) + _paths(f),
+        "hypothesis": _hypothesis(f) + _scrubs(f, notes) + _paths(f),
         "attack": _attack(f),
     }

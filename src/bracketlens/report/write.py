@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -110,8 +110,18 @@ def export_pngs(figures: list[Figure], folder: Path) -> str:
     return ""
 
 
-def write_report(findings: Analysis, out: str | os.PathLike[str], *, png: bool = True) -> Path:
-    """Write ``index.html``, ``findings.json`` and ``figures/*.png`` to ``out``."""
+def write_report(
+    findings: Analysis,
+    out: str | os.PathLike[str],
+    *,
+    png: bool = True,
+    warnings: Sequence[str] = (),
+) -> Path:
+    """Write ``index.html``, ``findings.json`` and ``figures/*.png`` to ``out``.
+
+    ``warnings`` (what :func:`bracketlens.data.sample.check_sample` says about the
+    sample's size) appear in the page beside the numbers they qualify.
+    """
     out = Path(out)
     check_report_dir(out)
     figures = all_figures(findings)
@@ -121,7 +131,7 @@ def write_report(findings: Analysis, out: str | os.PathLike[str], *, png: bool =
         note = export_pngs(flat, tmp / "figures") if png else "PNG export was turned off."
         payload = findings.to_json()
         (tmp / "findings.json").write_text(strict_dumps(payload, indent=2))
-        page = render_html(findings, figures, note, payload)
+        page = render_html(findings, figures, note, payload, warnings)
         (tmp / "index.html").write_text(page, encoding="utf-8")
         swap_in(tmp, out)
     finally:
