@@ -33,9 +33,9 @@ def _minutes(item: pytest.Item) -> float:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Longest first, so that pytest-xdist's work stealing spreads the training-length
-    # tests over the workers while the longest (the bundled retrain) runs. A quick test
-    # goes second: a worker always keeps the test after the one it runs, and the retrain
-    # should not hold a long one back until it ends.
+    # tests over the workers while the longest runs. A quick test goes second: a worker
+    # always keeps the test after the one it runs, and the longest should not hold
+    # another long one back until it ends.
     items.sort(key=_minutes, reverse=True)  # a stable sort: collection order among equals
     quick = next((i for i, item in enumerate(items) if _minutes(item) < 0), None)
     if quick is not None and quick > 1:

@@ -38,7 +38,7 @@ def test_same_seed_same_findings(course_model):
     assert runs[0].to_json() == runs[1].to_json()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)
 def test_default_budget_finds_stronger_strings(course_model):
     result = attack(course_model)
     assert result.evaluations == DEFAULT_BUDGET

@@ -1,11 +1,28 @@
-"""The bundled default checkpoint: it ships, loads, records how it was made, and is accurate."""
+"""The bundled default checkpoint: it ships, loads, records how it was made, and is accurate.
+
+Its recipe is guarded by its first steps against a stored state (``recipe_prefix.py``); the
+whole retrain, with the held-out accuracy against the sidecar's, is ``benchmarks/train.py``.
+"""
 
 import pytest
+import torch
 
 from bracketlens import evaluate, evaluation_set, load_model
 from bracketlens.model import read_sidecar
 from bracketlens.model.checkpoint import bundled_weights_path
-from bracketlens.model.train import TrainConfig, train
+from bracketlens.model.train import TrainConfig
+from tests.integration.recipe_prefix import (
+    LOSS_RTOL,
+    LOSSES,
+    PARAM_RTOL,
+    STORED_STEP,
+    bundled_recipe,
+    bundled_recipe_json,
+    read_state,
+    stored_part,
+    torch_release,
+    train_prefix,
+)
 
 
 def test_bundled_checkpoint_and_sidecar():
@@ -34,16 +51,29 @@ def test_load_model_defaults_to_the_bundle(bundled_model):
     assert load_model().state_dict()["unembed.W_U"].equal(bundled_model.W_U)
 
 
-@pytest.mark.slow(minutes=21)
-def test_default_recipe_reproduces_the_bundled_accuracy():
-    # Under pytest-xdist this runs at its worker's one thread; the bundle was trained at
-    # two. CPU kernels split their sums by thread, so the weights differ in their last
-    # bits, but the held-out accuracy is the same (1.0 on 100,000 strings, measured on a
-    # one-thread retrain). Two threads beside the other workers oversubscribe the cores
-    # and took longer than one.
-    side = read_sidecar(bundled_weights_path())
-    cfg = TrainConfig(seed=side["seed"])
-    result = train(cfg, progress=False)
-    want = side["held_out"]["evaluation"]["accuracy"]
-    got = result.record["held_out"]["evaluation"]["accuracy"]
-    assert abs(got - want) <= 0.0005  # 0.05 percentage points
+def test_sidecar_recipe_is_the_train_command_default():
+    # the recipe the stored prefix pins is what `bracketlens train --seed 0` runs
+    assert bundled_recipe() == TrainConfig(seed=0)
+
+
+@pytest.mark.slow(minutes=1)
+def test_bundled_recipe_first_steps_are_reproducible_and_match_the_stored_state():
+    first, second = train_prefix(), train_prefix()
+    for name, tensor in first.model.named_parameters():
+        assert torch.equal(tensor, dict(second.model.named_parameters())[name]), name
+    assert first.losses == second.losses
+    stored, meta = read_state()
+    assert meta["recipe"] == bundled_recipe_json(), (
+        "the bundled recipe changed: regenerate the stored state (see recipe_prefix.py)"
+    )
+    if meta["torch"] != torch_release():
+        pytest.skip(
+            f"the stored state was made with torch {meta['torch']}, this is torch "
+            f"{torch_release()}: kernels of another release round differently"
+        )
+    got = stored_part(first)
+    assert got.keys() == stored.keys()
+    torch.testing.assert_close(got.pop(LOSSES), stored.pop(LOSSES), rtol=LOSS_RTOL, atol=0)
+    drift = torch.cat([(got[k] - stored[k]).flatten() for k in stored]).norm()
+    norm = torch.cat([v.flatten() for v in stored.values()]).norm()
+    assert drift <= PARAM_RTOL * norm, f"parameters at step {STORED_STEP} moved {drift / norm:.2e}"

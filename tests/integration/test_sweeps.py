@@ -19,7 +19,7 @@ from bracketlens.cli import main
 from bracketlens.sweeps import Sweep, get_recipe, run_sweep
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(minutes=1)
 
 SEEDS = ["--models", "4", "--seed-start", "0", "--recipe", "tiny"]
 VOLATILE = {"seconds", "reused"}  # all that may differ between two runs of a seed

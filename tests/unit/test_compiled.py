@@ -107,10 +107,10 @@ def test_roles_record_matches_the_weights(compiled):
         assert all(p.abs().max() == 0 for n, p in block.named_parameters() if "W_" in n)
 
 
-@pytest.mark.slow
-def test_every_string_of_length_13_to_18(compiled):
-    """524,288 - 8,192 strings; ~3 min on a loaded 2-core machine."""
-    for length in range(13, 19):
-        score = score_tokens(compiled, all_strings(length))
-        assert score.wrong == [], length
-        assert score.min_margin > MIN_MARGIN
+@pytest.mark.slow(minutes=1)
+@pytest.mark.parametrize("length", range(18, 12, -1))  # longest first, for pytest-xdist
+def test_every_string_of_each_length_13_to_18(compiled, length):
+    """One length per test, so that pytest-xdist's workers share the 516,096 strings."""
+    score = score_tokens(compiled, all_strings(length))
+    assert score.wrong == [], length
+    assert score.min_margin > MIN_MARGIN

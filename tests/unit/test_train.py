@@ -3,7 +3,7 @@ import torch
 
 from bracketlens import BracketLensError
 from bracketlens.model import read_sidecar
-from bracketlens.model.train import TrainConfig, train, train_to_file
+from bracketlens.model.train import TrainConfig, _lr_factor, fit, train, train_to_file
 from bracketlens.weights.resolve import load_model
 
 TINY = {
@@ -71,3 +71,32 @@ def test_crash_mid_training_leaves_nothing(tmp_path, monkeypatch):
 def test_bad_config(bad):
     with pytest.raises(BracketLensError):
         TrainConfig(**bad)
+
+
+def test_fit_stopped_early_is_the_longer_run_at_that_step():
+    cfg = TrainConfig(seed=2, **TINY)
+    longer = fit(cfg, steps=60, keep=[30])
+    shorter = fit(cfg, steps=30)
+    assert shorter.losses == longer.losses[:30]
+    for name, tensor in shorter.model.named_parameters():
+        assert torch.equal(longer.kept[30][name], tensor), name
+    assert not torch.equal(longer.kept[30]["unembed.W_U"], longer.model.W_U)
+
+
+@pytest.mark.parametrize("bad", [{"steps": 0}, {"steps": 151}, {"steps": 20, "keep": [21]}])
+def test_fit_refuses_steps_outside_the_recipe(bad):
+    with pytest.raises(BracketLensError, match="must lie in"):
+        fit(TrainConfig(**TINY), **bad)
+
+
+def test_schedule_warms_up_then_decays_to_five_percent_of_the_peak():
+    cfg = TrainConfig()
+    factors = [_lr_factor(s, cfg) for s in range(cfg.steps)]
+    assert factors[0] == pytest.approx(1 / cfg.warmup, rel=1e-12)
+    assert factors[cfg.warmup - 1] == pytest.approx(1.0, rel=1e-12)
+    assert factors[cfg.warmup] == pytest.approx(1.0, rel=1e-12)
+    assert factors[cfg.warmup + (cfg.steps - cfg.warmup) // 2] == pytest.approx(0.525, rel=1e-12)
+    assert factors[-1] == pytest.approx(0.05, abs=1e-6)
+    assert all(
+        a >= b for a, b in zip(factors[cfg.warmup :], factors[cfg.warmup + 1 :], strict=False)
+    )

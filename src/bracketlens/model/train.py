@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -77,8 +77,56 @@ def train(
     evaluation stay on the CPU, and the returned model is on the CPU. Weights are
     bit-reproducible on CPU only.
     """
-    seed_everything(cfg.seed)
     start = time.perf_counter()
+    fitted = fit(cfg, progress=progress, on_step=on_step, device=device)
+    train_seconds = time.perf_counter() - start
+    model = fitted.model
+    record = {
+        "seed": cfg.seed,
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+        "data_recipe": f"bracketlens.data.generate.training_set(n={cfg.n_train}, seed={cfg.seed})",
+        "steps": cfg.steps,
+        "final_loss": float(np.mean(fitted.losses[-100:])),
+        "train_seconds": round(train_seconds, 1),
+        "torch_threads": torch.get_num_threads(),
+        "held_out": held_out_accuracy(model, cfg, reference),
+    }
+    return TrainResult(model=model, record=record)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A model after some optimisation steps, the loss of each step, and kept parameters."""
+
+    model: BracketTransformer
+    losses: list[float]
+    # parameters (CPU copies) after each step count asked for with ``keep``
+    kept: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+
+
+def fit(
+    cfg: TrainConfig,
+    *,
+    steps: int | None = None,
+    progress: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
+    device: str | torch.device = "cpu",
+    keep: Collection[int] = (),
+) -> Fitted:
+    """Run the first ``steps`` optimisation steps of ``cfg``'s recipe (all of them by default).
+
+    The learning-rate schedule is ``cfg``'s whole schedule, so the weights after ``steps``
+    steps are the full run's weights at that step. The model comes back on the CPU, in
+    eval mode, without gradients; ``keep`` names step counts after which a copy of the
+    parameters is kept as well.
+    """
+    n_steps = cfg.steps if steps is None else steps
+    if not 0 < n_steps <= cfg.steps:
+        raise BracketLensError(f"steps must lie in 1..{cfg.steps}, got {n_steps}")
+    if any(not 0 < k <= n_steps for k in keep):
+        raise BracketLensError(f"steps to keep must lie in 1..{n_steps}, got {sorted(keep)}")
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+    seed_everything(cfg.seed)
     data = training_set(cfg.n_train, seed=cfg.seed)
     lengths = data.seq_length  # once: recomputing it per step costs as much as the step
     model = BracketTransformer(cfg.model)
@@ -87,8 +135,8 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses = []
-    bar = tqdm(range(cfg.steps), disable=not progress, desc="train", unit="step")
+    losses: list[float] = []
+    bar = tqdm(range(n_steps), disable=not progress, desc="train", unit="step")
     for step in bar:
         idx = torch.randint(len(data), (cfg.batch_size,), generator=gen)
         logits, labels = _batch_logits(model, data, lengths, idx, device)
@@ -98,26 +146,17 @@ def train(
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if step + 1 in keep:
+            kept[step + 1] = {n: p.detach().cpu().clone() for n, p in model.named_parameters()}
         if on_step is not None:
             on_step(step, losses[-1])
         if step % 50 == 0:
             acc = ((logits.argmax(-1) == 1) == labels.bool()).float().mean().item()
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}", acc=f"{acc:.3f}")
-    train_seconds = time.perf_counter() - start
     model.cpu()
     model.eval()
     model.requires_grad_(False)
-    record = {
-        "seed": cfg.seed,
-        "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
-        "data_recipe": f"bracketlens.data.generate.training_set(n={cfg.n_train}, seed={cfg.seed})",
-        "steps": cfg.steps,
-        "final_loss": float(np.mean(losses[-100:])),
-        "train_seconds": round(train_seconds, 1),
-        "torch_threads": torch.get_num_threads(),
-        "held_out": held_out_accuracy(model, cfg, reference),
-    }
-    return TrainResult(model=model, record=record)
+    return Fitted(model=model, losses=losses, kept=kept)
 
 
 def held_out_accuracy(
