@@ -191,10 +191,15 @@ def check_state(
     bad_keys = sorted(repr(k) for k in state if not isinstance(k, str))
     missing = [k for k in expected if k not in state]
     extra = sorted(k for k in state if isinstance(k, str) and k not in expected)
+    not_dense = [
+        f"{k} ({_layout(v)})" for k, v in state.items() if k in expected and _layout(v) != "dense"
+    ]
     not_tensor = [
         f"{k} ({v.dtype if isinstance(v, Tensor) else type(v).__name__})"
         for k, v in state.items()
-        if k in expected and not (isinstance(v, Tensor) and v.is_floating_point())
+        if k in expected
+        and _layout(v) == "dense"
+        and not (isinstance(v, Tensor) and v.is_floating_point())
     ]
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {shape})"
@@ -207,6 +212,7 @@ def check_state(
             ("keys that are not names", bad_keys),
             ("missing keys", missing),
             ("unexpected keys", extra),
+            ("not dense tensors", not_dense),
             ("not float tensors", not_tensor),
             ("wrong shapes", wrong),
         )
@@ -226,6 +232,24 @@ def check_state(
             "predictions mean nothing; pass --allow-nonfinite to load it anyway"
         )
     return tensors
+
+
+def _layout(value: object) -> str:
+    """``"dense"`` for an ordinary tensor (or a non-tensor), else the layout that is refused.
+
+    Sparse, quantised, meta and other layouts hold no plain array of weights: torch
+    raises on them deep inside the model (``NotImplementedError`` for the sparse
+    backend), so they are named here as a checkpoint that does not fit.
+    """
+    if not isinstance(value, Tensor):
+        return "dense"
+    if value.is_meta:
+        return "meta, no data"
+    if value.is_quantized:
+        return f"quantised {value.dtype}"
+    if value.layout != torch.strided:
+        return str(value.layout).removeprefix("torch.")
+    return "dense"
 
 
 def _few(items: list[str], shown: int = 6) -> str:
