@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import itertools
 import re
 from pathlib import Path
 
@@ -30,6 +31,8 @@ WORD_HINT = re.compile(r"(?:e\.g\.|use) (--[a-z][a-z-]*) ([^\s;,()'\"]+)")
 def hints(text: str) -> list[tuple[str, str]]:
     """Every ``--flag value`` that ``text`` suggests."""
     return sorted(set(NUMBER_HINT.findall(text)) | set(WORD_HINT.findall(text)))
+
+
 SUBCOMMANDS = ["analyze", "report", "evaluate", "circuit", "explain", "seeds", "train", "attack"]
 
 
@@ -58,8 +61,10 @@ def suggestions_in_source() -> list[tuple[str, str, str]]:
             where = f"{path.relative_to(SRC)}:{getattr(node, 'lineno', '?')}"
             if isinstance(node, ast.JoinedStr):
                 parts = node.values
-                for text, value in zip(parts, parts[1:], strict=False):
-                    if not (isinstance(text, ast.Constant) and isinstance(value, ast.FormattedValue)):
+                for text, value in itertools.pairwise(parts):
+                    if not (
+                        isinstance(text, ast.Constant) and isinstance(value, ast.FormattedValue)
+                    ):
                         continue
                     flag = FLAG_AT_END.search(str(text.value))
                     shown = _rendered(_module(path), value) if flag else None
@@ -86,8 +91,8 @@ def accepted(flag: str, value: str) -> bool:
 
 
 def _takes(parser, command: str, flag: str) -> bool:
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]  # noqa: SLF001
-    return any(flag in a.option_strings for a in sub._actions)  # noqa: SLF001
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return any(flag in a.option_strings for a in sub._actions)
 
 
 def test_the_source_suggests_values_and_finds_the_sample_hint():

@@ -17,7 +17,7 @@ from bracketlens.errors import BracketLensError
 from bracketlens.model.device import resolve_device
 from bracketlens.report.universality import render_page, write_page
 from bracketlens.stats import wilson
-from bracketlens.sweeps import RECIPES, Sweep, get_recipe, run_sweep, summarise
+from bracketlens.sweeps import RECIPES, SeedResult, Sweep, get_recipe, run_sweep, summarise
 from bracketlens.sweeps.task import base_row, explain_model, verdict_fields
 
 
@@ -194,13 +194,14 @@ def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
 
 
 def test_a_row_without_verdict_is_measured_again_once_explain_exists(monkeypatch, tmp_path):
-    from bracketlens.sweeps.store import checkpoint_path, prepare_out, reusable_row, row_path
+    from bracketlens.model.transformer import BracketTransformer
+    from bracketlens.sweeps.store import prepare_out, reusable_row, write_result
 
     recipe = get_recipe("tiny")
     out = prepare_out(tmp_path / "sweep")
     row = _row(4, "2.0", "2.1", "1")  # verdict null: measured while explain was absent
-    row_path(out, 4).write_text(json.dumps(row))
-    checkpoint_path(out, 4).write_bytes(b"weights")
+    state = BracketTransformer(recipe.train.model).state_dict()
+    write_result(out, SeedResult(row, state), recipe)
     monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)
     assert reusable_row(out, 4, recipe)["reused"] is True
     fake = types.ModuleType("bracketlens.algorithms")

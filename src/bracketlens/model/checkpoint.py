@@ -308,7 +308,7 @@ def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> P
             f"{side} exists and the training record would be written there; choose another "
             "path or pass --force"
         )
-    if side.exists() and not _is_sidecar(side):
+    if side.exists() and not is_training_record(side):
         raise BracketLensError(
             f"{side} exists and is not a bracketlens training record, so it is never "
             "overwritten (the record goes beside the checkpoint); choose another checkpoint path"
@@ -320,7 +320,7 @@ def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> P
     return path
 
 
-def _is_sidecar(side: Path) -> bool:
+def is_training_record(side: Path) -> bool:
     """Whether ``side`` is a training record that :func:`save_checkpoint` wrote."""
     try:
         if side.stat().st_size > 2**20:  # records are a few KB
