@@ -24,7 +24,7 @@ from bracketlens.model.train import train
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.sweeps.recipes import Recipe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a row records its checkpoint's SHA-256 (checkpoint_sha256)
 ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")
 ANALYSIS_SEED_OFFSET = 10_000  # the analysis sample of seed s is evaluation_set(n, 10_000 + s)
 
