@@ -35,6 +35,7 @@ import torch
 from bracketlens.errors import BracketLensError
 
 T = TypeVar("T")
+PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent thread ends
 
 
 class Beside(Generic[T]):
@@ -126,6 +127,8 @@ def forkable(device: str = "cpu") -> bool:
 
 def _child(send: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: end at once
+    _end_with_parent()
     torch.set_num_threads(1)  # before any torch work: see the module docstring
     # streams of its own: a thread of the parent (the progress spinner) may have held the
     # parent's stream locks at the fork, and no thread here would ever release them
@@ -146,6 +149,23 @@ def _child(send: Connection, fn: Callable[..., Any], args: tuple, kwargs: dict) 
         pass
     finally:
         send.close()
+
+
+def _end_with_parent() -> None:
+    """Have the kernel send this process SIGKILL when its parent ends (Linux), however it ends.
+
+    The parent stops the child on any exception, SIGTERM included; this covers a
+    parent killed outright (SIGKILL, out of memory), which runs no cleanup at all.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not glibc, or no prctl: the parent's cleanup remains
+        return
+    if os.getppid() == 1:  # the parent ended before the request took effect
+        os._exit(1)
 
 
 def _own(stream: IO[str] | None) -> IO[str]:

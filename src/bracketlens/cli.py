@@ -20,11 +20,13 @@ from bracketlens import __version__
 from bracketlens.cli_support import (
     RECIPE_HELP,
     Parser,
+    Terminated,
     n_strings_type,
     one_line,
     positive_int,
     seed_type,
     show_warning,
+    sigterm_as_interrupt,
     strict_json_stdout,
 )
 from bracketlens.errors import BracketLensError
@@ -42,20 +44,24 @@ DEFAULT_N = 10_000
 DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
 DEFAULT_EXPLAIN_N = 10_000
+SEEDS_FAILED = 3  # the exit code of a sweep some of whose seeds failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bracketlens`` console script.
 
     Exit codes: 0 done; 2 a usage mistake (one line on stderr); 1 an internal
-    error (one line, or the traceback with ``--debug``); 130 interrupted.
+    error (one line, or the traceback with ``--debug``); 3 ``seeds`` finished but
+    some seeds failed (their rows say why); 130 interrupted (Ctrl-C); 143
+    terminated (SIGTERM).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     previous = warnings.showwarning
     if "--debug" not in argv:
         warnings.showwarning = show_warning
     try:
-        return _guarded(argv)
+        with sigterm_as_interrupt():
+            return _guarded(argv)
     finally:
         warnings.showwarning = previous
 
@@ -70,6 +76,9 @@ def _guarded(argv: list[str]) -> int:
     except BracketLensError as e:
         print(f"bracketlens: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except Terminated:  # SIGTERM: the cleanups of Ctrl-C have run on the way here
+        print("bracketlens: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("bracketlens: interrupted", file=sys.stderr)
         return 130
@@ -486,22 +495,37 @@ def cmd_seeds(args: argparse.Namespace) -> int:
 
         resolve_device(args.device)  # on a cluster, the workers' devices count, not ours
     seeds = range(args.seed_start, args.seed_start + args.models)
-    sweep = Sweep(seeds, recipe, Path(args.out), args.workers, args.address, args.device)
-    result = run_sweep(sweep, on_row=None if args.json else _say_seed).to_json()
+    debug = "--debug" in args.argv
+    sweep = Sweep(seeds, recipe, Path(args.out), args.workers, args.address, args.device, debug)
+    swept = run_sweep(sweep, on_row=None if args.json else _say_seed)
+    result = swept.to_json()
     if args.report is not None:
         from bracketlens.report.universality import write_page
 
         page = write_page(result, args.report)
     if args.json:
         _print_json(result, indent=2)
-        return 0
+        return _failed_seeds(swept.failed, args.out)
     from bracketlens.terminal import seeds_table
 
     seeds_table(result)
     print(f"rows and checkpoints in {args.out}/, table {args.out}/seeds.parquet")
     if args.report is not None:
         print(f"universality page written to {page}")
-    return 0
+    return _failed_seeds(swept.failed, args.out)
+
+
+def _failed_seeds(failed: list[int], out: str) -> int:
+    """Exit code 3 and one line when some seeds failed (every other seed is saved)."""
+    if not failed:
+        return 0
+    shown = ", ".join(map(str, failed[:10])) + (" ..." if len(failed) > 10 else "")
+    print(
+        f"bracketlens: {len(failed)} seed(s) failed ({shown}); each one's row in {out}/rows "
+        "says why, and a rerun retries them",
+        file=sys.stderr,
+    )
+    return SEEDS_FAILED
 
 
 def _say_seed(row: dict[str, object]) -> None:

@@ -6,6 +6,8 @@
   :func:`int_range`, :func:`positive_int`, :data:`seed_type`, :data:`n_strings_type`.
 - :func:`strict_json_stdout`: a ``--json`` command's output, made strict JSON.
 - :func:`show_warning` and :func:`one_line`: library warnings and errors as one line.
+- :func:`sigterm_as_interrupt`: SIGTERM raises :class:`Terminated`, so a command
+  stopped by ``kill`` cleans up (children, temporary folders) as Ctrl-C does.
 
 Imports nothing heavy: ``bracketlens --help`` must answer at once.
 """
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
@@ -103,6 +107,27 @@ def strict_json_stdout(enabled: bool) -> Iterator[None]:
         indent = 2 if "\n  " in text else None
         text = strict_dumps(json.loads(text), indent=indent) + "\n"
     sys.stdout.write(text)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so that every cleanup Ctrl-C runs runs too."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # `seeds --recipe` names and what they are, for --help without importing torch; the

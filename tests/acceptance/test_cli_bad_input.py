@@ -144,8 +144,22 @@ def test_report_refuses_a_folder_with_the_users_files(capsys, tmp_path):
         (out / name).write_text(name)
     (out / "mydata").mkdir()
     code, _, err = run(capsys, "report", "--out", out, "--n", "100")
-    assert_one_line(code, err, "holds mydata, notes.txt, which bracketlens did not write")
+    message = "holds findings.json, index.html, mydata and 1 more, which bracketlens did not write"
+    assert_one_line(code, err, message)
     assert (out / "notes.txt").read_text() == "notes.txt" and (out / "mydata").is_dir()
+    assert (out / "findings.json").read_text() == "findings.json"
+
+
+def test_report_never_replaces_files_merely_named_like_a_reports(capsys, tmp_path, monkeypatch):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "findings.json").write_text('{"x":1}\n')
+    (out / "index.html").write_text("hi\n")
+    monkeypatch.setattr("bracketlens.cli._run_analysis", lambda *a, **k: pytest.fail("ran"))
+    code, _, err = run(capsys, "report", "--n", "1000", "--no-png", "--out", out)
+    assert_one_line(code, err, "holds findings.json, index.html, which bracketlens did not write")
+    assert (out / "findings.json").read_text() == '{"x":1}\n'
+    assert (out / "index.html").read_text() == "hi\n"
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]])
@@ -242,7 +256,7 @@ def test_small_samples_state_the_minimum(capsys):
     assert code == 0
     assert "warning: the first half of the sample has only 1 " in err
     assert "at least 30 of each failure group in each half" in err
-    assert "use at least --n 1,000" in _strict(out)["warnings"][0]
+    assert "use at least --n 1000" in _strict(out)["warnings"][0]
     assert "Warning" not in err  # library warnings, if any, are one plain line each
     code, _, err = run(capsys, "analyze", "--n", "19")
     assert_one_line(code, err, "the analysis needs at least 20 strings, got 19")

@@ -12,7 +12,13 @@ broken; flags are random numbers, words and paths. For every case:
 - ``--json`` output parses with NaN and Infinity refused.
 
 Training is replaced by a tiny model handed back at once (what `train` writes, and
-the checks before it, are what is fuzzed); `seeds` gets only argument mistakes.
+the checks before it, are what is fuzzed); so is a sweep's per-seed task, so that
+`seeds` runs whole, into folders holding an earlier sweep, damaged sweep files, or
+the user's files under a sweep's names, and is sometimes stopped by SIGTERM (exit
+143, one line, the finished seeds kept, no temporary file left).
+
+Files named like a report's or a sweep's but not written by bracketlens are never
+allowed to change: a command may only refuse them.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -29,11 +36,17 @@ import pytest
 import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 from safetensors.torch import save_file
 
 from bracketlens import BracketTransformer, ModelConfig, is_balanced
+from bracketlens.analysis import SCHEMA_VERSION
 from bracketlens.cli import main
 from bracketlens.model import train as train_module
+from bracketlens.report.render import GENERATOR_TAG
+from bracketlens.report.write import WRITTEN_BY
+from bracketlens.sweeps import runner as runner_module
+from bracketlens.sweeps.task import ROLES, SeedResult, base_row
 
 TINY = ModelConfig(n_layers=2, n_heads=1, d_model=8, d_head=4, d_mlp=8)
 ONE_LAYER = ModelConfig(n_layers=1, n_heads=1, d_model=8, d_head=4, d_mlp=8)  # too small to analyse
@@ -102,8 +115,14 @@ sizes = st.integers(1, 120).map(str) | hostile_numbers
 COMMANDS = ["predict", "evaluate", "evaluate", "analyze", "circuit", "report", "attack", "train"]
 COMMANDS.append("seeds")
 out_kinds = st.sampled_from(
-    ["new", "empty", "earlier", "users", "file", "dot", "missing-parent", "data-collides"]
-)
+    ["new", "empty", "earlier", "users", "file", "dot", "missing-parent", "data-collides",
+     "imposter"]
+)  # fmt: skip
+# `seeds --out`: an earlier sweep, one with damaged files, or the user's files under its names
+sweep_kinds = st.sampled_from(
+    ["new", "sweep", "damaged-row", "damaged-checkpoint", "damaged-sidecar", "users-parquet",
+     "users-row", "users-checkpoint", "foreign-manifest"]
+)  # fmt: skip
 
 
 @st.composite
@@ -143,13 +162,19 @@ def cases(draw):
         flags += ["--seed", draw(seeds_)] if draw(st.booleans()) else []
         flags += ["--force"] if draw(st.booleans()) else []
         flags += ["--quiet"] if draw(st.booleans()) else []
-    if command == "seeds":  # mistakes only: a valid call trains for minutes
+    if command == "seeds" and hostile:
         flags += ["--models", draw(st.sampled_from(["0", "-1", "x", str(10**9)]))]
+    elif command == "seeds":  # the per-seed task is a stand-in: see fast_training
+        flags += ["--models", draw(st.sampled_from(["1", "2", "3"])), "--recipe", "tiny"]
     if command in ("predict", "evaluate", "analyze", "circuit", "attack", "seeds"):
         flags += ["--json"] if draw(st.booleans()) else []
     if command == "report":
         flags.append("--no-png")
     out_kind = draw(out_kinds if hostile else st.sampled_from(["new", "empty", "earlier"]))
+    if command == "seeds":
+        out_kind = draw(sweep_kinds)
+        if not hostile and draw(st.booleans()):
+            out_kind += "+sigterm"
     return command, flags, data, weights, out_kind
 
 
@@ -215,15 +240,23 @@ def _prepare_out(kind: str, command: str, folder: Path) -> tuple[str, list[Path]
             (folder / "old.safetensors").write_bytes(b"x")
         out = folder / name
         return str(out), [out, out.with_suffix(".json")]
+    if command == "seeds":
+        return _prepare_sweep(kind.removesuffix("+sigterm"), folder)
     out = folder / "report"
     if kind == "empty":
         out.mkdir()
     elif kind in ("earlier", "users"):
         out.mkdir()
-        (out / "index.html").write_text("old")
-        (out / "findings.json").write_text("{}")
+        (out / "index.html").write_text(f"<html><head>{GENERATOR_TAG}</head></html>")
+        findings = {"schema_version": SCHEMA_VERSION, "written_by": WRITTEN_BY}
+        (out / "findings.json").write_text(json.dumps(findings))
         if kind == "users":
             (out / "notes.txt").write_text("mine")
+    elif kind == "imposter":  # named like a report, but the user's: nothing may replace it
+        out.mkdir()
+        (out / "index.html").write_text("hi")
+        (out / "findings.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+        return str(out), []
     elif kind == "file":
         out.write_text("a file")
     elif kind == "dot":
@@ -231,6 +264,33 @@ def _prepare_out(kind: str, command: str, folder: Path) -> tuple[str, list[Path]
     elif kind == "missing-parent":
         out = folder / "sub" / "none" / "report"
     return str(out), [out]
+
+
+def _prepare_sweep(kind: str, folder: Path) -> tuple[str, list[Path]]:
+    """A sweep's ``--out``: empty, an earlier sweep (damaged or not), or the user's files."""
+    out = folder / "sweep"
+    if kind == "new":
+        return str(out), [out]
+    if kind.startswith(("sweep", "damaged")):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main(["seeds", "--models", "2", "--recipe", "tiny", "--out", str(out)]) == 0
+        damaged = {
+            "damaged-row": out / "rows" / "seed-000001.json",
+            "damaged-checkpoint": out / "models" / "seed-000000.safetensors",
+            "damaged-sidecar": out / "models" / "seed-000001.json",
+        }.get(kind)
+        if damaged is not None:
+            damaged.write_bytes(damaged.read_bytes()[:40])
+        return str(out), [out]
+    users = {
+        "users-parquet": "seeds.parquet",
+        "users-row": "rows/seed-000000.json",
+        "users-checkpoint": "models/seed-000000.safetensors",
+        "foreign-manifest": "sweep.json",
+    }[kind]
+    (out / users).parent.mkdir(parents=True)
+    (out / users).write_text('{"mine": true}')
+    return str(out), []  # the user's: a sweep may only refuse
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -260,9 +320,20 @@ def _run_case(case, root: Path) -> None:
     if weights is not None:
         argv += ["--weights", str(_write_checkpoint(weights, folder))]
     allowed: list[Path] = []
-    if command in ("report", "train"):
+    if command in ("report", "train", "seeds"):
         out, allowed = _prepare_out(out_kind, command, folder)
         argv += ["--out", out]
+    terminate = out_kind.endswith("+sigterm")
+    if terminate:  # SIGTERM arrives while the last seed runs
+        argv += ["--models", "2"]
+        fake_seed = runner_module.run_seed
+
+        def stopped(seed, recipe, device="cpu"):
+            if seed == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return fake_seed(seed, recipe, device)
+
+        runner_module.run_seed = stopped
     before = _snapshot(folder)
     stdout, stderr = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
@@ -275,10 +346,18 @@ def _run_case(case, root: Path) -> None:
                 code = e.code
     finally:
         os.chdir(cwd)
+        if terminate:
+            runner_module.run_seed = fake_seed
     err = stderr.getvalue()
-    event(f"{command} exit {code}")
-    assert code in (0, 2), f"{argv}: exit {code}: {err}"
+    if currently_in_test_context():  # the explicit cases below run outside Hypothesis
+        event(f"{command} exit {code}")
     after = _snapshot(folder)
+    stopped = terminate and code == 143
+    if stopped:  # no JSON (a failed run prints none); what it wrote is checked as a run's
+        assert err.endswith("bracketlens: terminated\n"), f"{argv}: {err!r}"
+        assert not any(Path(k).name.startswith(".") for k in after), f"{argv} left {after}"
+        code = 0
+    assert code in (0, 2), f"{argv}: exit {code}: {err}"
     if code == 2:
         assert err.count("\n") == 1, f"{argv}: {err!r}"
         assert after == before, f"{argv} changed files though it failed"
@@ -288,7 +367,7 @@ def _run_case(case, root: Path) -> None:
             k for k in changed if any((folder / k).is_relative_to(p) for p in allowed) or not k
         }
         assert changed == inside, f"{argv} touched {sorted(changed - inside)}"
-        if "--json" in flags:
+        if "--json" in flags and not stopped:
             _strict_json(stdout.getvalue())
 
 
@@ -304,6 +383,16 @@ def fast_training(monkeypatch):
 
     monkeypatch.setattr(train_module, "train", fake_train)
 
+    def fake_seed(seed, recipe, device="cpu"):
+        model = BracketTransformer(recipe.train.model)
+        model.init_weights(seed=seed)
+        roles = {name: {"location": "2.0", "confidence": 0.5} for name in ROLES}
+        row = base_row(seed, recipe, device) | {"accuracy": 0.5, "roles": roles, "seconds": 0.0}
+        row |= {"verdict": "none", "iia": 0.5, "variables": []}
+        return SeedResult(row, model.state_dict())
+
+    monkeypatch.setattr(runner_module, "run_seed", fake_seed)
+
 
 @FAST
 @given(case=cases())
@@ -316,3 +405,13 @@ def test_fuzz_every_command(case, tmp_path, fast_training):
 @given(case=cases())
 def test_fuzz_every_command_longer(case, tmp_path, fast_training):
     _run_case(case, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["new", "sweep", "damaged-row", "damaged-checkpoint", "damaged-sidecar", "users-parquet",
+     "users-row", "users-checkpoint", "foreign-manifest", "sweep+sigterm", "new+sigterm"],
+)  # fmt: skip
+def test_every_sweep_folder_kind(kind, tmp_path, fast_training):
+    flags = ["--models", "2", "--recipe", "tiny", "--json"]
+    _run_case(("seeds", flags, None, None, kind), tmp_path)

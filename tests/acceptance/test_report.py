@@ -247,3 +247,11 @@ def test_bad_attack_results(capsys, tmp_path, content, message):
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_written_report_is_recognised_as_one_and_may_be_replaced(report_dir):
+    from bracketlens.report.write import check_report_dir, is_report_findings, is_report_page
+
+    assert is_report_findings(report_dir / "findings.json")
+    assert is_report_page(report_dir / "index.html")
+    check_report_dir(report_dir)  # raises for a folder a report may not replace

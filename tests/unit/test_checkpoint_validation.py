@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from bracketlens import BracketLensError, BracketTransformer, ModelConfig, load_model
-from bracketlens.model.checkpoint import check_output_path, save_checkpoint
+from bracketlens.cli import main
+from bracketlens.model.checkpoint import check_output_path, check_state, save_checkpoint
 
 
 def _state(cfg=None):
@@ -156,3 +157,29 @@ def test_oversized_checkpoint_is_refused_by_size(tmp_path):
         f.truncate(3 * 2**30)  # sparse
     with pytest.raises(BracketLensError, match="checkpoints are limited to 1 GiB"):
         load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda w: w.to_sparse(), "sparse_coo"),
+        (lambda w: w.to_sparse_csr(), "sparse_csr"),
+        (lambda w: torch.quantize_per_tensor(w, 0.1, 0, torch.qint8), "quantised torch.qint8"),
+        (lambda w: torch.empty_like(w, device="meta"), "meta, no data"),
+    ],
+)
+def test_a_tensor_that_is_not_dense_does_not_fit(tmp_path, recwarn, make, shown):
+    state = _state()
+    state["blocks.0.attn.W_Q"] = make(state["blocks.0.attn.W_Q"])
+    with pytest.raises(BracketLensError, match="does not fit a bracket classifier") as err:
+        check_state(state, ModelConfig(), source="m.pt")
+    assert f"not dense tensors: blocks.0.attn.W_Q ({shown})" in str(err.value)
+
+
+def test_a_sparse_tensor_in_a_pt_file_is_one_line_from_the_cli(tmp_path, capsys):
+    state = _state()
+    state["blocks.0.attn.W_Q"] = state["blocks.0.attn.W_Q"].to_sparse()
+    torch.save(state, tmp_path / "sparse.pt")
+    assert main(["predict", "()", "--weights", str(tmp_path / "sparse.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not dense tensors: blocks.0.attn.W_Q (sparse_coo)" in err

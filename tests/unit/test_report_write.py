@@ -1,20 +1,25 @@
 """The report folder: never delete what we did not write; an atomic swap under races."""
 
+import json
 import os
 import stat
 import threading
 
 import pytest
 
+from bracketlens.analysis import SCHEMA_VERSION
 from bracketlens.errors import BracketLensError
 from bracketlens.report import write
-from bracketlens.report.write import check_report_dir, new_folder_beside, swap_in
+from bracketlens.report.render import GENERATOR_TAG
+from bracketlens.report.write import WRITTEN_BY, check_report_dir, new_folder_beside, swap_in
 
 
 def _report(folder, tag="a", png=True):
+    """A folder as write_report leaves it: marked findings.json and index.html."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "index.html").write_text(tag)
-    (folder / "findings.json").write_text(tag)
+    (folder / "index.html").write_text(f"<html><head>{GENERATOR_TAG}</head>{tag}</html>")
+    findings = {"schema_version": SCHEMA_VERSION, "written_by": WRITTEN_BY, "tag": tag}
+    (folder / "findings.json").write_text(json.dumps(findings))
     if png:
         (folder / "figures").mkdir(exist_ok=True)
         (folder / "figures" / "x.png").write_text(tag)
@@ -31,6 +36,10 @@ def test_users_files_are_never_deleted(tmp_path):
     with pytest.raises(BracketLensError, match="did not write"):
         swap_in(new, out)
     assert (out / "notes.txt").read_text() == "mine" and (out / "mydata").is_dir()
+
+
+def _tag(folder):
+    return json.loads((folder / "findings.json").read_text())["tag"]
 
 
 @pytest.mark.parametrize(
@@ -60,11 +69,11 @@ def test_folder_without_findings_is_not_a_report(tmp_path):
 def test_earlier_report_and_empty_folder_are_replaced(tmp_path):
     out = _report(tmp_path / "report", "old")
     swap_in(_report(tmp_path / ".new", "new", png=False), out)
-    assert (out / "index.html").read_text() == "new" and not (out / "figures").exists()
+    assert _tag(out) == "new" and not (out / "figures").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
     swap_in(_report(tmp_path / ".new2", "x"), empty)
-    assert (empty / "findings.json").read_text() == "x"
+    assert _tag(empty) == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "report"]
 
 
@@ -131,8 +140,33 @@ def test_concurrent_swaps_leave_one_complete_report(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
-    tag = (out / "index.html").read_text()
-    assert (out / "findings.json").read_text() == tag  # both files from the same run
+    tag = _tag(out)
+    assert (out / "index.html").read_text().endswith(f"{tag}</html>")  # both from the same run
     if (out / "figures").exists():
         assert (out / "figures" / "x.png").read_text() == tag
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no .report.*.old left
+
+
+@pytest.mark.parametrize(
+    ("findings", "page"),
+    [
+        ('{"x": 1}', "ours"),
+        ("not json", "ours"),
+        ('{"schema_version": 2}', "ours"),  # the schema without the report's marker
+        ('{"schema_version": 1, "written_by": "bracketlens report"}', "ours"),
+        ("ours", "hi"),  # our findings beside the user's page
+        ("ours", "<html><head><title>mine</title></head></html>"),
+    ],
+)
+def test_files_named_like_a_reports_are_the_users_unless_marked(tmp_path, findings, page):
+    out = _report(tmp_path / "report", png=False)
+    if findings != "ours":
+        (out / "findings.json").write_text(findings)
+    if page != "ours":
+        (out / "index.html").write_text(page)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(BracketLensError, match="which bracketlens did not write"):
+        check_report_dir(out)
+    with pytest.raises(BracketLensError, match="which bracketlens did not write"):
+        swap_in(_report(tmp_path / ".new", "new"), out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

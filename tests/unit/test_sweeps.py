@@ -191,19 +191,3 @@ def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
     assert json.loads((out / "rows" / "seed-000003.json").read_text())["error"] == row["error"]
     assert reusable_row(out, 3, recipe) is None  # a failed seed is run again next time
     assert summarise([row])["failed_seeds"] == [3]
-
-
-def test_a_row_without_verdict_is_measured_again_once_explain_exists(monkeypatch, tmp_path):
-    from bracketlens.sweeps.store import checkpoint_path, prepare_out, reusable_row, row_path
-
-    recipe = get_recipe("tiny")
-    out = prepare_out(tmp_path / "sweep")
-    row = _row(4, "2.0", "2.1", "1")  # verdict null: measured while explain was absent
-    row_path(out, 4).write_text(json.dumps(row))
-    checkpoint_path(out, 4).write_bytes(b"weights")
-    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", None)
-    assert reusable_row(out, 4, recipe)["reused"] is True
-    fake = types.ModuleType("bracketlens.algorithms")
-    fake.__spec__ = importlib.machinery.ModuleSpec("bracketlens.algorithms", None)
-    monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
-    assert reusable_row(out, 4, recipe) is None

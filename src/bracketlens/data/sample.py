@@ -34,7 +34,7 @@ def check_sample(data: BracketDataset, *, purpose: str, minimum: int, split_seed
     if len(data) < minimum:
         raise BracketLensError(
             f"{purpose} needs at least {minimum} strings, got {len(data)}; "
-            f"use at least --n {SUGGESTED_N:,} (the default is better)"
+            f"use at least --n {SUGGESTED_N} (the default is better)"
         )
     halves = data.split_groups(split_seed)
     counts = torch.stack(
@@ -51,12 +51,12 @@ def check_sample(data: BracketDataset, *, purpose: str, minimum: int, split_seed
         raise BracketLensError(
             f"{purpose} needs strings of every failure group in both halves of the sample, "
             f"but {where} has no '{label}' string; use a larger or more varied sample "
-            f"(e.g. --n {SUGGESTED_N:,})"
+            f"(e.g. --n {SUGGESTED_N})"
         )
     if smallest < MIN_GROUP_SAMPLE:
         return [
             f"{where} has only {smallest} '{label}' strings: intervals need at least "
             f"{MIN_GROUP_SAMPLE} of each failure group in each half, so these results are "
-            f"unreliable; use at least --n {SUGGESTED_N:,}"
+            f"unreliable; use at least --n {SUGGESTED_N}"
         ]
     return []

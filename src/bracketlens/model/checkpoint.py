@@ -183,10 +183,15 @@ def check_state(
     bad_keys = sorted(repr(k) for k in state if not isinstance(k, str))
     missing = [k for k in expected if k not in state]
     extra = sorted(k for k in state if isinstance(k, str) and k not in expected)
+    not_dense = [
+        f"{k} ({_layout(v)})" for k, v in state.items() if k in expected and _layout(v) != "dense"
+    ]
     not_tensor = [
         f"{k} ({v.dtype if isinstance(v, Tensor) else type(v).__name__})"
         for k, v in state.items()
-        if k in expected and not (isinstance(v, Tensor) and v.is_floating_point())
+        if k in expected
+        and _layout(v) == "dense"
+        and not (isinstance(v, Tensor) and v.is_floating_point())
     ]
     wrong = [
         f"{k} {tuple(state[k].shape)} (expected {shape})"
@@ -199,6 +204,7 @@ def check_state(
             ("keys that are not names", bad_keys),
             ("missing keys", missing),
             ("unexpected keys", extra),
+            ("not dense tensors", not_dense),
             ("not float tensors", not_tensor),
             ("wrong shapes", wrong),
         )
@@ -218,6 +224,24 @@ def check_state(
             "predictions mean nothing; pass --allow-nonfinite to load it anyway"
         )
     return tensors
+
+
+def _layout(value: object) -> str:
+    """``"dense"`` for an ordinary tensor (or a non-tensor), else the layout that is refused.
+
+    Sparse, quantised, meta and other layouts hold no plain array of weights: torch
+    raises on them deep inside the model (``NotImplementedError`` for the sparse
+    backend), so they are named here as a checkpoint that does not fit.
+    """
+    if not isinstance(value, Tensor):
+        return "dense"
+    if value.is_meta:
+        return "meta, no data"
+    if value.is_quantized:
+        return f"quantised {value.dtype}"
+    if value.layout != torch.strided:
+        return str(value.layout).removeprefix("torch.")
+    return "dense"
 
 
 def _few(items: list[str], shown: int = 6) -> str:
@@ -276,7 +300,7 @@ def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> P
             f"{side} exists and the training record would be written there; choose another "
             "path or pass --force"
         )
-    if side.exists() and not _is_sidecar(side):
+    if side.exists() and not is_training_record(side):
         raise BracketLensError(
             f"{side} exists and is not a bracketlens training record, so it is never "
             "overwritten (the record goes beside the checkpoint); choose another checkpoint path"
@@ -288,7 +312,7 @@ def check_output_path(path: str | os.PathLike[str], *, force: bool = False) -> P
     return path
 
 
-def _is_sidecar(side: Path) -> bool:
+def is_training_record(side: Path) -> bool:
     """Whether ``side`` is a training record that :func:`save_checkpoint` wrote."""
     try:
         if side.stat().st_size > 2**20:  # records are a few KB

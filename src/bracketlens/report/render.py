@@ -42,6 +42,9 @@ th { background: #f3f5f8; }
 code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; }
 """
 
+# marks a page as a report's own: report replaces an index.html only when it carries this
+GENERATOR_TAG = '<meta name="generator" content="bracketlens report">'
+
 SECTIONS = [
     ("explore", "Explore"),
     ("model", "Model and data"),
@@ -108,7 +111,7 @@ def render_html(
     # the same content as findings.json (valid JSON: non-finite numbers are null there)
     findings_json = strict_dumps(f.to_json() if payload is None else payload).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="en"><head><meta charset="utf-8">{GENERATOR_TAG}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>bracketlens report</title>
 <style>{_CSS}</style>

@@ -17,10 +17,13 @@ from bracketlens.analysis import Analysis
 from bracketlens.errors import BracketLensError
 from bracketlens.jsonout import strict_dumps
 from bracketlens.report.figures import Figure, all_figures
-from bracketlens.report.render import render_html
+from bracketlens.report.render import GENERATOR_TAG, render_html
 
 REPORT_FILES = ("index.html", "findings.json")
 FIGURES = "figures"  # a folder of *.png
+# what marks findings.json and index.html as a report's: a file is replaced only when it has it
+WRITTEN_BY = "bracketlens report"
+MAX_FINDINGS_BYTES = 2**28  # a report's findings.json is a few MB at most
 
 
 def check_report_dir(out: str | os.PathLike[str]) -> None:
@@ -69,10 +72,13 @@ def _check_replaceable(out: Path) -> None:
 
 
 def _foreign_entries(out: Path) -> list[str]:
-    """What in ``out`` a report does not write (all of it when there is no findings.json)."""
+    """What in ``out`` a report does not write (all of it when findings.json is not a report's)."""
     entries = sorted(out.iterdir())
-    if entries and not (out / "findings.json").is_file():
+    if entries and not is_report_findings(out / "findings.json"):
         return [e.name for e in entries]
+    page = out / "index.html"
+    if page.exists() and not page.is_symlink() and page.is_file() and not is_report_page(page):
+        return [page.name]
     foreign = []
     for entry in entries:
         if entry.is_symlink():
@@ -86,6 +92,39 @@ def _foreign_entries(out: Path) -> list[str]:
         elif entry.name not in REPORT_FILES or not entry.is_file():
             foreign.append(entry.name)
     return foreign
+
+
+def is_report_findings(path: Path) -> bool:
+    """Whether ``path`` is a findings.json that :func:`write_report` wrote.
+
+    It must be a JSON object with the analysis schema's version and the report's
+    marker; a file merely named findings.json is the user's.
+    """
+    import json
+
+    from bracketlens.analysis import SCHEMA_VERSION
+
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_FINDINGS_BYTES:
+            return False
+        payload = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (
+        isinstance(payload, dict)
+        and payload.get("schema_version") == SCHEMA_VERSION
+        and payload.get("written_by") == WRITTEN_BY
+    )
+
+
+def is_report_page(path: Path) -> bool:
+    """Whether ``path`` is an index.html that :func:`write_report` wrote (its generator tag)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return GENERATOR_TAG.encode() in head
 
 
 def export_pngs(figures: list[Figure], folder: Path) -> str:
@@ -129,7 +168,7 @@ def write_report(
     tmp = new_folder_beside(out)
     try:
         note = export_pngs(flat, tmp / "figures") if png else "PNG export was turned off."
-        payload = findings.to_json()
+        payload = findings.to_json() | {"written_by": WRITTEN_BY}
         (tmp / "findings.json").write_text(strict_dumps(payload, indent=2))
         page = render_html(findings, figures, note, payload, warnings)
         (tmp / "index.html").write_text(page, encoding="utf-8")

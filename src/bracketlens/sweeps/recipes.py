@@ -46,7 +46,6 @@ class Recipe:
         fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
         if self.search != "default":  # absent for the default, so saved sweeps keep their hash
             # here, not at the top: the sweep imports explain's package only where it is used
-            # (sweeps.task.explain_available)
             from bracketlens.algorithms.explain import Search
 
             # its settings, not its name: a preset whose numbers change gets new results

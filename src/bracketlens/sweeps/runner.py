@@ -8,6 +8,7 @@ Ctrl-C keeps every seed finished before it.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,8 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from bracketlens.errors import BracketLensError
+from bracketlens.sweeps.cluster import check_address, init_ray
 from bracketlens.sweeps.recipes import Recipe
-from bracketlens.sweeps.store import prepare_out, reusable_row, write_result, write_table
+from bracketlens.sweeps.store import (
+    atomic_write_text,
+    check_out,
+    prepare_out,
+    reusable_row,
+    row_path,
+    write_result,
+    write_table,
+)
 from bracketlens.sweeps.task import SCHEMA_VERSION, SeedResult, base_row, run_seed
 
 MAX_RETRIES = 2  # a seed whose worker dies is tried at most three times in all
@@ -33,6 +43,7 @@ class Sweep:
     workers: int = 1
     address: str | None = None
     device: str | None = None  # None: cuda where the cluster has GPUs, else cpu
+    debug: bool = False  # Ray's own log lines on the terminal
 
     @property
     def uses_ray(self) -> bool:
@@ -45,6 +56,11 @@ class SweepResult:
 
     rows: list[dict[str, Any]]
     out: Path
+
+    @property
+    def failed(self) -> list[int]:
+        """The seeds whose row holds an error."""
+        return [int(r["seed"]) for r in self.rows if r.get("error") is not None]
 
     def to_json(self) -> dict[str, object]:
         from bracketlens.sweeps.summary import summarise
@@ -66,7 +82,10 @@ def run_sweep(
     if sweep.workers < 1:
         raise BracketLensError(f"--workers must be at least 1, got {sweep.workers}")
     ray = import_ray() if sweep.uses_ray else None  # fail before any work
-    out = prepare_out(sweep.out)
+    check_out(sweep.out, sweep.seeds)  # creates nothing: a dead --address leaves no folder
+    if sweep.address is not None:
+        check_address(sweep.address)
+    out = prepare_out(sweep.out, sweep.seeds)
     rows: dict[int, dict[str, Any]] = {}
     for seed in sweep.seeds:
         reused = reusable_row(out, seed, sweep.recipe)
@@ -77,7 +96,7 @@ def run_sweep(
     pending = [s for s in sweep.seeds if s not in rows]
 
     def finished(result: SeedResult) -> None:
-        row = write_result(out, result, sweep.recipe)
+        row = _saved(out, result, sweep.recipe)
         rows[int(row["seed"])] = row
         if on_row is not None:
             on_row(row)
@@ -90,6 +109,19 @@ def run_sweep(
     ordered = [rows[s] for s in sweep.seeds]
     write_table(out, ordered)
     return SweepResult(ordered, out)
+
+
+def _saved(out: Path, result: SeedResult, recipe: Recipe) -> dict[str, Any]:
+    """Save a seed; a seed that cannot be saved is an error row, and the sweep goes on."""
+    try:
+        return write_result(out, result, recipe)
+    except (OSError, BracketLensError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        row = dict(result.row) | {"checkpoint": None, "checkpoint_sha256": None}
+        row["error"] = f"could not save the seed's files: {reason}"
+    with contextlib.suppress(OSError):  # the row still reaches the table and the summary
+        atomic_write_text(row_path(out, int(row["seed"])), json.dumps(row, indent=2))
+    return row
 
 
 def import_ray() -> Any:
@@ -117,7 +149,7 @@ def _submit_and_collect(
 ) -> None:
     started = not ray.is_initialized()
     if started:
-        _init_ray(ray, sweep)
+        init_ray(ray, sweep.workers, sweep.address, debug=sweep.debug)
     try:
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         device = sweep.device or ("cuda" if gpus else "cpu")
@@ -136,18 +168,6 @@ def _submit_and_collect(
     finally:
         if started:
             ray.shutdown()
-
-
-def _init_ray(ray: Any, sweep: Sweep) -> None:
-    """Connect to ``--address`` (bracketlens must be installed there), or start a local Ray.
-
-    A local Ray's workers inherit this process's environment, so they import the
-    same bracketlens.
-    """
-    if sweep.address is not None:
-        ray.init(address=sweep.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=sweep.workers, include_dashboard=False, log_to_driver=False)
 
 
 def _result(ray: Any, ref: Any, seed: int, recipe: Recipe, device: str) -> SeedResult:

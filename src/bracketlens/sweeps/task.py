@@ -7,7 +7,6 @@ seed's row does not depend on where it ran.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from bracketlens.model.train import train
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.sweeps.recipes import Recipe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a row records its checkpoint's SHA-256 (checkpoint_sha256)
 ROLES = ("elevation_head", "negative_head", "read_position", "tally_head", "start_close_component")
 ANALYSIS_SEED_OFFSET = 10_000  # the analysis sample of seed s is evaluation_set(n, 10_000 + s)
 
@@ -44,22 +43,10 @@ def localise_model(model: BracketTransformer, data: BracketDataset) -> Localisat
     return localise(model, data)
 
 
-def explain_available() -> bool:
-    """Whether ``bracketlens.algorithms`` (the home of ``explain``) is installed."""
-    return importlib.util.find_spec("bracketlens.algorithms") is not None
-
-
 def explain_model(
     model: BracketTransformer, data: BracketDataset, seed: int, search: str = "default"
-) -> dict[str, Any] | None:
-    """``explain``'s JSON for this model, or None while ``bracketlens.algorithms`` is absent.
-
-    This is the sweep's only fallback: a missing ``explain`` leaves the row's
-    verdict and IIA null. Anything else (an import error inside the module, an
-    error inside ``explain``) is the task's error, recorded in the row.
-    """
-    if not explain_available():
-        return None
+) -> dict[str, Any]:
+    """``explain``'s JSON for this model (an error inside it is the task's, recorded in the row)."""
     from bracketlens.algorithms import Search, explain
 
     result: dict[str, Any] = explain(model, data, seed=seed, search=Search.named(search)).to_json()
