@@ -130,10 +130,8 @@ def _measure(
     }
 
 
-def verdict_fields(explanation: dict[str, Any] | None) -> dict[str, Any]:
-    """The row's ``verdict``, ``iia`` and ``variables`` from ``explain``'s JSON (null if None)."""
-    if explanation is None:
-        return {"verdict": None, "iia": None, "variables": None}
+def verdict_fields(explanation: dict[str, Any]) -> dict[str, Any]:
+    """The row's ``verdict``, ``iia`` and ``variables`` from ``explain``'s JSON."""
     best = explanation["best_model"]
     models = explanation["models"]
     chosen = [m for m in models if m["name"] == best] or sorted(models, key=lambda m: -m["iia"])
