@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from bracketlens.cli import main
-from bracketlens.model.checkpoint import load_model
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.sweeps import get_recipe
 from bracketlens.sweeps import runner as runner_module
 from bracketlens.sweeps.store import MANIFEST, checkpoint_path, row_path
 from bracketlens.sweeps.task import ROLES, SeedResult, base_row
+from bracketlens.weights.resolve import load_model
 
 TINY = ["--recipe", "tiny", "--steps", "20"]
 
