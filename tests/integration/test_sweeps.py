@@ -3,6 +3,7 @@
 Every test here trains (seconds per seed), so they are in the slow tier.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -63,11 +64,26 @@ def test_ctrl_c_keeps_the_finished_seed(in_process):
     assert [r["reused"] for r in rows] == [True, False, False, False]
 
 
+@pytest.fixture
+def one_ray_cluster(tmp_path_factory):
+    """Hold a lock that pytest-xdist's workers share, so one local Ray cluster runs at a time.
+
+    Two clusters at once on 2 cores can starve the killed task's retry past its 300 s timeout.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    with (shared / "ray.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _rows(out):
     return [json.loads((out / "rows" / f"seed-{s:06d}.json").read_text()) for s in range(4)]
 
 
-def test_two_ray_workers_give_the_rows_of_one_process(in_process, tmp_path, capsys):
+def test_two_ray_workers_give_the_rows_of_one_process(
+    in_process, tmp_path, capsys, one_ray_cluster
+):
     base, _ = in_process
     result = _seeds(capsys, tmp_path / "ray", "--workers", "2")
     assert [r["seed"] for r in result["rows"]] == [0, 1, 2, 3]
@@ -127,7 +143,7 @@ def _descends(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path):
+def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path, one_ray_cluster):
     out = tmp_path / "sweep"
     # one seed on two workers: the retry needs no free worker, and no other seed competes for CPU
     cmd = [sys.executable, "-m", "bracketlens.cli", "seeds", "--models", "1", "--recipe", "tiny"]
