@@ -4,6 +4,7 @@ Every test here trains (seconds per seed), so they are in the slow tier.
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -69,11 +70,33 @@ def test_ctrl_c_keeps_the_finished_seed(in_process):
     assert [r["reused"] for r in rows] == [True, False, False, False]
 
 
+@contextlib.contextmanager
+def _ray_lock(tmp_path_factory):
+    """Hold a lock that pytest-xdist's workers share, so one Ray cluster runs at a time.
+
+    Two clusters at once on 2 cores can starve the killed task's retry past its 300 s timeout.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    with (shared / "ray.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+def one_ray_cluster(tmp_path_factory):
+    """The test runs the only Ray cluster of the session's workers (see :func:`_ray_lock`)."""
+    with _ray_lock(tmp_path_factory):
+        yield
+
+
 def _rows(out):
     return [json.loads((out / "rows" / f"seed-{s:06d}.json").read_text()) for s in range(4)]
 
 
-def test_two_ray_workers_give_the_rows_of_one_process(in_process, tmp_path, capsys, monkeypatch):
+def test_two_ray_workers_give_the_rows_of_one_process(
+    in_process, tmp_path, capsys, monkeypatch, one_ray_cluster
+):
     base, _ = in_process
     # a cluster named by the environment (or left on disk by `ray start`) is never joined
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
@@ -135,7 +158,7 @@ def _descends(pid: int, ancestor: int) -> bool:
     return False
 
 
-def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path):
+def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path, one_ray_cluster):
     out = tmp_path / "sweep"
     # one seed on two workers: the retry needs no free worker, and no other seed competes for CPU
     cmd = [sys.executable, "-m", "bracketlens.cli", "seeds", "--models", "1", "--recipe", "tiny"]
@@ -169,7 +192,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def head_node():
+def head_node(tmp_path_factory):
     """A real Ray head node with token authentication on a free port: (address, its token).
 
     Its workers import this bracketlens; it is stopped by its own process id.
@@ -182,6 +205,11 @@ def head_node():
     ray = str(Path(sys.executable).with_name("ray"))
     cmd = [ray, "start", "--head", "--port", str(port), "--num-cpus", "1", "--block"]
     cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
+    with _ray_lock(tmp_path_factory):
+        yield from _running(cmd, env, port, token)
+
+
+def _running(cmd, env, port, token):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
