@@ -206,10 +206,10 @@ def head_node(tmp_path_factory):
     cmd = [ray, "start", "--head", "--port", str(port), "--num-cpus", "1", "--block"]
     cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", temp]
     with _ray_lock(tmp_path_factory):
-        yield from _running(cmd, env, port, token)
+        yield from _running(cmd, env, port, token, temp)
 
 
-def _running(cmd, env, port, token):
+def _running(cmd, env, port, token, temp):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
