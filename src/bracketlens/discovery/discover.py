@@ -28,6 +28,7 @@ LEVELS = ("component", "position")
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # MIB's, up to 50%
 TARGET = 0.95
 MIN_SPAN = 0.1  # m(model) - m(empty) below this (logits): f is not defined
+NO_CIRCUIT = f"no budget up to 50% of the edges reaches f >= {TARGET} on the half it is chosen on"
 
 
 def _edges(runs: Runs, level: str) -> Bool[Tensor, "receiver sender pos"]:
@@ -86,61 +87,39 @@ def discover(
     runs = Runs.build(model, pairs, ablation, seed)
     chosen, scored = halves(pairs, seed)
     edges = _edges(runs, level)
-    scores = edge_scores(runs, chosen, method, edges)
-    flat = scores[edges]
-    order = torch.argsort(flat.abs(), descending=True, stable=True)
-    budgets = _budgets(len(flat), level)
-    m = runs.m(_cuts(order, edges, [k for _, k in budgets]))
-    f_all, span = runs.faithfulness(m)
-    f_chosen, _ = runs.faithfulness(m, chosen)
-    f_scored, _ = runs.faithfulness(m, scored)
+    budgets = _budgets(int(edges.sum()), level)
+    span = float(runs.m_model.mean() - runs.m_empty.mean())
     reason = _null_reason(span)
-    rows = [
-        Budget(fr, k, None if reason else float(f))
-        for (fr, k), f in zip(budgets, f_all, strict=True)
-    ]
-    curve = [float(f) for f in f_all]
-    circuit = None
+    split = {"seed": seed, "chosen_on": int(chosen.sum()) // 2, "scored_on": int(scored.sum()) // 2}
+    common = dict(method=method, level=level, ablation=ablation, n_pairs=pairs.n_pairs)
+    common |= dict(n_dropped=pairs.n_dropped, split=split, n_live_edges=int(edges.sum()))
+    if reason is not None:  # nothing to rank edges by: no scores are computed
+        rows = [Budget(fr, k, None) for fr, k in budgets]
+        return Discovery(**common, budgets=rows, cpr=None, cmd=None, circuit=None,  # type: ignore[arg-type]
+                         circuit_reason=reason, faithfulness_reason=reason, optimum=None,
+                         by_edit={}, span=span)  # fmt: skip
+    scores = edge_scores(runs, chosen, method, edges)
+    order = torch.argsort(scores[edges].abs(), descending=True, stable=True)
+    m = runs.m(_cuts(order, edges, [k for _, k in budgets]))
+    f_all, f_chosen, f_scored = (runs.faithfulness(m, r)[0] for r in (None, chosen, scored))
+    rows = [Budget(fr, k, float(f)) for (fr, k), f in zip(budgets, f_all, strict=True)]
+    x, curve = [b.fraction for b in rows], f_all.tolist()
     pick = [i for i, (fr, _) in enumerate(budgets) if fr <= 0.5 and f_chosen[i] >= TARGET]
-    if reason is None and pick:
-        i = pick[0]
-        circuit = _circuit(
-            runs,
-            scores,
-            edges,
-            order[: budgets[i][1]],
-            level,
-            float(f_chosen[i]),
-            float(f_scored[i]),
-        )
-    by_edit = {
-        name: runs.faithfulness(m, pairs.edit == k)[0].tolist() for k, name in enumerate(EDITS)
-    }
+    circuit = None
+    if pick:
+        top = order[: budgets[pick[0]][1]]
+        held = (float(f_chosen[pick[0]]), float(f_scored[pick[0]]))
+        circuit = _circuit(runs, scores, edges, top, level, *held)
     return Discovery(
-        method=method,
-        level=level,
-        ablation=ablation,
-        n_pairs=pairs.n_pairs,
-        n_dropped=pairs.n_dropped,
-        split={
-            "seed": seed,
-            "chosen_on": int(chosen.sum()) // 2,
-            "scored_on": int(scored.sum()) // 2,
-        },
+        **common,  # type: ignore[arg-type]
         budgets=rows,
-        cpr=None if reason else _area([b.fraction for b in rows], curve),
-        cmd=None if reason else _area([b.fraction for b in rows], [abs(1 - f) for f in curve]),
-        n_live_edges=len(flat),
+        cpr=_area(x, curve),
+        cmd=_area(x, [abs(1 - f) for f in curve]),
         circuit=circuit,
-        circuit_reason=reason
-        or (
-            None
-            if circuit
-            else f"no budget up to 50% of the edges reaches f >= {TARGET} on the half it is chosen on"
-        ),
-        faithfulness_reason=reason,
+        circuit_reason=None if circuit else NO_CIRCUIT,
+        faithfulness_reason=None,
         optimum=_optimum(runs, scores, edges) if optimum else None,
-        by_edit=by_edit,
+        by_edit={e: runs.faithfulness(m, pairs.edit == k)[0].tolist() for k, e in enumerate(EDITS)},
         span=span,
     )
 

@@ -52,10 +52,11 @@ def sender_outputs(
 ) -> Float[Tensor, "row sender seq d_model"]:
     """Every sender's output at every position of every row (padding included)."""
     names = sorted({name for name, _ in sites.senders})
-    out = torch.zeros(len(tokens), len(sites.senders), tokens.shape[1], model.cfg.d_model)
+    shape = (len(tokens), len(sites.senders), tokens.shape[1], model.cfg.d_model)
+    out = torch.zeros(shape, dtype=model.W_E.dtype)  # float64 for a float64 model's checks
     for rows, batch in iter_batches(tokens):
         _, cache = model.run_with_cache(batch, names_filter=names)
-        out[rows, :, : batch.shape[1]] = stack_outputs(sites, cache.cache_dict).float()
+        out[rows, :, : batch.shape[1]] = stack_outputs(sites, cache.cache_dict)
     return out
 
 

@@ -97,7 +97,7 @@ def gradient_scores(
                 if len(corrupt) == 1
                 else runs.corrupt[rows_b, :, : batch.shape[1]]
             )
-            diff = corrupt - clean
+            diff = (corrupt - clean).float()
             grad = torch.zeros(len(idx), len(graph.receivers), batch.shape[1], clean.shape[-1])
             for a in alphas:
                 override = None if method == "eap" else clean + a * diff
