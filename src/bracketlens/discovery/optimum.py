@@ -39,8 +39,11 @@ def _subsets(n: int) -> Bool[Tensor, "subset n"]:
 
 def _corrupt_of(runs: Runs, rows: Tensor, senders: list[int]) -> Tensor:
     """The counterfactual outputs of ``senders`` on ``rows``, ``[row, pos, sender, d]``."""
-    c = runs.corrupt if len(runs.corrupt) == 1 else runs.corrupt[rows]
-    return c[:, senders].transpose(1, 2).expand(len(rows), -1, -1, -1)
+    which = torch.tensor(senders)[None, :]
+    if len(runs.corrupt) == 1:  # mean ablation: one row for every string
+        return runs.corrupt[:, senders].transpose(1, 2).expand(len(rows), -1, -1, -1)
+    # gather only these senders' slices: indexing rows first copies every sender's
+    return runs.corrupt[rows[:, None], which].transpose(1, 2)
 
 
 def _node_hooks(
