@@ -45,6 +45,7 @@ DEFAULT_ANALYSIS_N = 5_000
 DEFAULT_CIRCUIT_N = 10_000
 DEFAULT_EXPLAIN_N = 10_000
 SEEDS_FAILED = 3  # the exit code of a sweep some of whose seeds failed
+DEFAULT_DISCOVER_N = 4_000  # about 2,000 balanced strings, so 2,000 pairs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explain)
     _run_on_device(p)
 
+    _add_discover(sub)
     _add_seeds(sub)
 
     p = sub.add_parser("train", help="train a model from a seed and save it")
@@ -197,6 +199,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON list, wrongest first")
     p.set_defaults(func=cmd_attack)
     return parser
+
+
+def _add_discover(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "discover", help="find the circuit without a template: edge scores and faithfulness"
+    )
+    _add_weights(p)
+    _add_data(p, DEFAULT_DISCOVER_N)
+    p.add_argument(
+        "--method",
+        default="eap-ig",
+        choices=["eap-ig", "eap-ig-activations", "eap", "exact"],
+        help="edge scores: EAP-IG (interpolating the inputs, or every sender's output), "
+        "EAP, or patching each edge alone (default eap-ig)",
+    )
+    p.add_argument(
+        "--level",
+        default="position",
+        choices=["component", "position"],
+        help="edges per position, or summed over positions (default position)",
+    )
+    p.add_argument(
+        "--ablation",
+        default="counterfactual",
+        choices=["counterfactual", "mean", "resample"],
+        help="what a patched edge carries (default counterfactual: the edited string's)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_discover)
+    _run_on_device(p)
 
 
 def _add_seeds(sub: argparse._SubParsersAction) -> None:
@@ -477,6 +509,23 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from bracketlens.terminal import explanation_table
 
     explanation_table(result)
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from bracketlens.discovery.discover import discover
+
+    data = load_data(args)
+    model = load_weights(args)
+    result = discover(
+        model, data, method=args.method, level=args.level, ablation=args.ablation, seed=args.seed
+    )
+    if args.json:
+        _print_json(result.to_json(), indent=2)
+        return 0
+    from bracketlens.discovery.text import discovery_text
+
+    print(discovery_text(result))
     return 0
 
 

@@ -166,7 +166,12 @@ def test_class_only_computes_position_0_alone_where_the_model_says(random_model)
         queries = 2 if hook.name.endswith(("attn_scores", "pattern")) else 1  # [b, h, q, k]
         widths[hook.name] = act.shape[queries]
 
-    hooks = [(name, width) for name in random_model.hook_dict if name != "hook_tokens"]
+    split = ("hook_q_input", "hook_k_input", "hook_v_input", "hook_mlp_in")  # off by default
+    hooks = [
+        (name, width)
+        for name in random_model.hook_dict
+        if name != "hook_tokens" and not name.endswith(split)
+    ]
     with torch.no_grad():
         logits = random_model.run_with_hooks(tokens, fwd_hooks=hooks, class_only=True)
         full = random_model(tokens)

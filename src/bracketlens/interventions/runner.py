@@ -128,7 +128,7 @@ def run_patched(
     alone (``class_only``): hooks there from the attention scores on see that
     position only, the only one the class logits read.
     """
-    out = torch.empty(len(tokens), 2)
+    out = torch.empty(len(tokens), 2, dtype=next(model.parameters()).dtype)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
         with model.hooks(fwd_hooks=[*hooks, *extra]):

@@ -228,6 +228,20 @@ class Attention(nn.Module):
         v = self.hook_v(_per_head(x, self.W_V, self.b_V))
         return self.attend(q, k, v, pad)
 
+    def forward_split(
+        self,
+        q_in: Float[Tensor, "batch query head d_model"],
+        k_in: Float[Tensor, "batch pos head d_model"],
+        v_in: Float[Tensor, "batch pos head d_model"],
+        pad: Bool[Tensor, "batch pos"],
+    ) -> Float[Tensor, "batch query d_model"]:
+        """As :meth:`forward` from a separate, already normalised input per head and for
+        each of queries, keys and values (split inputs)."""
+        q = self.hook_q(torch.einsum("bphm,hmd->bphd", q_in, self.W_Q) + self.b_Q)
+        k = self.hook_k(torch.einsum("bphm,hmd->bphd", k_in, self.W_K) + self.b_K)
+        v = self.hook_v(torch.einsum("bphm,hmd->bphd", v_in, self.W_V) + self.b_V)
+        return self.attend(q, k, v, pad)
+
     def project(
         self, x: Float[Tensor, "... d_model"]
     ) -> tuple[Tensor, Tensor, Tensor]:  # each [..., head, d_head]
@@ -304,6 +318,15 @@ class TransformerBlock(nn.Module):
         self.hook_resid_mid = HookPoint()
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
+        # split inputs (TransformerLens's use_split_qkv_input and hook_mlp_in): each
+        # head's query, key and value input and the MLP's input, before the LayerNorm,
+        # as hooks of their own; they fire only while ``split_inputs`` is set
+        self.split_inputs = False
+        self.n_heads = cfg.n_heads
+        self.hook_q_input = HookPoint()  # (B, T, nh, d_model)
+        self.hook_k_input = HookPoint()
+        self.hook_v_input = HookPoint()
+        self.hook_mlp_in = HookPoint()  # (B, T, d_model)
 
     def forward(
         self,
@@ -314,15 +337,37 @@ class TransformerBlock(nn.Module):
         """The block's output at every position, or at the first ``queries`` only: every
         hook after the attention pattern then sees those positions alone."""
         resid = self.hook_resid_pre(resid)
-        attn_out = self.hook_attn_out(self.attn(self.ln1(resid), pad, queries))
+        if self.split_inputs:
+            attn_out = self.hook_attn_out(self._split_attention(resid, pad, queries))
+        else:
+            attn_out = self.hook_attn_out(self.attn(self.ln1(resid), pad, queries))
         return self.second_half((resid if queries is None else resid[:, :queries]) + attn_out)
+
+    def _split_attention(
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        pad: Bool[Tensor, "batch pos"],
+        queries: int | None,
+    ) -> Float[Tensor, "batch query d_model"]:
+        """The attention from a copy of ``resid`` per head for each of q, k and v, each
+        through its hook and ln1 (whose own hooks do not fire here)."""
+        per_head = resid[:, :, None, :].expand(-1, -1, self.n_heads, -1)
+        q_in = self.hook_q_input(per_head if queries is None else per_head[:, :queries])
+        k_in = self.hook_k_input(per_head)
+        v_in = self.hook_v_input(per_head)
+        ln = self.ln1
+        return self.attn.forward_split(
+            ln(q_in, hooked=False), ln(k_in, hooked=False), ln(v_in, hooked=False), pad
+        )
 
     def second_half(
         self, resid_mid: Float[Tensor, "batch pos d_model"]
     ) -> Float[Tensor, "batch pos d_model"]:
-        """The block from its ``hook_resid_mid`` on: the MLP and its residual connection."""
+        """The block from its ``hook_resid_mid`` on: the MLP and its residual connection
+        (with split inputs, the MLP reads ``hook_mlp_in``, the residual stream does not)."""
         resid = self.hook_resid_mid(resid_mid)
-        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))
+        mlp_in = self.hook_mlp_in(resid) if self.split_inputs else resid
+        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(mlp_in))))
 
 
 class Embed(nn.Module):
@@ -372,6 +417,16 @@ class BracketTransformer(HookedRootModule):
         self.hook_pos_embed = HookPoint()
         self.init_weights(seed=None)
         self.setup()  # HookedRootModule: names every HookPoint, builds hook_dict
+
+    def set_split_inputs(self, on: bool) -> None:
+        """Give every head's query, key and value input and every MLP's input a hook of its
+        own (``blocks.L.hook_q_input``, ``hook_k_input``, ``hook_v_input``
+        ``[batch, pos, head, d_model]``, and ``blocks.L.hook_mlp_in``), before the LayerNorm,
+        as TransformerLens's ``set_use_split_qkv_input``. Off by default: the split forward
+        computes the same logits, more slowly. Patching one of these inputs changes what
+        one head reads (as query, key or value) or what one MLP reads, and nothing else."""
+        for block in self.blocks:
+            cast(TransformerBlock, block).split_inputs = on
 
     def init_weights(self, seed: int | None, std: float | None = None) -> None:
         """Initialise as TransformerLens does: N(0, 0.8/sqrt(d_model)) weights, zero biases.
@@ -473,7 +528,7 @@ class BracketTransformer(HookedRootModule):
         if not hook_name.startswith(last):
             return False
         return not hook_name[len(last) :].startswith(
-            ("hook_resid_pre", "ln1.", "attn.hook_k", "attn.hook_v")
+            ("hook_resid_pre", "ln1.", "attn.hook_k", "attn.hook_v", "hook_k_input", "hook_v_input")
         )
 
     def class_logits(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch 2"]:

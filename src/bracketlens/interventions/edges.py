@@ -1,0 +1,117 @@
+"""Edge patching: a receiver's input takes a sender's counterfactual output.
+
+With split inputs (:meth:`BracketTransformer.set_split_inputs`), each head's query,
+key and value input and each MLP's input has a hook of its own. Patching the edge
+from sender ``s`` to receiver ``r`` at position ``p`` adds ``s``'s (counterfactual -
+current) output at ``p`` to ``r``'s input there, where "current" is ``s``'s output
+in the patched run itself (so a patched edge carries the counterfactual value even
+when upstream edges change ``s``). :func:`edge_hooks` gives the hooks of one batch
+for :func:`.hooks.run_patched`'s ``per_batch``: every row its own circuit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from bracketlens.interventions.hooks import Hook
+
+
+@dataclass(frozen=True)
+class EdgeSites:
+    """Where senders write and receivers read, in the order of a graph's tables.
+
+    Attributes:
+        senders: each sender's hook and head (None: the hook is the sender's output).
+        receivers: each receiving hook with the receiver indices it holds (one per head
+            for ``hook_q_input`` and the like, one for ``hook_mlp_in``), and whether it
+            has a head axis. A receiver hook at position 0 only (the logits, read from
+            the last block's ``hook_resid_post``) is patched at position 0 alone.
+        position_0: receiver indices patched at position 0 alone.
+    """
+
+    senders: tuple[tuple[str, int | None], ...]
+    receivers: tuple[tuple[str, tuple[int, ...], bool], ...]
+    position_0: frozenset[int]
+
+
+@contextmanager
+def split_inputs(model: torch.nn.Module) -> Iterator[None]:
+    """Run with the model's split input hooks on, and switch them off after."""
+    model.set_split_inputs(True)  # type: ignore[operator]
+    try:
+        yield
+    finally:
+        model.set_split_inputs(False)  # type: ignore[operator]
+
+
+def edge_hooks(
+    sites: EdgeSites,
+    corrupt: Float[Tensor, "batch sender pos d_model"],
+    cut: Float[Tensor, "batch receiver sender pos"],
+) -> list[tuple[str, Hook]]:
+    """The hooks patching each row's ``cut`` edges from ``corrupt`` (one batch's rows).
+
+    ``cut`` is 1 where an edge is patched, 0 where it is kept (fractions interpolate);
+    its position axis may be 1 wide (the same edges at every position).
+    """
+    current: list[Tensor] = []  # each sender's output in this run, [batch, pos, d_model]
+
+    def record(head: int | None) -> Hook:
+        def hook(act: Tensor, hook: object) -> Tensor:
+            current.append(act if head is None else act[:, :, head])
+            return act
+
+        return hook
+
+    def patch_in(indices: tuple[int, ...], has_head: bool) -> Hook:
+        def hook(act: Tensor, hook: object) -> Tensor:
+            width = act.shape[1]
+            if indices[0] in sites.position_0:
+                width = 1
+            n = len(current)
+            diff = corrupt[:, :n, :width].to(act.dtype) - torch.stack(
+                [c[:, :width] for c in current], dim=1
+            )
+            weights = cut[:, list(indices), :n, :width].to(act.dtype)
+            if weights.shape[-1] != width:
+                weights = weights.expand(-1, -1, -1, width)
+            delta = torch.einsum("brsp,bspd->bprd", weights, diff)
+            if not has_head:
+                delta = delta[:, :, 0]
+            if width == act.shape[1]:
+                return act + delta
+            act = act.clone()
+            act[:, :width] += delta
+            return act
+
+        return hook
+
+    hooks: list[tuple[str, Hook]] = []
+    sender_hooks = {name: [] for name, _ in sites.senders}  # type: dict[str, list[int | None]]
+    for name, head in sites.senders:
+        sender_hooks[name].append(head)
+    for name, heads in sender_hooks.items():
+        hooks += [(name, record(h)) for h in heads]
+    hooks += [(name, patch_in(idx, has_head)) for name, idx, has_head in sites.receivers]
+    return hooks
+
+
+def stack_outputs(
+    sites: EdgeSites, cache: dict[str, Tensor]
+) -> Float[Tensor, "batch sender pos d_model"]:
+    """Every sender's output from a run's cache, stacked in sender order."""
+    return torch.stack(
+        [cache[name] if head is None else cache[name][:, :, head] for name, head in sites.senders],
+        dim=1,
+    )
+
+
+def sender_names(sites: EdgeSites) -> Sequence[str]:
+    """The distinct hooks senders write at (for ``names_filter``)."""
+    return sorted({name for name, _ in sites.senders})

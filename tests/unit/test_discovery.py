@@ -1,0 +1,140 @@
+"""Circuit discovery: the graph, the pairs, the patched runs, faithfulness and the optimum."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from bracketlens import BracketDataset, BracketTransformer
+from bracketlens.compiled import build_compiled
+from bracketlens.data import evaluation_set
+from bracketlens.data.truth import failure_types_of, is_balanced
+from bracketlens.discovery.discover import discover
+from bracketlens.discovery.graph import Graph
+from bracketlens.discovery.optimum import node_circuits_m
+from bracketlens.discovery.pairs import EDITS, edit, make_pairs
+from bracketlens.discovery.runs import Runs, metric
+from bracketlens.errors import BracketLensError
+from bracketlens.interventions.edges import split_inputs
+from bracketlens.model.names import act_name
+from bracketlens.model.transformer import ModelConfig
+
+
+def _runs(model: BracketTransformer, n: int = 500, ablation: str = "counterfactual") -> Runs:
+    return Runs.build(model, make_pairs(evaluation_set(n, seed=3)), ablation, 0)
+
+
+def test_the_course_architecture_has_100_component_edges() -> None:
+    graph = Graph.of(ModelConfig())
+    assert graph.n_edges == 100
+    assert Graph.of(ModelConfig(n_layers=2, n_heads=3)).n_edges == 3 * 3 + 4 + 5 * 9 + 8 + 9
+    real = torch.tensor([True] * 10 + [False] * 2)
+    live = graph.live(real)
+    # position 0: every edge; other real positions: all but the last layer's queries,
+    # MLP and logits (7 senders x 2 heads into q, 9 into the MLP, 10 into the logits)
+    assert int(live[:, :, 0].sum()) == 100
+    assert int(live[:, :, 1].sum()) == 100 - 14 - 9 - 10
+    assert int(live[:, :, 10:].sum()) == 0
+
+
+@pytest.mark.parametrize("kind", EDITS)
+def test_each_edit_gives_its_failure_type(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    want = {
+        "open_to_close": (True, False),
+        "close_to_open": (True, True),
+        "swap_block": (False, True),
+    }[kind]
+    for s in evaluation_set(400, seed=1).strings:
+        if not is_balanced(s) or not s:
+            continue
+        edited = edit(s, kind, rng)
+        types = failure_types_of(edited)
+        assert (types.total_elevation, types.negative) == want, (s, edited)
+
+
+def test_pairs_drop_and_count_unusable_strings() -> None:
+    data = evaluation_set(600, seed=2)
+    pairs = make_pairs(data)
+    balanced = sum(1 for s in data.strings if is_balanced(s) and s)
+    assert pairs.n_pairs == balanced
+    assert pairs.n_dropped == len(data) - balanced
+    assert torch.equal(pairs.clean[: pairs.n_pairs], pairs.corrupt[pairs.n_pairs :])
+    with pytest.raises(BracketLensError, match="at least 200"):
+        make_pairs(BracketDataset(["()"] * 150 + [")("] * 150))
+
+
+@pytest.mark.parametrize("ablation", ["counterfactual", "mean", "resample"])
+def test_the_full_and_the_empty_circuit_have_faithfulness_1_and_0(
+    bundled_model: BracketTransformer, ablation: str
+) -> None:
+    runs = _runs(bundled_model, ablation=ablation)
+    shape = (len(runs.graph.receivers), len(runs.graph.senders), 1)
+    m = runs.m(torch.stack([torch.zeros(shape), torch.ones(shape)]))
+    f, span = runs.faithfulness(m)
+    torch.testing.assert_close(f, torch.tensor([1.0, 0.0]), rtol=0, atol=1e-5)
+    assert span > 1.0
+
+
+def test_the_empty_circuit_is_the_counterfactual_run(bundled_model: BracketTransformer) -> None:
+    runs = _runs(bundled_model)
+    with torch.no_grad():
+        logits = bundled_model(runs.pairs.corrupt, class_only=True)[:, 0]
+    torch.testing.assert_close(runs.m_empty, metric(logits, runs.pairs.sign), rtol=0, atol=1e-4)
+
+
+def test_patching_one_edge_equals_a_hooked_run_with_that_input_changed(
+    random_model: BracketTransformer,
+) -> None:
+    model = copy.deepcopy(random_model).double()
+    runs = _runs(model, n=450)
+    graph = runs.graph
+    sender = [s.name for s in graph.senders].index("mlp0")
+    receiver = next(i for i, r in enumerate(graph.receivers) if r.name == "2.1" and r.input == "v")
+    cut = torch.zeros(1, len(graph.receivers), len(graph.senders), runs.width)
+    cut[0, receiver, sender, 3] = 1.0
+    patched = runs.m(cut)[0]
+    names = [act_name("mlp_out", 0)]
+    with torch.no_grad():
+        _, clean = model.run_with_cache(runs.pairs.clean, names_filter=names)
+        _, corrupt = model.run_with_cache(runs.pairs.corrupt, names_filter=names)
+    change = corrupt[names[0]][:, 3] - clean[names[0]][:, 3]
+
+    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
+        act = act.clone()
+        act[:, 3, 1] += change
+        return act
+
+    hooks = [(act_name("v_input", 2), hook)]
+    with torch.no_grad(), split_inputs(model), model.hooks(fwd_hooks=hooks):
+        logits = model(runs.pairs.clean)[:, 0]
+    torch.testing.assert_close(patched, metric(logits, runs.pairs.sign), rtol=1e-6, atol=1e-6)
+    assert (patched - runs.m_model).abs().max() > 1e-3  # the edge matters
+
+
+def test_node_circuits_equal_their_induced_edge_circuits(bundled_model: BracketTransformer) -> None:
+    runs = _runs(bundled_model, n=420)
+    subsets, m = node_circuits_m(runs)
+    assert len(subsets) == 512
+    for i in (0, 37, 300, 511):
+        cut = 1 - runs.graph.node_edges(subsets[i]).float()[None, :, :, None]
+        torch.testing.assert_close(runs.m(cut)[0], m[i], rtol=0, atol=1e-4)
+
+
+def test_the_compiled_models_node_optimum_is_the_circuit_it_was_built_with() -> None:
+    found = discover(build_compiled(), evaluation_set(500, seed=0), method="eap", level="position")
+    assert found.optimum is not None
+    assert set(found.optimum.best) == {"0.0", "0.1", "mlp0", "2.0", "2.1"}
+    assert found.optimum.best_faithfulness == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_random_model_has_no_faithfulness() -> None:
+    model = BracketTransformer()
+    model.init_weights(seed=0)
+    model.eval().requires_grad_(False)
+    found = discover(model, evaluation_set(500, seed=0), method="eap", level="component")
+    out = found.to_json()
+    assert out["circuit"] is None and out["cpr"] is None and out["optimum"] is None
+    assert all(b["faithfulness"] is None for b in out["budgets"])  # type: ignore[attr-defined]
+    assert "below" in str(out["faithfulness_null_reason"])
