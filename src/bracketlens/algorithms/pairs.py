@@ -32,7 +32,7 @@ from bracketlens.data.truth import FailureGroup
 
 KINDS = ("to_unbalanced", "to_balanced", "unchanged")
 SPLITS = ("train", "validation", "test")
-MIN_PER_KIND = 8  # fewer pairs than this of a kind in a group: that kind is left out there
+MIN_PER_KIND = 8  # fewer pairs than this of a kind in a group: they do not set the others' number
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,8 @@ def _equal_kinds(
     telling: np.ndarray,
     quota: int,
 ) -> tuple[np.ndarray, ...]:
-    """The same number of pairs of each kind that has enough of them (at most ``quota``).
+    """The same number of pairs of each kind that has enough of them (at most ``quota``);
+    a kind with fewer than :data:`MIN_PER_KIND` keeps all it has.
 
     Within a kind, up to half are *telling* pairs, whose counterfactual label
     differs from the source's own label: there a patch that only carries the
@@ -173,7 +174,9 @@ def _equal_kinds(
     present = [k for k in range(len(KINDS)) if available[k] >= min(MIN_PER_KIND, quota)]
     n = min([quota, *(available[k] for k in present)])
     picked = []
-    for k in present:
+    for k in range(len(KINDS)):
+        # a rare kind keeps the few pairs it has: its guards then count as untested
+        # (too few pairs) instead of vanishing from the verdict
         of_kind = np.flatnonzero(kind == k)
         first = of_kind[telling[of_kind]][: (n + 1) // 2]
         picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
