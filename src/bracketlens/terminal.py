@@ -106,7 +106,13 @@ def progress_steps(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def findings_summary(findings: Findings) -> None:
-    """The headline numbers of an analysis, as one table."""
+    """What the model computes in one sentence (explain's verdict), then the headline
+    numbers of an analysis, as one table."""
+    if findings.explanation is not None:
+        from bracketlens.algorithms.words import course_verdict
+
+        _console.print(f"[bold]{findings.explanation.verdict}[/]")
+        _console.print(course_verdict(findings.explanation))
     loc = findings.localisation
     e = findings.elevation
     table = Table("finding", "value", title="bracketlens analysis")

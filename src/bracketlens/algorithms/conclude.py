@@ -56,7 +56,7 @@ def conclude(
     from bracketlens.algorithms.generate import generated_models
 
     counts = {}
-    if search.generated:
+    if search.generated != "none":
         g = generated_models()
         counts = {"rules_tried": g.n_rules, "exact": g.n_exact, "kept": g.n_kept}
     return Explanation(

@@ -10,10 +10,15 @@ For every variable of every causal model:
    pairs (distributed alignment search, :func:`.align.fit_basis`);
 4. choose the location and dimension on all validation pairs and report the
    interchange intervention accuracy (IIA) on the test pairs, beside a control
-   (the same patch in a random subspace) and the null flip rate.
+   (a patch as strong, elsewhere), the null flip rate and the other guards
+   (:mod:`.guards`; the verdict: :mod:`.conclude`).
 
-A variable shared by several causal models (``elevation``...) is screened and
-fitted once; each model then chooses and tests on its own pairs.
+A variable shared by several causal models (the grammar's atoms, ``elevation``...)
+is screened, fitted and its location chosen once, on the pairs of the first model
+that has it; each model then tests it on its own test pairs.
+
+With no models named, explain tests the registered models and the models the
+grammar generates (:mod:`.generate`).
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ class Search:
     sites: Callable[[Site], bool] | None = None  # None: every hook
     positions: Callable[[tuple[int, ...]], bool] | None = None  # None: every position (set)
     whole_vector: bool = True  # False: only rotations compete (dim >= 1)
-    generated: bool = True  # with no models named: the grammar's models beside the registered
+    # with no models named, the grammar's models beside the registered ones: "all" (shortcut
+    # add-ons and per-position models too), "cores" (the exact rules alone) or "none"
+    generated: str = "all"
 
     @classmethod
     def quick(cls) -> Search:
@@ -82,7 +89,7 @@ class Search:
         the search took 9-26% less time.
         """
         return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
-                   das_dims=(1,), das_steps=10)  # fmt: skip
+                   das_dims=(1,), das_steps=10, generated="cores")  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Search:
@@ -91,7 +98,7 @@ class Search:
         About a tenth of the default's time; its IIA rests on a few dozen pairs.
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
-                   das_dims=(1,), das_steps=5)  # fmt: skip
+                   das_dims=(1,), das_steps=5, generated="cores")  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
@@ -126,6 +133,8 @@ class Search:
 class _Candidates:
     screen: ScreenMap
     fits: tuple[tuple[Location, int, Tensor | None], ...]  # (location, dim, basis)
+    chosen: tuple[Location, int, Tensor | None]  # the fit with the best validation IIA
+    validation_iia: float
 
 
 def explain(
@@ -176,7 +185,10 @@ def explain(
     found = frozenset(
         m.name
         for m in chosen
-        if models is None and search.generated and not m.generated and found_by_generator(m)
+        if models is None
+        and search.generated != "none"
+        and not m.generated
+        and found_by_generator(m)
     )
     return conclude(chosen, alignments, screens, groups, search, seed, len(data), found)
 
@@ -184,7 +196,7 @@ def explain(
 def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:
     if models is None:
         registered = list(MODELS.values())
-        return default_models(registered) if search.generated else registered
+        return default_models(registered, search.generated)
     out = []
     for m in models:
         if isinstance(m, CausalModel):
@@ -220,17 +232,16 @@ def _search(
 ) -> _Candidates:
     """Screen every location on a few validation pairs; fit rotations at the best ones.
 
-    Locations are ranked by the mean of each pair kind's IIA and the telling pairs'
-    IIA: a location that carries only the decision gets the telling pairs wrong.
+    Locations are ranked by the mean of each pair kind's IIA. The telling pairs' IIA
+    is kept beside it but does not rank: a location that carries the decision may
+    hold the variable in a subspace, which only a rotation finds.
     """
     val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
     telling = val.label != labels[val.source]
     screen_map = _screen_map(model, data, causal.name, variable, val, search, telling)
-    assert screen_map.telling is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
-        cells = np.concatenate([screen_map.iia, screen_map.telling[:, :, None]], axis=2)
-        headline = np.nanmean(cells, axis=2)
+        headline = np.nanmean(screen_map.iia, axis=2)
     # a per-position variable has one position per hook: its best hook gets the rotations
     n_top = 1 if variable.position is not None else search.das_top
     top = np.argsort(-np.nan_to_num(headline, nan=-1), axis=None, kind="stable")[:n_top]
@@ -248,7 +259,16 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    return _Candidates(screen_map, tuple(fits))
+    # chosen once, on all of this model's validation pairs: every model then tests it
+    full = pairs.in_split("validation")
+    acts = pair_activations(model, data.tokens, full.base, full.source,
+                            [loc.site for loc, _, _ in fits])  # fmt: skip
+    scores = [
+        kind_mean(outcome(model, acts, loc, basis).predicted == full.label, full.kind)
+        for loc, _, basis in fits
+    ]
+    best = int(np.nanargmax(scores))
+    return _Candidates(screen_map, tuple(fits), fits[best], float(scores[best]))
 
 
 def _screen_map(
@@ -373,16 +393,10 @@ def _choose_and_test(
     column: np.ndarray,
     labels: np.ndarray,
 ) -> Alignment:
-    """Pick the candidate with the best validation IIA; score it, its control and flips on test."""
+    """Score the variable's chosen patch, its control and its flips on this model's test pairs."""
     model, data, seed = ctx.model, ctx.data, ctx.seed
-    sites = [loc.site for loc, _, _ in found.fits]
-    val, test = pairs.in_split("validation"), pairs.in_split("test")
-    acts = pair_activations(model, data.tokens, val.base, val.source, sites)
-    scores = [
-        kind_mean(outcome(model, acts, loc, basis).predicted == val.label, val.kind)
-        for loc, _, basis in found.fits
-    ]
-    location, dim, basis = found.fits[int(np.nanargmax(scores))]
+    test = pairs.in_split("test")
+    location, dim, basis = found.chosen
     acts = pair_activations(model, data.tokens, test.base, test.source, [location.site])
     result = outcome(model, acts, location, basis)
     correct = result.predicted == test.label
@@ -405,7 +419,7 @@ def _choose_and_test(
         control_by_kind=by_kind(control_correct, test.kind),
         null_flip_rate=float(result.flipped[unchanged].mean()) if unchanged.any() else None,
         coverage=_coverage(correct, test),
-        validation_iia=float(np.nanmax(scores)),
+        validation_iia=found.validation_iia,
         n_pairs={k: int((test.kind == i).sum()) for i, k in enumerate(KINDS)},
         correct=correct,
         kind=test.kind,

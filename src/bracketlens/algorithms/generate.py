@@ -27,6 +27,7 @@ from bracketlens.algorithms.grammar import (
     suffix_elevations,
     true_labels,
 )
+from bracketlens.errors import BracketLensError
 
 MAX_ATOMS = 3
 MAX_SHORTCUTS = 2
@@ -396,7 +397,24 @@ def _match(name: str, ident: int, model: CausalModel) -> str | None:
     return None
 
 
-def default_models(registered: Sequence[CausalModel]) -> list[CausalModel]:
-    """The registered models, then every generated model that none of them is equivalent to."""
+def default_models(registered: Sequence[CausalModel], which: str = "all") -> list[CausalModel]:
+    """The registered models, then the generated ones that none of them is equivalent to.
+
+    Args:
+        which: ``"all"`` generated models, ``"cores"`` (no shortcut add-ons, no
+            per-position models) or ``"none"``.
+    """
+    if which not in ("all", "cores", "none"):
+        raise BracketLensError(f"generated models: use 'all', 'cores' or 'none', not {which!r}")
+    if which == "none":
+        return list(registered)
     taken = {found_by_generator(m) for m in registered}
-    return [*registered, *(g for g in generated_models().models if g.name not in taken)]
+    cores = {rule_text(r) for r in exact_cores()}
+    return [
+        *registered,
+        *(
+            g
+            for g in generated_models().models
+            if g.name not in taken and (which == "all" or g.name in cores)
+        ),
+    ]

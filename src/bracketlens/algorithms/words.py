@@ -107,3 +107,36 @@ def verdict(result: Explanation) -> str:
 
 def _fmt(x: object) -> str:
     return "untested" if x is None else f"{float(x):.3f}"  # type: ignore[arg-type]
+
+
+#: the course's algorithm: the total elevation is 0 and no suffix goes above 0
+COURSE = "elevation_and_negative"
+
+
+def course_verdict(result: Explanation) -> str:
+    """The course's algorithm as one hypothesis among the others, and its verdict here."""
+    course = next((m for m in result.models if m.name == COURSE), None)
+    if course is None:
+        return "The course's algorithm was not tested."
+    head = (
+        "The course's algorithm (the total elevation is 0 and no suffix opens more than it "
+        "closes) is one hypothesis: on this model it "
+    )
+    if course.passes:
+        return (
+            head
+            + f"passes, mean IIA {course.iia.value:.3f} [{course.iia.low:.3f}, {course.iia.high:.3f}]."
+        )
+    failing = [
+        f"{a.variable} {g.name} "
+        + (
+            "untested"
+            if g.untested
+            else f"{g.value:.3f} (bound {g.bound:.3f}, needs {g.threshold})"
+        )
+        for a in result.variables
+        if a.model == COURSE and not a.trivial
+        for g in a.guards
+        if not g.passes
+    ]
+    return head + f"fails, mean IIA {course.iia.value:.3f}: " + "; ".join(failing[:3]) + "."

@@ -55,6 +55,13 @@ SECTIONS = [
 ]
 
 
+def _verdict_html(f: Findings) -> str:
+    """explain's verdict sentence, first on the page: what this model computes."""
+    if f.explanation is None:
+        return ""
+    return f'<p class="claim"><b>{html.escape(f.explanation.verdict)}</b></p>'
+
+
 def _figure_html(fig: Figure) -> str:
     div = pio.to_html(
         fig.figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{fig.name}",
@@ -133,6 +140,7 @@ def render_html(
 <p>{html.escape(str(meta["weights"]))} &middot; {html.escape(str(meta["data"]))} &middot;
 model sha256 {html.escape(str(meta["model_sha256"])[:16])}&hellip; &middot; bracketlens {html.escape(str(meta["library_version"]))}</p></header>
 <nav>{nav}</nav>
+{_verdict_html(f)}
 <main>{"".join(body)}</main>
 <script type="application/json" id="findings">{findings_json}</script>
 </body></html>"""
