@@ -75,6 +75,29 @@ def conclude(
     )
 
 
+def hypotheses() -> dict[str, object]:
+    """What sets the verdict beside the search: the registered models, the grammar and the
+    guards' thresholds (for a sweep's row-reuse hash; computing it runs nothing)."""
+    from bracketlens.algorithms import generate, grammar, guards
+    from bracketlens.algorithms.causal import MODELS
+
+    return {
+        "registered": sorted(MODELS),
+        "grammar": {
+            "atoms": [a.name for a in grammar.CANDIDATE_ATOMS],
+            "max_atoms": generate.MAX_ATOMS,
+            "max_shortcuts": generate.MAX_SHORTCUTS,
+            "family_positions": grammar.FAMILY_POSITIONS,
+            "check": [grammar.CHECK_ALL_UP_TO, grammar.CHECK_SAMPLED],
+        },
+        "guards": {name: getattr(guards, name) for name in _GUARD_SETTINGS},
+    }
+
+
+_GUARD_SETTINGS = ("MIN_PAIRS", "IIA", "TELLING", "TELLING_DECISION", "DECISION", "CONTROL",
+                   "NULL_FLIPS")  # fmt: skip
+
+
 def budget(search: Search) -> dict[str, object]:
     """The search's settings as JSON; a restricted search says so."""
     functions = ("sites", "positions")

@@ -14,8 +14,9 @@ For every variable of every causal model:
    (:mod:`.guards`; the verdict: :mod:`.conclude`).
 
 A variable shared by several causal models (the grammar's atoms, ``elevation``...)
-is screened, fitted and its location chosen once, on the pairs of the first model
-that has it; each model then tests it on its own test pairs.
+is screened, fitted and its location chosen once, on the pairs of every model that
+has it (each pair with its own model's counterfactual label); each model then tests it
+on its own test pairs.
 
 With no models named, explain tests the registered models and the models the
 grammar generates (:mod:`.generate`).
@@ -23,6 +24,7 @@ grammar generates (:mod:`.generate`).
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -45,7 +47,14 @@ from bracketlens.algorithms.locations import (
     position_sets,
     sites,
 )
-from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
+from bracketlens.algorithms.pairs import (
+    KINDS,
+    PairCounts,
+    Pairs,
+    concat,
+    sample_pairs,
+    string_splits,
+)
 from bracketlens.algorithms.result import (
     Alignment,
     Explanation,
@@ -159,10 +168,9 @@ def explain(
     tokens = data.tokens.numpy()
     groups = data.failure_groups.numpy()
     split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
-    cache: dict[tuple[object, ...], _Candidates] = {}
     alignments: list[Alignment] = []
-    screens: list[ScreenMap] = []
     context = _Context(model, data, seed, _label_pairs(data, split_of, search, seed))
+    drawn = []  # (model, variable, its pairs, its values, the model's labels, shared key)
     for causal in chosen:
         values = causal.values(tokens)
         labels = np.asarray(causal.rule(values), dtype=bool)
@@ -173,15 +181,22 @@ def explain(
             pairs = sample_pairs(
                 causal, variable, values, tokens, groups, split_of, search.counts, rng
             )
-            if not all((pairs.split == s).any() for s in range(3)):
-                continue  # no informative pairs in this sample
-            # a variable shared by several models (the grammar's atoms) is screened once
-            key = (variable.name, variable.position, getattr(variable.compute, "__code__", None))
-            if key not in cache:
-                cache[key] = _search(model, data, causal, variable, pairs, search, seed, labels)
-                screens.append(cache[key].screen)
-            alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key],
-                                               values[variable.name], labels))  # fmt: skip
+            if all((pairs.split == s).any() for s in range(3)):  # else: none informative
+                column = np.asarray(values[variable.name])
+                drawn.append((causal, variable, pairs, column, labels,
+                              _shared(variable, column)))  # fmt: skip
+    # a variable shared by several models (the grammar's atoms) is screened, fitted and
+    # placed once, on the pairs of all of them (each pair with its own model's label):
+    # two variables are one where they take the same value on every string
+    cache: dict[tuple[object, ...], _Candidates] = {}
+    for key in dict.fromkeys(d[-1] for d in drawn):
+        mine = [d for d in drawn if d[-1] == key]
+        pooled = concat([d[2] for d in mine])
+        cache[key] = _search(model, data, mine[0][0], mine[0][1], pooled, search, seed)
+    for causal, variable, pairs, column, labels, key in drawn:
+        alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key],
+                                           column, labels))  # fmt: skip
+    screens = [c.screen for c in cache.values()]
     found = frozenset(
         m.name
         for m in chosen
@@ -228,17 +243,11 @@ def _search(
     pairs: Pairs,
     search: Search,
     seed: int,
-    labels: np.ndarray,
 ) -> _Candidates:
-    """Screen every location on a few validation pairs; fit rotations at the best ones.
-
-    Locations are ranked by the mean of each pair kind's IIA. The telling pairs' IIA
-    is kept beside it but does not rank: a location that carries the decision may
-    hold the variable in a subspace, which only a rotation finds.
-    """
+    """Screen every location on a few validation pairs; fit rotations at the best ones;
+    choose among them on (at most as many as one model has of) the validation pairs."""
     val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
-    telling = val.label != labels[val.source]
-    screen_map = _screen_map(model, data, causal.name, variable, val, search, telling)
+    screen_map = _screen_map(model, data, causal.name, variable, val, search)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
         headline = np.nanmean(screen_map.iia, axis=2)
@@ -260,7 +269,7 @@ def _search(
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
     # chosen once, on all of this model's validation pairs: every model then tests it
-    full = pairs.in_split("validation")
+    full = pairs.in_split("validation").thin(search.counts.validation, seed)
     acts = pair_activations(model, data.tokens, full.base, full.source,
                             [loc.site for loc, _, _ in fits])  # fmt: skip
     scores = [
@@ -269,6 +278,13 @@ def _search(
     ]
     best = int(np.nanargmax(scores))
     return _Candidates(screen_map, tuple(fits), fits[best], float(scores[best]))
+
+
+def _shared(variable: Variable, column: np.ndarray) -> tuple[object, ...]:
+    """What makes two models' variables one: the same value on every string (the course's
+    ``negative`` is the grammar's ``suffix_positive``), the same position and pairing."""
+    digest = hashlib.sha1(column.astype(np.int64).tobytes()).hexdigest()
+    return (digest, variable.position, variable.same_first_token)
 
 
 def _screen_map(
@@ -341,7 +357,8 @@ def _label_pairs(data: BracketDataset, split_of: np.ndarray, search: Search, see
     pairs = sample_pairs(LABEL_ONLY, LABEL_ONLY.variables[0], values, tokens,
                          data.failure_groups.numpy(), split_of, search.counts,
                          np.random.default_rng([seed, 7]))  # fmt: skip
-    return pairs.in_split("test")
+    # 16 pairs per (group, kind): the label-only model aligns at 1.0 where it does at all
+    return pairs.in_split("test").thin(16, seed)
 
 
 def _label_iia_here(ctx: _Context, location: Location, basis: Tensor | None) -> float | None:

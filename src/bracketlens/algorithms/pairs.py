@@ -130,7 +130,7 @@ def sample_pairs(
             telling = label != base_label[source]
             cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota)
             parts.append(_with(cells, group, split))
-    return _concat(parts)
+    return concat(parts)
 
 
 def _at(values: Values, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -191,7 +191,8 @@ def _with(cells: tuple[np.ndarray, ...], group: int, split: int) -> Pairs:
     return Pairs(base, source, kind, np.full(n, int(group)), np.full(n, split), label, base_label)
 
 
-def _concat(parts: list[Pairs]) -> Pairs:
+def concat(parts: list[Pairs]) -> Pairs:
+    """The pairs of every part, one after another."""
     fields = Pairs.__dataclass_fields__
     if not parts:
         return Pairs(*(np.zeros(0, dtype=bool if "label" in f else int) for f in fields))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import asdict, dataclass, replace
 
@@ -51,6 +52,12 @@ class Recipe:
 
             # its settings, not its name: a preset whose numbers change gets new results
             fields["search"] = Search.named(self.search).settings()
+        if importlib.util.find_spec("bracketlens.algorithms") is not None:
+            from bracketlens.algorithms.conclude import hypotheses
+
+            # the models tested and the guards they must clear: a verdict of "none" found
+            # with fewer models or other guards is not this recipe's verdict
+            fields["hypotheses"] = hypotheses()
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
