@@ -78,24 +78,35 @@ def conclude(
 def hypotheses() -> dict[str, object]:
     """What sets the verdict beside the search: the registered models, the grammar and the
     guards' thresholds (for a sweep's row-reuse hash; computing it runs nothing)."""
-    from bracketlens.algorithms import generate, grammar, guards
     from bracketlens.algorithms.causal import MODELS
+    from bracketlens.algorithms.generate import MAX_ATOMS, MAX_SHORTCUTS
+    from bracketlens.algorithms.grammar import (
+        CANDIDATE_ATOMS,
+        CHECK_ALL_UP_TO,
+        CHECK_SAMPLED,
+        FAMILY_POSITIONS,
+    )
+    from bracketlens.algorithms.guards import (
+        CONTROL,
+        DECISION,
+        IIA,
+        MIN_PAIRS,
+        NULL_FLIPS,
+        TELLING,
+        TELLING_DECISION,
+    )
 
     return {
         "registered": sorted(MODELS),
         "grammar": {
-            "atoms": [a.name for a in grammar.CANDIDATE_ATOMS],
-            "max_atoms": generate.MAX_ATOMS,
-            "max_shortcuts": generate.MAX_SHORTCUTS,
-            "family_positions": grammar.FAMILY_POSITIONS,
-            "check": [grammar.CHECK_ALL_UP_TO, grammar.CHECK_SAMPLED],
+            "atoms": [a.name for a in CANDIDATE_ATOMS],
+            "max_atoms": MAX_ATOMS,
+            "max_shortcuts": MAX_SHORTCUTS,
+            "family_positions": FAMILY_POSITIONS,
+            "check": [CHECK_ALL_UP_TO, CHECK_SAMPLED],
         },
-        "guards": {name: getattr(guards, name) for name in _GUARD_SETTINGS},
+        "guards": [MIN_PAIRS, IIA, TELLING, TELLING_DECISION, DECISION, CONTROL, NULL_FLIPS],
     }
-
-
-_GUARD_SETTINGS = ("MIN_PAIRS", "IIA", "TELLING", "TELLING_DECISION", "DECISION", "CONTROL",
-                   "NULL_FLIPS")  # fmt: skip
 
 
 def budget(search: Search) -> dict[str, object]:

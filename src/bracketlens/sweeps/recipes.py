@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from dataclasses import asdict, dataclass, replace
 
@@ -52,9 +51,11 @@ class Recipe:
 
             # its settings, not its name: a preset whose numbers change gets new results
             fields["search"] = Search.named(self.search).settings()
-        if importlib.util.find_spec("bracketlens.algorithms") is not None:
+        try:
             from bracketlens.algorithms.conclude import hypotheses
-
+        except ImportError:  # explain absent: its rows carry no verdict to tell apart
+            pass
+        else:
             # the models tested and the guards they must clear: a verdict of "none" found
             # with fewer models or other guards is not this recipe's verdict
             fields["hypotheses"] = hypotheses()
