@@ -272,12 +272,20 @@ def _search(
     full = pairs.in_split("validation").thin(search.counts.validation, seed)
     acts = pair_activations(model, data.tokens, full.base, full.source,
                             [loc.site for loc, _, _ in fits])  # fmt: skip
-    scores = [
-        kind_mean(outcome(model, acts, loc, basis).predicted == full.label, full.kind)
-        for loc, _, basis in fits
-    ]
+    scores = [_choice_score(outcome(model, acts, loc, basis).predicted == full.label, full)
+              for loc, _, basis in fits]  # fmt: skip
     best = int(np.nanargmax(scores))
     return _Candidates(screen_map, tuple(fits), fits[best], float(scores[best]))
+
+
+def _choice_score(correct: np.ndarray, pairs: Pairs) -> float:
+    """The mean of each pair kind's IIA and the telling pairs' IIA: a patch that carries
+    only the decision gets every telling pair wrong, and loses to one that carries the
+    variable."""
+    cells = [kind_mean(correct, pairs.kind)]
+    if pairs.telling.any():
+        cells.append(float(correct[pairs.telling].mean()))
+    return float(np.mean(cells))
 
 
 def _shared(variable: Variable, column: np.ndarray) -> tuple[object, ...]:
@@ -420,7 +428,7 @@ def _choose_and_test(
     where, control, control_kind = _control(location, dim, location.site.width(model.cfg), seed)
     control_correct = outcome(model, acts, where, control).predicted == test.label
     unchanged = test.kind == KINDS.index("unchanged")
-    telling = test.label != labels[test.source]
+    telling = test.telling
     iia = pooled_estimate([(correct, test.kind)], seed)
     label_here = _label_iia_here(ctx, location, basis)
     decision = label_here is not None and label_here >= DECISION

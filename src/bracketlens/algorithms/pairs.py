@@ -59,6 +59,7 @@ class Pairs:
     split: np.ndarray  # index into SPLITS
     label: np.ndarray  # counterfactual label (True = balanced)
     base_label: np.ndarray  # the high-level model's label of the base
+    telling: np.ndarray  # the counterfactual label differs from the source's own label
 
     def __len__(self) -> int:
         return len(self.base)
@@ -182,18 +183,20 @@ def _equal_kinds(
         picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
     rows = np.concatenate(picked or [np.zeros(0, int)])
     rows = rows.astype(int)
-    return base[rows], source[rows], kind[rows], label[rows], base_label[rows]
+    return base[rows], source[rows], kind[rows], label[rows], base_label[rows], telling[rows]
 
 
 def _with(cells: tuple[np.ndarray, ...], group: int, split: int) -> Pairs:
-    base, source, kind, label, base_label = cells
+    base, source, kind, label, base_label, telling = cells
     n = len(base)
-    return Pairs(base, source, kind, np.full(n, int(group)), np.full(n, split), label, base_label)
+    return Pairs(base, source, kind, np.full(n, int(group)), np.full(n, split), label,
+                 base_label, telling)  # fmt: skip
 
 
 def concat(parts: list[Pairs]) -> Pairs:
     """The pairs of every part, one after another."""
     fields = Pairs.__dataclass_fields__
     if not parts:
-        return Pairs(*(np.zeros(0, dtype=bool if "label" in f else int) for f in fields))
+        boolean = ("label", "base_label", "telling")
+        return Pairs(*(np.zeros(0, dtype=bool if f in boolean else int) for f in fields))
     return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
