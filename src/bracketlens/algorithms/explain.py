@@ -170,10 +170,9 @@ def explain(
     split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
     alignments: list[Alignment] = []
     context = _Context(model, data, seed, _label_pairs(data, split_of, search, seed))
-    drawn = []  # (model, variable, its pairs, its values, the model's labels, shared key)
+    drawn = []  # (model, variable, its pairs, its values, shared key)
     for causal in chosen:
         values = causal.values(tokens)
-        labels = np.asarray(causal.rule(values), dtype=bool)
         for variable in causal.intervened:
             rng = np.random.default_rng(
                 [seed, zlib.crc32(f"{causal.name}/{variable.name}".encode())]
@@ -183,8 +182,7 @@ def explain(
             )
             if all((pairs.split == s).any() for s in range(3)):  # else: none informative
                 column = np.asarray(values[variable.name])
-                drawn.append((causal, variable, pairs, column, labels,
-                              _shared(variable, column)))  # fmt: skip
+                drawn.append((causal, variable, pairs, column, _shared(variable, column)))
     # a variable shared by several models (the grammar's atoms) is screened, fitted and
     # placed once, on the pairs of all of them (each pair with its own model's label):
     # two variables are one where they take the same value on every string
@@ -193,9 +191,8 @@ def explain(
         mine = [d for d in drawn if d[-1] == key]
         pooled = concat([d[2] for d in mine])
         cache[key] = _search(model, data, mine[0][0], mine[0][1], pooled, search, seed)
-    for causal, variable, pairs, column, labels, key in drawn:
-        alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key],
-                                           column, labels))  # fmt: skip
+    for causal, variable, pairs, column, key in drawn:
+        alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key], column))
     screens = [c.screen for c in cache.values()]
     found = frozenset(
         m.name
@@ -416,7 +413,6 @@ def _choose_and_test(
     pairs: Pairs,
     found: _Candidates,
     column: np.ndarray,
-    labels: np.ndarray,
 ) -> Alignment:
     """Score the variable's chosen patch, its control and its flips on this model's test pairs."""
     model, data, seed = ctx.model, ctx.data, ctx.seed
