@@ -286,10 +286,12 @@ def _choice_score(correct: np.ndarray, pairs: Pairs) -> float:
 
 
 def _shared(variable: Variable, column: np.ndarray) -> tuple[object, ...]:
-    """What makes two models' variables one: the same value on every string (the course's
-    ``negative`` is the grammar's ``suffix_positive``), the same position and pairing."""
+    """What makes two models' variables one: the same name, the same value on every
+    string, the same position and pairing (the course's ``negative`` and the grammar's
+    ``suffix_positive`` stay two: their models' pairs differ enough that one shared
+    choice of patch served one of them badly on the course checkpoint)."""
     digest = hashlib.sha1(column.astype(np.int64).tobytes()).hexdigest()
-    return (digest, variable.position, variable.same_first_token)
+    return (variable.name, digest, variable.position, variable.same_first_token)
 
 
 def _screen_map(
