@@ -106,7 +106,13 @@ def progress_steps(enabled: bool) -> Iterator[Callable[[str], None]]:
 
 
 def findings_summary(findings: Analysis) -> None:
-    """The headline numbers of an analysis, as one table."""
+    """What the model computes in one sentence (explain's verdict), then the headline
+    numbers of an analysis, as one table."""
+    if findings.explanation is not None:
+        from bracketlens.algorithms.words import course_verdict
+
+        _console.print(f"[bold]{findings.explanation.verdict}[/]")
+        _console.print(course_verdict(findings.explanation))
     loc = findings.localisation
     e = findings.elevation
     table = Table("finding", "value", title="bracketlens analysis")
@@ -195,9 +201,17 @@ def _share(entry: Mapping[str, Any]) -> str:
 
 
 def explanation_table(result: Mapping[str, Any]) -> None:
-    """The verdict in one sentence, then one table per causal model: each variable's alignment."""
+    """The verdict in one sentence, then one table per passing model (or the closest, and
+    the course's): each variable's alignment; then every model in one line each."""
     _console.print(f"[bold]{result['verdict']}[/]")
-    for m in result["models"]:
+    closest = [result["closest"]["model"]] if result.get("closest") else []
+    shown = {*result.get("passing", []), *closest, "elevation_and_negative"}
+    ranked = Table("model", "passes", "IIA [95% CI]", "telling IIA", title="every model tested")
+    for m in sorted(result["models"], key=lambda m: (not m.get("passes"), -m["iia_ci"][0])):
+        lo, hi = m["iia_ci"]
+        ranked.add_row(m["name"], "yes" if m.get("passes") else "no",
+                       f"{m['iia']:.3f} [{lo:.3f}, {hi:.3f}]", _value(m.get("telling_iia")))  # fmt: skip
+    for m in (m for m in result["models"] if m["name"] in shown):
         lo, hi = m["iia_ci"]
         best = " (best)" if m["name"] == result["best_model"] else ""
         table = Table("variable", "where", "dim", "IIA [95% CI]", "to unb.", "to bal.", "same",
@@ -214,6 +228,7 @@ def explanation_table(result: Mapping[str, Any]) -> None:
                           f"{v['iia']:.3f} [{lo:.2f}, {hi:.2f}]", *kinds,
                           _value(v["control_iia"]), _value(v["null_flip_rate"]))  # fmt: skip
         _console.print(table)
+    _console.print(ranked)
 
 
 def _value(x: float | None) -> str:

@@ -307,16 +307,29 @@ def test_screen_map_is_each_site_screened_on_its_own(data) -> None:
 
 
 def test_random_model_explains_nothing_and_json_has_the_keys(random_model, data) -> None:
-    result = explain(random_model, data, seed=0, search=SMALL)
-    assert result.best_model == "none"
+    """Every generated model too (screened at the last layer's hooks, to stay quick)."""
+    search = replace(SMALL, sites=lambda s: s.layer == 2 and s.head is None)
+    result = explain(random_model, data, seed=0, search=search)
+    assert result.best_model == "none" and result.passing == ()
     out = result.to_json()
-    assert {"best_model", "models", "variables", "split"} <= set(out)
+    assert {"best_model", "models", "variables", "split", "passing", "combined", "closest",
+            "budget"} <= set(out)  # fmt: skip
+    assert out["budget"]["restricted"] is True
+    assert any(m["generated"] for m in out["models"]) and len(out["models"]) > 10
+    closest = out["closest"]
+    assert closest["model"] in {m["name"] for m in out["models"]} and closest["failing"]
+    assert {"variable", "guard", "value", "threshold", "kinds", "groups"} <= set(
+        closest["failing"][0]
+    )
     for m in out["models"]:
-        assert {"name", "iia", "iia_ci", "coverage"} <= set(m)
+        assert {"name", "iia", "iia_ci", "coverage", "passes", "generated", "rule",
+                "telling_iia", "margin"} <= set(m)  # fmt: skip
+        assert m["passes"] is False
         assert set(m["coverage"]) == {"both failures", "just neg failure",
                                       "just total elevation failure", "balanced"}  # fmt: skip
     keys = {"name", "hook", "head", "positions", "position", "dim", "iia", "iia_ci",
-            "iia_by_kind", "control_iia", "null_flip_rate"}  # fmt: skip
+            "iia_by_kind", "control_iia", "null_flip_rate", "telling_iia", "trivial",
+            "decision_carrying", "label_iia_here", "untested"}  # fmt: skip
     assert out["variables"]
     for v in out["variables"]:
         assert keys <= set(v)
@@ -373,3 +386,16 @@ def test_a_searchs_settings_are_its_numbers_as_json_and_a_restricted_one_has_non
     assert quick != Search.smoke().settings()
     with pytest.raises(BracketLensError, match="no settings"):
         replace(Search.quick(), positions=lambda p: len(p) == 1).settings()
+
+
+def test_a_variable_equal_to_the_input_token_where_it_aligns_is_trivial(data) -> None:
+    from bracketlens.algorithms.explain import _trivial
+    from bracketlens.algorithms.locations import Location
+
+    tokens = data.tokens.numpy()
+    first_close = MODELS["elevation_negative_shortcuts"].values(tokens)["starts_with_close"]
+    embedding = Site("blocks.0.hook_resid_pre", None, 0)
+    assert _trivial(Location(embedding, (1,)), first_close, tokens)
+    assert not _trivial(Location(embedding, (2,)), first_close, tokens)  # another token
+    later = Site("blocks.1.hook_resid_pre", None, 1)
+    assert not _trivial(Location(later, (1,)), first_close, tokens)  # not the input any more

@@ -45,8 +45,14 @@ def test_recipe_hash_is_stable_and_tracks_what_changes_the_result(monkeypatch):
     assert tiny.hash != before
     monkeypatch.undo()
     assert tiny.hash == before
-    # the default search adds nothing to the hash: sweeps saved before it existed are reused
-    assert get_recipe("short").hash == "1804e1106ed54598"
+    # the models tested and the guards are in the hash: a "none" found with fewer models or
+    # other guards is not reused
+    from bracketlens.algorithms import guards
+
+    monkeypatch.setattr(guards, "TELLING", 0.8)
+    assert tiny.hash != before
+    monkeypatch.undo()
+    assert get_recipe("short").hash == "0096e936819759ff"
     assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)
     assert set(RECIPE_HELP) == set(RECIPES)
     for name, recipe in RECIPES.items():  # --help states each recipe's steps

@@ -65,6 +65,8 @@ class CausalModel:
     variables: tuple[Variable, ...]
     rule: Callable[[Values], np.ndarray]
     description: str = ""
+    rule_text: str = ""  # the rule as text ("elevation_zero AND NOT suffix_positive")
+    generated: bool = False  # made by the grammar (:mod:`.generate`), not by hand
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -187,6 +189,7 @@ def suffix_elevation_model(positions: int = 4) -> CausalModel:
         (*variables, Variable("suffix_rest_max", rest, intervened=False)),
         rule,
         "the elevation of the suffix at each position, as a negative-detecting head reads it",
+        rule_text="suffix_elevation_1 == 0 AND NOT max(suffix_elevation_1.., suffix_rest_max) > 0",
     )
 
 
@@ -196,6 +199,7 @@ register(
         (ELEVATION, NEGATIVE),
         _balanced,
         "balanced iff the total elevation is 0 and no suffix goes above 0 (the course's)",
+        rule_text="elevation == 0 AND NOT negative",
     )
 )
 register(
@@ -205,6 +209,8 @@ register(
         _with_shortcuts,
         "the course's model plus two shortcuts: a string starting with ')' or ending with '(' "
         "is unbalanced",
+        rule_text="elevation == 0 AND NOT negative AND NOT starts_with_close "
+        "AND NOT ends_with_open",
     )
 )
 register(suffix_elevation_model())

@@ -10,14 +10,21 @@ For every variable of every causal model:
    pairs (distributed alignment search, :func:`.align.fit_basis`);
 4. choose the location and dimension on all validation pairs and report the
    interchange intervention accuracy (IIA) on the test pairs, beside a control
-   (the same patch in a random subspace) and the null flip rate.
+   (a patch as strong, elsewhere), the null flip rate and the other guards
+   (:mod:`.guards`; the verdict: :mod:`.conclude`).
 
-A variable shared by several causal models (``elevation``...) is screened and
-fitted once; each model then chooses and tests on its own pairs.
+A variable shared by several causal models (the grammar's atoms, ``elevation``...)
+is screened, fitted and its location chosen once, on the pairs of every model that
+has it (each pair with its own model's counterfactual label); each model then tests it
+on its own test pairs.
+
+With no models named, explain tests the registered models and the models the
+grammar generates (:mod:`.generate`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,6 +36,10 @@ from torch import Tensor
 
 from bracketlens.algorithms.align import fit_basis, outcome, screen
 from bracketlens.algorithms.causal import MODELS, CausalModel, Variable
+from bracketlens.algorithms.conclude import conclude
+from bracketlens.algorithms.generate import default_models, found_by_generator
+from bracketlens.algorithms.grammar import true_labels
+from bracketlens.algorithms.guards import DECISION, variable_guards
 from bracketlens.algorithms.locations import (
     Location,
     Site,
@@ -36,17 +47,21 @@ from bracketlens.algorithms.locations import (
     position_sets,
     sites,
 )
-from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
+from bracketlens.algorithms.pairs import (
+    KINDS,
+    PairCounts,
+    Pairs,
+    concat,
+    sample_pairs,
+    string_splits,
+)
 from bracketlens.algorithms.result import (
-    THRESHOLD,
     Alignment,
     Explanation,
-    ModelScore,
     ScreenMap,
     by_kind,
     kind_mean,
     pooled_estimate,
-    split_inputs,
 )
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
@@ -68,6 +83,9 @@ class Search:
     sites: Callable[[Site], bool] | None = None  # None: every hook
     positions: Callable[[tuple[int, ...]], bool] | None = None  # None: every position (set)
     whole_vector: bool = True  # False: only rotations compete (dim >= 1)
+    # with no models named, the grammar's models beside the registered ones: "all" (shortcut
+    # add-ons and per-position models too), "cores" (the exact rules alone) or "none"
+    generated: str = "all"
 
     @classmethod
     def quick(cls) -> Search:
@@ -79,7 +97,7 @@ class Search:
         for most variables and mean IIAs within 0.025, at 10-35% more time.
         """
         return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
-                   das_dims=(1,), das_steps=10)  # fmt: skip
+                   das_dims=(1,), das_steps=10, generated="cores")  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Search:
@@ -88,7 +106,7 @@ class Search:
         About a tenth of the default's time; its IIA rests on a few dozen pairs.
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
-                   das_dims=(1,), das_steps=5)  # fmt: skip
+                   das_dims=(1,), das_steps=5, generated="cores")  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
@@ -123,6 +141,8 @@ class Search:
 class _Candidates:
     screen: ScreenMap
     fits: tuple[tuple[Location, int, Tensor | None], ...]  # (location, dim, basis)
+    chosen: tuple[Location, int, Tensor | None]  # the fit with the best validation IIA
+    validation_iia: float
 
 
 def explain(
@@ -142,14 +162,14 @@ def explain(
         seed: seeds pair sampling, splits, rotations and controls.
     """
     search = search or Search()
-    chosen = _resolve(models)
+    chosen = _resolve(models, search)
     _check(data)
     tokens = data.tokens.numpy()
     groups = data.failure_groups.numpy()
     split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
-    cache: dict[int, _Candidates] = {}
     alignments: list[Alignment] = []
-    screens: list[ScreenMap] = []
+    context = _Context(model, data, seed, _label_pairs(data, split_of, search, seed))
+    drawn = []  # (model, variable, its pairs, its values, shared key)
     for causal in chosen:
         values = causal.values(tokens)
         for variable in causal.intervened:
@@ -159,23 +179,35 @@ def explain(
             pairs = sample_pairs(
                 causal, variable, values, tokens, groups, split_of, search.counts, rng
             )
-            if not all((pairs.split == s).any() for s in range(3)):
-                continue  # no informative pairs in this sample
-            if id(variable) not in cache:
-                cache[id(variable)] = _search(model, data, causal, variable, pairs, search, seed)
-                screens.append(cache[id(variable)].screen)
-            alignments.append(_choose_and_test(model, data, causal, variable, pairs,
-                                               cache[id(variable)], seed))  # fmt: skip
-    scores = tuple(s for c in chosen if (s := _score(c, alignments, seed)) is not None)
-    passing = [s for s in scores if s.iia.value >= THRESHOLD]
-    best = max(passing, key=lambda s: s.iia.value).name if passing else "none"
-    return Explanation(best, scores, tuple(alignments), split_inputs(scores, groups),
-                       tuple(screens), seed, len(data))  # fmt: skip
+            if all((pairs.split == s).any() for s in range(3)):  # else: none informative
+                column = np.asarray(values[variable.name])
+                drawn.append((causal, variable, pairs, column, _shared(variable, column)))
+    # a variable shared by several models (the grammar's atoms) is screened, fitted and
+    # placed once, on the pairs of all of them (each pair with its own model's label):
+    # two variables are one where they take the same value on every string
+    cache: dict[tuple[object, ...], _Candidates] = {}
+    for key in dict.fromkeys(d[-1] for d in drawn):
+        mine = [d for d in drawn if d[-1] == key]
+        pooled = concat([d[2] for d in mine])
+        cache[key] = _search(model, data, mine[0][0], mine[0][1], pooled, search, seed)
+    for causal, variable, pairs, column, key in drawn:
+        alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key], column))
+    screens = [c.screen for c in cache.values()]
+    found = frozenset(
+        m.name
+        for m in chosen
+        if models is None
+        and search.generated != "none"
+        and not m.generated
+        and found_by_generator(m)
+    )
+    return conclude(chosen, alignments, screens, groups, search, seed, len(data), found)
 
 
-def _resolve(models: Sequence[str | CausalModel] | None) -> list[CausalModel]:
+def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:
     if models is None:
-        return list(MODELS.values())
+        registered = list(MODELS.values())
+        return default_models(registered, search.generated)
     out = []
     for m in models:
         if isinstance(m, CausalModel):
@@ -208,7 +240,8 @@ def _search(
     search: Search,
     seed: int,
 ) -> _Candidates:
-    """Screen every location on a few validation pairs; fit rotations at the best ones."""
+    """Screen every location on a few validation pairs; fit rotations at the best ones;
+    choose among them on (at most as many as one model has of) the validation pairs."""
     val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
     screen_map = _screen_map(model, data, causal.name, variable, val, search)
     with warnings.catch_warnings():
@@ -231,7 +264,33 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    return _Candidates(screen_map, tuple(fits))
+    # chosen once, on all of this model's validation pairs: every model then tests it
+    full = pairs.in_split("validation").thin(search.counts.validation, seed)
+    acts = pair_activations(model, data.tokens, full.base, full.source,
+                            [loc.site for loc, _, _ in fits])  # fmt: skip
+    scores = [_choice_score(outcome(model, acts, loc, basis).predicted == full.label, full)
+              for loc, _, basis in fits]  # fmt: skip
+    best = int(np.nanargmax(scores))
+    return _Candidates(screen_map, tuple(fits), fits[best], float(scores[best]))
+
+
+def _choice_score(correct: np.ndarray, pairs: Pairs) -> float:
+    """The mean of each pair kind's IIA and the telling pairs' IIA: a patch that carries
+    only the decision gets every telling pair wrong, and loses to one that carries the
+    variable."""
+    cells = [kind_mean(correct, pairs.kind)]
+    if pairs.telling.any():
+        cells.append(float(correct[pairs.telling].mean()))
+    return float(np.mean(cells))
+
+
+def _shared(variable: Variable, column: np.ndarray) -> tuple[object, ...]:
+    """What makes two models' variables one: the same name, the same value on every
+    string, the same position and pairing (the course's ``negative`` and the grammar's
+    ``suffix_positive`` stay two: their models' pairs differ enough that one shared
+    choice of patch served one of them badly on the course checkpoint)."""
+    digest = hashlib.sha1(column.astype(np.int64).tobytes()).hexdigest()
+    return (variable.name, digest, variable.position, variable.same_first_token)
 
 
 def _screen_map(
@@ -241,14 +300,17 @@ def _screen_map(
     variable: Variable,
     val: Pairs,
     search: Search,
+    telling: np.ndarray | None = None,
 ) -> ScreenMap:
-    """Whole-vector IIA by kind at every (hook, position set) that ``search`` allows."""
+    """Whole-vector IIA by kind (and on the ``telling`` pairs, if given) at every
+    (hook, position set) that ``search`` allows."""
     site_list = [s for s in sites(model.cfg) if search.sites is None or search.sites(s)]
     runs = [_same_patch(s, model.cfg.n_layers) for s in site_list]
     acts = pair_activations(model, data.tokens, val.base, val.source, runs)
     sets = position_sets(acts.base_tokens.shape[1], variable.position)
     sets = [p for p in sets if search.positions is None or search.positions(p)]
     iia = np.full((len(site_list), len(sets), len(KINDS)), np.nan)
+    told = np.full((len(site_list), len(sets)), np.nan)
     done: dict[Site, np.ndarray] = {}
     for i, site in enumerate(site_list):
         # the whole residual stream at every position is the whole run: a trivial alignment
@@ -260,8 +322,11 @@ def _screen_map(
         for k in range(len(KINDS)):
             if (val.kind == k).any():
                 iia[i, rows, k] = correct[:, val.kind == k].mean(axis=1)
+        if telling is not None and telling.any():
+            told[i, rows] = correct[:, telling].mean(axis=1)
     return ScreenMap(causal, variable.name, tuple(s.label for s in site_list),
-                     tuple(s.layer for s in site_list), tuple(sets), iia, tuple(site_list))  # fmt: skip
+                     tuple(s.layer for s in site_list), tuple(sets), iia, tuple(site_list),
+                     told if telling is not None else None)  # fmt: skip
 
 
 def _same_patch(site: Site, n_layers: int) -> Site:
@@ -273,47 +338,124 @@ def _same_patch(site: Site, n_layers: int) -> Site:
     return site
 
 
+@dataclass
+class _Context:
+    """What every alignment's test shares: the model, its strings, and the label-only
+    model's test pairs with its IIA at each location tried (computed once per patch)."""
+
+    model: BracketTransformer
+    data: BracketDataset
+    seed: int
+    label_pairs: Pairs
+    label_iia: dict[tuple[Location, int], float] = field(default_factory=dict)
+
+
+#: the decision alone: a location where this aligns carries the label, whatever it is
+LABEL_ONLY = CausalModel(
+    "label_only", (Variable("label", true_labels),), lambda v: np.asarray(v["label"], bool),
+    "the label itself", rule_text="label",
+)  # fmt: skip
+
+
+def _label_pairs(data: BracketDataset, split_of: np.ndarray, search: Search, seed: int) -> Pairs:
+    tokens = data.tokens.numpy()
+    values = LABEL_ONLY.values(tokens)
+    pairs = sample_pairs(LABEL_ONLY, LABEL_ONLY.variables[0], values, tokens,
+                         data.failure_groups.numpy(), split_of, search.counts,
+                         np.random.default_rng([seed, 7]))  # fmt: skip
+    # 16 pairs per (group, kind): the label-only model aligns at 1.0 where it does at all
+    return pairs.in_split("test").thin(16, seed)
+
+
+def _label_iia_here(ctx: _Context, location: Location, basis: Tensor | None) -> float | None:
+    """The label-only model's IIA with this patch (its test pairs), once per patch."""
+    pairs = ctx.label_pairs
+    if not len(pairs):
+        return None
+    key = (location, id(basis))
+    if key not in ctx.label_iia:
+        acts = pair_activations(ctx.model, ctx.data.tokens, pairs.base, pairs.source,
+                                [location.site])  # fmt: skip
+        correct = outcome(ctx.model, acts, location, basis).predicted == pairs.label
+        ctx.label_iia[key] = kind_mean(correct, pairs.kind)
+    return ctx.label_iia[key]
+
+
+def _control(
+    location: Location, dim: int, width: int, seed: int
+) -> tuple[Location, Tensor | None, str]:
+    """A patch as strong as the one tested, where the variable should not be."""
+    gen = torch.Generator().manual_seed(seed)
+    if dim > 0:
+        return location, random_basis(width, dim, gen), "random subspace of the same dimension"
+    p = location.positions
+    if len(p) <= 2:  # the whole vector, at as many positions just after these
+        shifted = tuple(q + len(p) for q in p)
+        return Location(location.site, shifted), None, "same hook and width, positions shifted"
+    return location, random_basis(width, width // 2, gen), "random half-width subspace"
+
+
+def _trivial(location: Location, column: np.ndarray, tokens: np.ndarray) -> bool:
+    """The variable is a function of the input tokens at the patched positions, and the
+    patch is at the input itself (the token embedding)."""
+    if location.site.hook != act_name("resid_pre", 0):
+        return False
+    at = tokens[:, [p for p in location.positions if p < tokens.shape[1]]]
+    _, inverse = np.unique(at, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    pairs = np.unique(np.stack([inverse, np.asarray(column, np.int64)], 1), axis=0)
+    return len(pairs) == len(np.unique(inverse))
+
+
 def _choose_and_test(
-    model: BracketTransformer,
-    data: BracketDataset,
+    ctx: _Context,
     causal: CausalModel,
     variable: Variable,
     pairs: Pairs,
     found: _Candidates,
-    seed: int,
+    column: np.ndarray,
 ) -> Alignment:
-    """Pick the candidate with the best validation IIA; score it, its control and flips on test."""
-    sites = [loc.site for loc, _, _ in found.fits]
-    val, test = pairs.in_split("validation"), pairs.in_split("test")
-    acts = pair_activations(model, data.tokens, val.base, val.source, sites)
-    scores = [
-        kind_mean(outcome(model, acts, loc, basis).predicted == val.label, val.kind)
-        for loc, _, basis in found.fits
-    ]
-    location, dim, basis = found.fits[int(np.nanargmax(scores))]
-    acts = pair_activations(model, data.tokens, test.base, test.source, sites)
+    """Score the variable's chosen patch, its control and its flips on this model's test pairs."""
+    model, data, seed = ctx.model, ctx.data, ctx.seed
+    test = pairs.in_split("test")
+    location, dim, basis = found.chosen
+    acts = pair_activations(model, data.tokens, test.base, test.source, [location.site])
     result = outcome(model, acts, location, basis)
     correct = result.predicted == test.label
-    gen = torch.Generator().manual_seed(seed)
-    control = random_basis(location.site.width(model.cfg), max(dim, 1), gen)
-    control_correct = outcome(model, acts, location, control).predicted == test.label
+    where, control, control_kind = _control(location, dim, location.site.width(model.cfg), seed)
+    control_correct = outcome(model, acts, where, control).predicted == test.label
     unchanged = test.kind == KINDS.index("unchanged")
+    telling = test.telling
+    iia = pooled_estimate([(correct, test.kind)], seed)
+    label_here = _label_iia_here(ctx, location, basis)
+    decision = label_here is not None and label_here >= DECISION
     return Alignment(
         model=causal.name,
         variable=variable.name,
         location=location,
         dim=dim,
         basis=basis,
-        iia=pooled_estimate([(correct, test.kind)], seed),
+        iia=iia,
         iia_by_kind=by_kind(correct, test.kind),
         control_iia=kind_mean(control_correct, test.kind),
         control_by_kind=by_kind(control_correct, test.kind),
         null_flip_rate=float(result.flipped[unchanged].mean()) if unchanged.any() else None,
         coverage=_coverage(correct, test),
-        validation_iia=float(np.nanmax(scores)),
+        validation_iia=found.validation_iia,
         n_pairs={k: int((test.kind == i).sum()) for i, k in enumerate(KINDS)},
         correct=correct,
         kind=test.kind,
+        telling=telling,
+        group=test.group,
+        control_correct=control_correct,
+        flipped=result.flipped,
+        control_kind=control_kind,
+        trivial=_trivial(location, column, data.tokens.numpy()),
+        label_iia_here=label_here,
+        decision_carrying=decision,
+        guards=variable_guards(
+            iia, correct, test.kind, telling, control_correct, result.flipped, decision
+        ),
     )
 
 
@@ -323,18 +465,3 @@ def _coverage(correct: np.ndarray, pairs: Pairs) -> dict[str, float | None]:
         rows = pairs.group == group
         out[group.label] = kind_mean(correct[rows], pairs.kind[rows]) if rows.any() else None
     return out
-
-
-def _score(causal: CausalModel, alignments: list[Alignment], seed: int) -> ModelScore | None:
-    """Mean over the model's variables of their best IIA; coverage by base failure group."""
-    mine = [a for a in alignments if a.model == causal.name]
-    if not mine:
-        return None
-    coverage: dict[str, float | None] = {}
-    for group in FailureGroup:
-        seen = [a.coverage[group.label] for a in mine if a.coverage[group.label] is not None]
-        coverage[group.label] = float(np.mean(seen)) if seen else None  # type: ignore[arg-type]
-    iia = pooled_estimate([(a.correct, a.kind) for a in mine], seed)
-    return ModelScore(
-        causal.name, causal.description, iia, coverage, tuple(a.variable for a in mine)
-    )

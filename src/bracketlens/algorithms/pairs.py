@@ -32,7 +32,7 @@ from bracketlens.data.truth import FailureGroup
 
 KINDS = ("to_unbalanced", "to_balanced", "unchanged")
 SPLITS = ("train", "validation", "test")
-MIN_PER_KIND = 8  # fewer pairs than this of a kind in a group: that kind is left out there
+MIN_PER_KIND = 8  # fewer pairs than this of a kind in a group: they do not set the others' number
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class Pairs:
     split: np.ndarray  # index into SPLITS
     label: np.ndarray  # counterfactual label (True = balanced)
     base_label: np.ndarray  # the high-level model's label of the base
+    telling: np.ndarray  # the counterfactual label differs from the source's own label
 
     def __len__(self) -> int:
         return len(self.base)
@@ -130,7 +131,7 @@ def sample_pairs(
             telling = label != base_label[source]
             cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota)
             parts.append(_with(cells, group, split))
-    return _concat(parts)
+    return concat(parts)
 
 
 def _at(values: Values, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -162,7 +163,8 @@ def _equal_kinds(
     telling: np.ndarray,
     quota: int,
 ) -> tuple[np.ndarray, ...]:
-    """The same number of pairs of each kind that has enough of them (at most ``quota``).
+    """The same number of pairs of each kind that has enough of them (at most ``quota``);
+    a kind with fewer than :data:`MIN_PER_KIND` keeps all it has.
 
     Within a kind, up to half are *telling* pairs, whose counterfactual label
     differs from the source's own label: there a patch that only carries the
@@ -173,23 +175,28 @@ def _equal_kinds(
     present = [k for k in range(len(KINDS)) if available[k] >= min(MIN_PER_KIND, quota)]
     n = min([quota, *(available[k] for k in present)])
     picked = []
-    for k in present:
+    for k in range(len(KINDS)):
+        # a rare kind keeps the few pairs it has: its guards then count as untested
+        # (too few pairs) instead of vanishing from the verdict
         of_kind = np.flatnonzero(kind == k)
         first = of_kind[telling[of_kind]][: (n + 1) // 2]
         picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
     rows = np.concatenate(picked or [np.zeros(0, int)])
     rows = rows.astype(int)
-    return base[rows], source[rows], kind[rows], label[rows], base_label[rows]
+    return base[rows], source[rows], kind[rows], label[rows], base_label[rows], telling[rows]
 
 
 def _with(cells: tuple[np.ndarray, ...], group: int, split: int) -> Pairs:
-    base, source, kind, label, base_label = cells
+    base, source, kind, label, base_label, telling = cells
     n = len(base)
-    return Pairs(base, source, kind, np.full(n, int(group)), np.full(n, split), label, base_label)
+    return Pairs(base, source, kind, np.full(n, int(group)), np.full(n, split), label,
+                 base_label, telling)  # fmt: skip
 
 
-def _concat(parts: list[Pairs]) -> Pairs:
+def concat(parts: list[Pairs]) -> Pairs:
+    """The pairs of every part, one after another."""
     fields = Pairs.__dataclass_fields__
     if not parts:
-        return Pairs(*(np.zeros(0, dtype=bool if "label" in f else int) for f in fields))
+        boolean = ("label", "base_label", "telling")
+        return Pairs(*(np.zeros(0, dtype=bool if f in boolean else int) for f in fields))
     return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))

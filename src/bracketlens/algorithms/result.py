@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
+from bracketlens.algorithms.guards import Guard
 from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS
 from bracketlens.data.truth import FailureGroup
@@ -75,9 +76,37 @@ class Alignment:
     n_pairs: dict[str, int]
     correct: np.ndarray = field(repr=False)  # per test pair
     kind: np.ndarray = field(repr=False)
+    telling: np.ndarray = field(repr=False)  # per test pair: its label is not the source's
+    group: np.ndarray = field(repr=False)  # per test pair: the base's failure group
+    control_correct: np.ndarray = field(repr=False)  # per test pair: the control gave the label
+    flipped: np.ndarray = field(repr=False)  # per test pair: the patch flipped the prediction
+    control_kind: str = "random subspace"  # how the control patch was drawn
+    trivial: bool = False  # the variable is the input token where it aligns
+    label_iia_here: float | None = None  # a label-only model's IIA with this patch
+    decision_carrying: bool = False  # label_iia_here >= guards.DECISION
+    guards: tuple[Guard, ...] = ()
+
+    @property
+    def telling_iia(self) -> float | None:
+        """IIA on the test pairs whose counterfactual label differs from the source's."""
+        return float(self.correct[self.telling].mean()) if self.telling.any() else None
+
+    @property
+    def passes(self) -> bool:
+        """Every guard clears (a trivial variable passes none: it is left out instead)."""
+        return not self.trivial and all(g.passes for g in self.guards)
 
     def to_json(self) -> dict[str, object]:
         return {
+            "telling_iia": self.telling_iia,
+            "n_telling_pairs": int(self.telling.sum()),
+            "trivial": self.trivial,
+            "decision_carrying": self.decision_carrying,
+            "label_iia_here": self.label_iia_here,
+            "untested": [g.name for g in self.guards if g.untested],
+            "control_kind": self.control_kind,
+            "passes": self.passes,
+            "guards": [g.to_json() for g in self.guards],
             "name": self.variable,
             "model": self.model,
             "hook": self.location.site.hook,
@@ -108,6 +137,12 @@ class ModelScore:
     iia: Estimate
     coverage: dict[str, float | None]
     variables: tuple[str, ...]
+    passes: bool = False
+    generated: bool = False
+    rule: str = ""
+    telling_iia: float | None = None
+    margin: dict[str, float | None] = field(default_factory=dict)
+    trivial: tuple[str, ...] = ()  # variables left out of the mean and the guards
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -117,6 +152,12 @@ class ModelScore:
             "iia_ci": [self.iia.low, self.iia.high],
             "coverage": self.coverage,
             "variables": list(self.variables),
+            "passes": self.passes,
+            "generated": self.generated,
+            "rule": self.rule,
+            "telling_iia": self.telling_iia,
+            "margin": self.margin,
+            "trivial_variables": list(self.trivial),
         }
 
 
@@ -131,6 +172,7 @@ class ScreenMap:
     positions: tuple[tuple[int, ...], ...]
     iia: np.ndarray  # [sites, positions, kinds]; NaN where a kind has no pairs
     site_objects: tuple[Site, ...] = field(default=(), repr=False)
+    telling: np.ndarray | None = field(default=None, repr=False)  # [sites, positions]
 
     def to_json(self) -> dict[str, object]:
         rounded = np.round(self.iia, 3)
@@ -148,41 +190,37 @@ class ScreenMap:
 
 @dataclass(frozen=True)
 class Explanation:
-    """Which causal model the network runs, where each variable lives, and how sure we are."""
+    """Which causal models the network runs, where each variable lives, and how sure we are."""
 
-    best_model: str
+    best_model: str  # among the passing models, the highest lower bound of IIA; else "none"
     models: tuple[ModelScore, ...]
     variables: tuple[Alignment, ...]
     split: tuple[dict[str, object], ...]
     screens: tuple[ScreenMap, ...]
     seed: int
     n: int
+    passing: tuple[str, ...] = ()
+    combined: dict[str, object] | None = None
+    closest: dict[str, object] | None = None
+    budget: dict[str, object] = field(default_factory=dict)
+    generated: dict[str, int] = field(default_factory=dict)  # the generator's counts
 
     @property
     def verdict(self) -> str:
-        """One plain sentence."""
-        ranked = sorted(self.models, key=lambda m: -np.nan_to_num(m.iia.value, nan=-1))
-        if self.best_model != "none":
-            best = next(m for m in self.models if m.name == self.best_model)
-            where = "; ".join(
-                f"{a.variable} at {a.location.label}" + (f" (dim {a.dim})" if a.dim else "")
-                for a in self.variables
-                if a.model == best.name
-            )
-            return (
-                f"This model computes '{best.name}' ({best.description}): mean IIA "
-                f"{best.iia.value:.3f} [{best.iia.low:.3f}, {best.iia.high:.3f}]; {where}."
-            )
-        top = ranked[0] if ranked else None
-        closest = "" if top is None else f" (closest: '{top.name}' at {top.iia.value:.3f})"
-        covered = [f"'{s['model']}' on {', '.join(s['groups'])}" for s in self.split]  # type: ignore[arg-type]
-        part = f"; in part, {'; '.join(covered)}" if covered else ""
-        return f"No causal model reaches mean IIA {THRESHOLD}{closest}{part}."
+        """One plain sentence (:func:`.words.verdict`)."""
+        from bracketlens.algorithms.words import verdict
+
+        return verdict(self)
 
     def to_json(self) -> dict[str, object]:
         return {
             "best_model": self.best_model,
             "verdict": self.verdict,
+            "passing": list(self.passing),
+            "combined": self.combined,
+            "closest": self.closest,
+            "budget": self.budget,
+            "generated": self.generated,
             "models": [m.to_json() for m in self.models],
             "variables": [a.to_json() for a in self.variables],
             "split": [dict(s) for s in self.split],

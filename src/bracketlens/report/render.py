@@ -59,6 +59,13 @@ SECTIONS = [
 ]
 
 
+def _verdict_html(f: Analysis) -> str:
+    """explain's verdict sentence, first on the page: what this model computes."""
+    if f.explanation is None:
+        return ""
+    return f'<p class="claim"><b>{html.escape(f.explanation.verdict)}</b></p>'
+
+
 def _circuitsvis_html(f: Analysis) -> str:
     """The tallying head's patched attention as a circuitsvis attention-heads view."""
     from circuitsvis.utils.convert_props import convert_props
@@ -120,6 +127,7 @@ def render_html(
 <p>{html.escape(str(meta["weights"]))} &middot; {html.escape(str(meta["data"]))} &middot;
 model sha256 {html.escape(str(meta["model_sha256"])[:16])}&hellip; &middot; bracketlens {html.escape(str(meta["library_version"]))}</p></header>
 <nav>{nav}</nav>
+{_verdict_html(f)}
 <main>{"".join(body)}</main>
 <script type="application/json" id="findings">{findings_json}</script>
 {libraries_html(circuitsvis=bool(f.patching))}

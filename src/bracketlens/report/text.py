@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bracketlens.analysis import Analysis
 from bracketlens.data.truth import FailureGroup, labels_present
 from bracketlens.localisation import RoleFinding
+
+if TYPE_CHECKING:
+    from bracketlens.algorithms.result import Explanation
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -260,15 +264,20 @@ _ALIGNMENT_HEADER = ["model", "variable", "where", "dim", "IIA [95% CI]", "to un
 
 
 def _algorithm(f: Analysis) -> str:
-    """explain's verdict and alignment table; where localisation found no role, its locations."""
+    """explain's verdict, the course's algorithm as one hypothesis, the models ranked, and
+    the alignments of the passing (or closest) models; where localisation found no role,
+    its locations."""
+    from bracketlens.algorithms.words import COURSE, course_verdict
+
     e = f.explanation
     if e is None:
         return "<p>Algorithm discovery was not run.</p>"
+    shown = {*e.passing, COURSE, *([e.closest["model"]] if e.closest else [])}
     rows = [[a.model, a.variable, a.location.label, str(a.dim or "all"),
              f"{a.iia.value:.3f} [{a.iia.low:.3f}, {a.iia.high:.3f}]",
              *("-" if x is None else f"{x:.3f}" for x in a.iia_by_kind.values()),
              f"{a.control_iia:.3f}", "-" if a.null_flip_rate is None else f"{a.null_flip_rate:.3f}"]
-            for a in e.variables]  # fmt: skip
+            for a in e.variables if a.model in shown]  # fmt: skip
     loc = f.localisation
     missing = [r.role for r in (loc.elevation_head, loc.negative_head) if not r.found]
     found = {a.variable: a.location.label for a in e.variables if a.model == e.best_model}
@@ -277,17 +286,36 @@ def _algorithm(f: Analysis) -> str:
                 f"{html.escape('; '.join(f'{k} at {v}' for k, v in found.items()))}.</p>"
                 if missing and found else "")  # fmt: skip
     return (
-        f"<p><b>{html.escape(e.verdict)}</b></p><p>Each variable of each causal model is patched "
-        "from a source string into a base string at every hook and position (interchange "
-        "interventions; rotations of dimension 1 to 4 at the best few), chosen on validation "
-        "pairs and scored on test pairs: IIA is the share of pairs whose patched prediction is "
-        "the causal model's counterfactual label, per pair kind. The control patches a random "
-        "subspace of the same dimension; null flips are unchanged pairs the patch flips. The "
-        "report runs a lighter search than <code>bracketlens explain</code> (fewer pairs, one "
-        "rotation of dimension 1 at the best location).</p>"
+        f"<p><b>{html.escape(e.verdict)}</b></p><p>{html.escape(course_verdict(e))}</p>"
+        "<p>Each variable of each causal model (the registered ones and those generated "
+        "from a grammar of bracket variables) is patched from a source string into a base "
+        "string at every hook and position (interchange interventions; rotations at the best "
+        "few), chosen on validation pairs and scored on test pairs: IIA is the share of pairs "
+        "whose patched prediction is the causal model's counterfactual label. A model passes "
+        "when the 95% bound of every guard clears on at least 40 test pairs: IIA &ge; 0.9 "
+        "overall and per pair kind, &ge; 0.85 on telling pairs (whose label is not the "
+        "source's own), a control as strong as the patch &le; 0.6, null flips &le; 0.05. "
+        "The report runs a lighter search than <code>bracketlens explain</code>.</p>"
+        + _table(_MODEL_HEADER, _model_rows(e))
         + _table(_ALIGNMENT_HEADER, rows)
         + fallback
     )
+
+
+_MODEL_HEADER = ["model", "rule", "passes", "IIA [95% CI]", "telling IIA", "smallest margin"]
+
+
+def _model_rows(e: Explanation) -> list[list[str]]:
+    """The models, passing ones first, then by the lower bound of IIA (at most 12)."""
+    ranked = sorted(e.models, key=lambda m: (not m.passes, -m.iia.low))[:12]
+    out = []
+    for m in ranked:
+        margins = [v for v in m.margin.values() if v is not None]
+        out.append([m.name, m.rule, "yes" if m.passes else "no",
+                    f"{m.iia.value:.3f} [{m.iia.low:.3f}, {m.iia.high:.3f}]",
+                    "-" if m.telling_iia is None else f"{m.telling_iia:.3f}",
+                    f"{min(margins):+.3f}" if margins else "untested"])  # fmt: skip
+    return out
 
 
 def _sample_notes(warnings: Sequence[str]) -> str:

@@ -50,6 +50,11 @@ class Recipe:
 
             # its settings, not its name: a preset whose numbers change gets new results
             fields["search"] = Search.named(self.search).settings()
+        from bracketlens.algorithms.conclude import hypotheses
+
+        # the models tested and the guards they must clear: a verdict of "none" found
+        # with fewer models or other guards is not this recipe's verdict
+        fields["hypotheses"] = hypotheses()
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

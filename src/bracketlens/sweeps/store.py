@@ -110,7 +110,7 @@ def reusable_row(out: Path, seed: int, recipe: Recipe) -> dict[str, Any] | None:
     """The stored row of ``seed`` if it can be reused as it is, marked ``"reused": true``.
 
     A row is reused only when its seed, recipe hash and bracketlens version match,
-    it holds no error, it has a verdict unless ``explain`` is still absent, its
+    it holds no error, it has ``explain``'s verdict, its
     checkpoint's SHA-256 is the one recorded in it, the checkpoint loads as a
     model of the recipe, and its sidecar is a training record. Anything else,
     damaged files included, is trained again.
