@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -29,6 +27,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from bracketlens.model.checkpoint import bundled_weights_path, read_sidecar
+from bracketlens.model.device import one_thread
 from bracketlens.model.train import Fitted, TrainConfig, fit
 from bracketlens.model.transformer import ModelConfig
 
@@ -66,17 +65,6 @@ def bundled_recipe_json() -> str:
 def torch_release() -> str:
     """The installed torch's version without its build tag (``2.13.0`` for ``2.13.0+cpu``)."""
     return torch.__version__.split("+")[0]
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch's CPU kernels on one thread: the thread count changes how sums round."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_prefix(cfg: TrainConfig | None = None) -> Fitted:

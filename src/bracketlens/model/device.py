@@ -44,3 +44,15 @@ def on_device(name: str) -> Iterator[str]:
         return
     with torch.device(device):
         yield device
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch's CPU kernels on exactly one thread, whatever the caller had: the thread
+    count changes how sums round, so a run that must be reproducible bit for bit uses one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

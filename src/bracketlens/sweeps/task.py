@@ -8,17 +8,15 @@ seed's row does not depend on where it ran.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set
 from bracketlens.localisation import Localisation
+from bracketlens.model.device import one_thread
 from bracketlens.model.train import train
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.sweeps.recipes import Recipe
@@ -51,17 +49,6 @@ def explain_model(
 
     result: dict[str, Any] = explain(model, data, seed=seed, search=Search.named(search)).to_json()
     return result
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run torch at exactly one thread, whatever the caller had."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def run_seed(seed: int, recipe: Recipe, device: str = "cpu") -> SeedResult:
