@@ -38,12 +38,12 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_path, capsys):
-    class Findings:
+    class Analysis:
         def to_json(self):
             return {"schema_version": 2}
 
-    def analysis(args, **kwargs):
-        return Findings(), []
+    def analysis(args, command, **kwargs):
+        return Analysis(), []
 
     def render(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the report is being written
