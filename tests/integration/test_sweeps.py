@@ -77,7 +77,7 @@ def _ray_lock(tmp_path_factory):
     Two clusters at once on 2 cores can starve the killed task's retry past its 300 s timeout.
     """
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the test run's, shared by its workers
     with (shared / "ray.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
