@@ -77,7 +77,8 @@ def _ray_lock(tmp_path_factory):
     Two clusters at once on 2 cores can starve the killed task's retry past its 300 s timeout.
     """
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the test run's, shared by its workers
+    # the test run's own folder, which its xdist workers share
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with (shared / "ray.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
