@@ -134,7 +134,7 @@ def _last_layer(
         return [(act_name("mlp_out", last), patch_rows(corrupt_mlp[at % n], removed[:, None]))]
 
     tokens = runs.pairs.clean.repeat(len(subsets), 1)
-    start = Start(last, resid_mid, mid=True)
+    start = Start.after(act_name("attn_out", last), resid_mid)  # the heads' outputs are set
     logits = run_patched(model, tokens, per_batch=per_batch, start=start, batch_size=STEP_B_BATCH)
     m = metric(logits, runs.pairs.sign.repeat(len(subsets))).view(len(subsets), n)
     return subsets, m
