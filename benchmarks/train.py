@@ -23,8 +23,8 @@ import time
 import torch
 
 from bracketlens.model.checkpoint import bundled_weights_path, read_sidecar
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.train import TrainConfig, train
-from bracketlens.model.transformer import ModelConfig
 
 TARGET_SECONDS = 600
 TOLERANCE = 0.0005  # 0.05 percentage points of held-out accuracy

@@ -21,7 +21,7 @@ from bracketlens.errors import BracketLensError
 from bracketlens.model.names import act_name
 
 if TYPE_CHECKING:
-    from bracketlens.model.transformer import ModelConfig
+    from bracketlens.model.config import ModelConfig
 
 Kind = Literal["head", "mlp"]
 

@@ -4,7 +4,7 @@ LayerNorm is not linear, but on the data a model sees its scale varies little,
 so a least-squares affine fit explains almost all of it (r^2 close to 1). With
 the fit, directions can be pulled back through a LayerNorm by a matrix transpose.
 The fitted output is ``hook_normalized``, *after* the affine map (see
-:mod:`bracketlens.model.transformer`).
+:mod:`bracketlens.model.layers`).
 
 
 An affine least-squares fit ``y ~ coef @ x + intercept`` depends on the data only

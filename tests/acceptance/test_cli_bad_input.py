@@ -155,7 +155,9 @@ def test_report_never_replaces_files_merely_named_like_a_reports(capsys, tmp_pat
     out.mkdir()
     (out / "findings.json").write_text('{"x":1}\n')
     (out / "index.html").write_text("hi\n")
-    monkeypatch.setattr("bracketlens.cli._run_analysis", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(
+        "bracketlens.cli.commands._run_analysis", lambda *a, **k: pytest.fail("ran")
+    )
     code, _, err = run(capsys, "report", "--n", "1000", "--no-png", "--out", out)
     assert_one_line(code, err, "holds findings.json, index.html, which bracketlens did not write")
     assert (out / "findings.json").read_text() == '{"x":1}\n'
@@ -225,9 +227,9 @@ def test_evaluate_json_is_strict_for_empty_groups(capsys):
 
 def test_every_json_output_is_made_strict(capsys, monkeypatch):
     """A subcommand printing json.dumps(NaN) itself still writes strict JSON."""
-    import bracketlens.cli as cli
+    import bracketlens.cli.parser as parser
 
-    monkeypatch.setattr(cli, "cmd_evaluate", lambda args: print(json.dumps({"x": float("nan")})))
+    monkeypatch.setattr(parser, "cmd_evaluate", lambda args: print(json.dumps({"x": float("nan")})))
     code, out, _ = run(capsys, "evaluate", "--json")
     assert code == 0 and _strict(out) == {"x": None, "x_null_reason": _strict(out)["x_null_reason"]}
 

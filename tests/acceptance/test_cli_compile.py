@@ -2,7 +2,8 @@
 
 import json
 
-from bracketlens.cli import main, weights_label
+from bracketlens.cli import main
+from bracketlens.cli.commands import weights_label
 from bracketlens.model import read_sidecar
 from bracketlens.weights.resolve import load_model
 

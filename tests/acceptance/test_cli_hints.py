@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import bracketlens
-from bracketlens.cli import build_parser
+from bracketlens.cli.parser import build_parser
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.sample import check_sample
 from bracketlens.errors import BracketLensError

@@ -7,34 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from bracketlens.cli import main
 from bracketlens.report import write as write_module
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+from tests.procs import alive, children
 
 
 def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_path, capsys):
@@ -49,7 +27,7 @@ def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_pa
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while the report is being written
         return "<html></html>"
 
-    monkeypatch.setattr("bracketlens.cli._run_analysis", analysis)
+    monkeypatch.setattr("bracketlens.cli.commands._run_analysis", analysis)
     monkeypatch.setattr(write_module, "all_figures", lambda findings: {})
     monkeypatch.setattr(write_module, "render_html", render)
     monkeypatch.chdir(tmp_path)
@@ -71,10 +49,10 @@ def test_sigterm_ends_reports_explain_child_too(tmp_path):
     )
     try:
         deadline = time.monotonic() + 120
-        while not (children := _children(proc.pid)) and time.monotonic() < deadline:
+        while not (started := children(proc.pid)) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
-        assert children, "explain's child did not start within two minutes"
+        assert started, "explain's child did not start within two minutes"
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
@@ -83,5 +61,5 @@ def test_sigterm_ends_reports_explain_child_too(tmp_path):
     assert proc.returncode == 143, err
     assert err.decode().endswith("bracketlens: terminated\n"), err
     time.sleep(0.5)
-    assert not any(_alive(child) for child in children)
+    assert not any(alive(child) for child in started)
     assert list(tmp_path.iterdir()) == []

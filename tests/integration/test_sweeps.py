@@ -23,11 +23,12 @@ import pytest
 import bracketlens
 from bracketlens.cli import main
 from bracketlens.sweeps import Sweep, get_recipe, run_sweep
+from tests.procs import command_line, descends, processes
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow(minutes=1)
 
-SEEDS = ["--models", "4", "--seed-start", "0", "--recipe", "tiny"]
+SEEDS = ["--models", "3", "--seed-start", "0", "--recipe", "tiny"]
 # all that may differ between two runs of a seed (safetensors orders its header as it likes)
 VOLATILE = {"seconds", "reused", "checkpoint_sha256"}
 
@@ -44,13 +45,13 @@ def _stable(row):
 
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
-    """Four tiny seeds in-process, with Ray made unimportable (it must not be needed).
+    """Three tiny seeds in-process, with Ray made unimportable (it must not be needed).
 
     The first attempt is interrupted (as by Ctrl-C) once seed 0 is written; the
     second finishes the sweep. Returns the folder and the second run's rows.
     """
     out = tmp_path_factory.mktemp("in_process") / "sweep"
-    sweep = Sweep(range(4), get_recipe("tiny"), out)
+    sweep = Sweep(range(3), get_recipe("tiny"), out)
 
     def interrupt(row):
         raise KeyboardInterrupt
@@ -67,7 +68,7 @@ def in_process(tmp_path_factory):
 
 def test_ctrl_c_keeps_the_finished_seed(in_process):
     _, rows = in_process
-    assert [r["reused"] for r in rows] == [True, False, False, False]
+    assert [r["reused"] for r in rows] == [True, False, False]
 
 
 @contextlib.contextmanager
@@ -92,7 +93,7 @@ def one_ray_cluster(tmp_path_factory):
 
 
 def _rows(out):
-    return [json.loads((out / "rows" / f"seed-{s:06d}.json").read_text()) for s in range(4)]
+    return [json.loads((out / "rows" / f"seed-{s:06d}.json").read_text()) for s in range(3)]
 
 
 def test_two_ray_workers_give_the_rows_of_one_process(
@@ -102,11 +103,11 @@ def test_two_ray_workers_give_the_rows_of_one_process(
     # a cluster named by the environment (or left on disk by `ray start`) is never joined
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
     result = _seeds(capsys, tmp_path / "ray", "--workers", "2")
-    assert [r["seed"] for r in result["rows"]] == [0, 1, 2, 3]
+    assert [r["seed"] for r in result["rows"]] == [0, 1, 2]
     assert all(r["error"] is None and r["reused"] is False for r in result["rows"])
     assert [_stable(r) for r in result["rows"]] == [_stable(r) for r in _rows(base)]
     table = pq.read_table(tmp_path / "ray" / "seeds.parquet").to_pylist()
-    assert [r["seed"] for r in table] == [0, 1, 2, 3]
+    assert [r["seed"] for r in table] == [0, 1, 2]
     assert table[2]["elevation_head"] == result["rows"][2]["roles"]["elevation_head"]["location"]
 
 
@@ -115,11 +116,11 @@ def test_resume_retrains_exactly_the_deleted_seed(in_process, tmp_path, capsys):
     out = tmp_path / "sweep"
     shutil.copytree(base, out)
     before = _rows(out)
-    (out / "rows" / "seed-000002.json").unlink()
+    (out / "rows" / "seed-000001.json").unlink()
     result = _seeds(capsys, out)
-    assert [r["reused"] for r in result["rows"]] == [True, True, False, True]
+    assert [r["reused"] for r in result["rows"]] == [True, False, True]
     assert [_stable(r) for r in result["rows"]] == [_stable(r) for r in before]
-    assert _seeds(capsys, out)["summary"] == result["summary"]  # all four reused now
+    assert _seeds(capsys, out)["summary"] == result["summary"]  # all three reused now
 
 
 def test_resume_with_other_steps_retrains_everything(in_process, tmp_path, capsys):
@@ -135,28 +136,11 @@ def test_resume_with_other_steps_retrains_everything(in_process, tmp_path, capsy
 
 def _task_processes(ancestor: int) -> list[int]:
     """Ray worker processes running a seed task, started (at any depth) by ``ancestor``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if title.startswith(b"ray::bracketlens_seed") and _descends(int(entry.name), ancestor):
-            found.append(int(entry.name))
-    return found
-
-
-def _descends(pid: int, ancestor: int) -> bool:
-    while pid > 1:
-        if pid == ancestor:
-            return True
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            return False
-    return False
+    return [
+        pid
+        for pid in processes()
+        if command_line(pid).startswith(b"ray::bracketlens_seed") and descends(pid, ancestor)
+    ]
 
 
 def test_a_killed_worker_costs_only_a_retry_of_its_seed(tmp_path, one_ray_cluster):

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 
-from bracketlens.cli_support import int_range, n_strings_type, seed_type
+from bracketlens.cli.support import int_range, n_strings_type, seed_type
 from bracketlens.errors import BracketLensError
 from bracketlens.limits import MAX_SEED, MAX_STRINGS, check_n_strings, check_seed
 

@@ -12,7 +12,7 @@ import torch
 from plotly.offline import get_plotlyjs
 
 from bracketlens.algorithms import Search
-from bracketlens.cli_support import RECIPE_HELP
+from bracketlens.cli.support import RECIPE_HELP
 from bracketlens.errors import BracketLensError
 from bracketlens.model.device import resolve_device
 from bracketlens.report.universality import render_page, write_page

@@ -23,7 +23,8 @@ from torch import Tensor
 from bracketlens.algorithms.locations import Location, PairActivations, Site
 from bracketlens.interventions.interchange import OrthogonalBasis, mix_rows
 from bracketlens.interventions.runner import run_from
-from bracketlens.model.transformer import BracketTransformer, TransformerBlock
+from bracketlens.model.layers import TransformerBlock
+from bracketlens.model.transformer import BracketTransformer
 
 CHUNK = 4096  # patched rows per forward pass
 

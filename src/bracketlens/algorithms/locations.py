@@ -20,8 +20,9 @@ from bracketlens.activations import get_activations
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.runner import StartPoint, base_reads, start_after
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
-from bracketlens.model.transformer import BracketTransformer, ModelConfig
+from bracketlens.model.transformer import BracketTransformer
 
 _KINDS = ("hook_resid_pre", "hook_z", "hook_resid_mid", "hook_post", "hook_resid_post")
 

@@ -35,8 +35,9 @@ from bracketlens.arena._compare import (
 from bracketlens.arena._sklearn_fit import course_ln_fit
 from bracketlens.arena.datasets import CourseData, tokens_of
 from bracketlens.layernorm_fit import LayerNormFit
+from bracketlens.model.layers import LayerNorm
 from bracketlens.model.names import ln_name
-from bracketlens.model.transformer import BracketTransformer, LayerNorm
+from bracketlens.model.transformer import BracketTransformer
 
 LearnerFn = Callable[..., Any]
 

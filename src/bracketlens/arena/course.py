@@ -39,7 +39,8 @@ from bracketlens.circuits.tally import (
     token_embedding,
 )
 from bracketlens.errors import BracketLensError
-from bracketlens.model.transformer import IGNORE, BracketTransformer
+from bracketlens.model.layers import IGNORE
+from bracketlens.model.transformer import BracketTransformer
 from bracketlens.weights.resolve import load_model
 
 CLASSIFY_POSITION = 0  # the course reads the class at [start]

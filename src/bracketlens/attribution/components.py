@@ -21,9 +21,10 @@ from torch import Tensor
 from bracketlens.activations import run_and_reduce
 from bracketlens.components import Component, all_components
 from bracketlens.errors import BracketLensError
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
-from bracketlens.model.transformer import BracketTransformer, ModelConfig
+from bracketlens.model.transformer import BracketTransformer
 
 
 def component_labels(cfg: ModelConfig) -> list[str]:

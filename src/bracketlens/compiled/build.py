@@ -9,7 +9,8 @@ from bracketlens.compiled.basis import residual_layout
 from bracketlens.compiled.layer0 import embeddings, tally_heads, threshold_mlp
 from bracketlens.compiled.readout import READ_POSITION, elevation_head, negative_head, unembedding
 from bracketlens.model.checkpoint import load_state
-from bracketlens.model.transformer import BracketTransformer, ModelConfig
+from bracketlens.model.config import ModelConfig
+from bracketlens.model.transformer import BracketTransformer
 
 TALLY_GAIN = 1.0  # the tally is written at its natural size, S(i)/m_i in [-1, 1]
 

@@ -22,8 +22,8 @@ import torch
 from jaxtyping import Bool
 from torch import Tensor
 
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
-from bracketlens.model.transformer import ModelConfig
 
 INPUTS = ("q", "k", "v")
 

@@ -24,9 +24,10 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup, group_rows, labels_present
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Start, patch, run_patched
+from bracketlens.model.layers import Attention
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH
-from bracketlens.model.transformer import Attention, BracketTransformer
+from bracketlens.model.transformer import BracketTransformer
 
 
 def component_hook_name(

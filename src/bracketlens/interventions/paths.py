@@ -44,9 +44,10 @@ from bracketlens.errors import BracketLensError
 from bracketlens.interventions import run_from, set_at, start_after
 from bracketlens.interventions.ablate import group_means
 from bracketlens.model.checks import check_head
+from bracketlens.model.layers import Attention
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
-from bracketlens.model.transformer import Attention, BracketTransformer
+from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 
 

@@ -27,9 +27,10 @@ from torch import Tensor
 
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.hooks import Hook
+from bracketlens.model.layers import TransformerBlock
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import DEFAULT_BATCH, iter_batches
-from bracketlens.model.transformer import BracketTransformer, TransformerBlock
+from bracketlens.model.transformer import BracketTransformer
 
 # hook kind -> how a run patched there starts: at the block's input ("pre"), at its MLP
 # half ("mid"), or at the next block ("next")

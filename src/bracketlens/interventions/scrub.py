@@ -31,9 +31,10 @@ from bracketlens.data.truth import FailureGroup, group_rows
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import Hook, Start, run_patched, set_at, start_after
 from bracketlens.interventions.ablate import CleanRun, group_means
+from bracketlens.model.layers import Attention
 from bracketlens.model.names import act_name
 from bracketlens.model.predict import predict_logits
-from bracketlens.model.transformer import Attention, BracketTransformer
+from bracketlens.model.transformer import BracketTransformer
 from bracketlens.stats import Estimate, bootstrap_ratio
 
 

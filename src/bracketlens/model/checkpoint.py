@@ -25,7 +25,8 @@ from torch import Tensor
 
 from bracketlens.errors import BracketLensError
 from bracketlens.limits import MAX_CHECKPOINT_BYTES
-from bracketlens.model.transformer import BracketTransformer, ModelConfig
+from bracketlens.model.config import ModelConfig
+from bracketlens.model.transformer import BracketTransformer
 
 DEFAULT_WEIGHTS = "default.safetensors"
 FORMAT_VERSION = 1

@@ -18,8 +18,9 @@ from bracketlens.data.generate import evaluation_set, near_miss_set, training_se
 from bracketlens.errors import BracketLensError
 from bracketlens.limits import check_seed
 from bracketlens.model.checkpoint import check_output_path, save_checkpoint
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.predict import evaluate
-from bracketlens.model.transformer import BracketTransformer, ModelConfig
+from bracketlens.model.transformer import BracketTransformer
 
 
 @dataclass(frozen=True)
