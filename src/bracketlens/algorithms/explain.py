@@ -5,7 +5,8 @@ For every variable of every causal model:
 1. draw base/source pairs (:mod:`.pairs`), split by base string into train,
    validation and test;
 2. *screen* every location with whole-vector patches on a small share of the
-   validation pairs (one batched pass per hook, :func:`.align.screen`);
+   validation pairs (one batched pass per hook, :func:`.align.screen`), ranked by
+   the worst of each pair kind's and the telling pairs' IIA;
 3. at the best few locations, fit rotations of dimension 1 to 4 on the train
    pairs (distributed alignment search, :func:`.align.fit_basis`);
 4. choose the location and dimension on all validation pairs and report the
@@ -14,9 +15,9 @@ For every variable of every causal model:
    (:mod:`.guards`; the verdict: :mod:`.conclude`).
 
 A variable shared by several causal models (the grammar's atoms, ``elevation``...)
-is screened, fitted and its location chosen once, on the pairs of every model that
-has it (each pair with its own model's counterfactual label); each model then tests it
-on its own test pairs.
+is screened and fitted once, on the pairs of every model that has it (each pair with
+its own model's counterfactual label); each model then chooses among the fitted
+patches on its own validation pairs and tests its choice on its own test pairs.
 
 With no models named, explain tests the registered models and the models the
 grammar generates (:mod:`.generate`).
@@ -39,7 +40,12 @@ from bracketlens.algorithms.causal import MODELS, CausalModel, Variable
 from bracketlens.algorithms.conclude import conclude
 from bracketlens.algorithms.generate import default_models, found_by_generator
 from bracketlens.algorithms.grammar import true_labels
-from bracketlens.algorithms.guards import DECISION, variable_guards
+from bracketlens.algorithms.guards import (
+    DECISION,
+    IIA,
+    TELLING_DECISION,
+    variable_guards,
+)
 from bracketlens.algorithms.locations import (
     Location,
     Site,
@@ -136,12 +142,15 @@ class Search:
         return presets[name]()
 
 
+_Fit = tuple[Location, int, "Tensor | None"]  # (location, dim, basis; None: whole vector)
+
+
 @dataclass(frozen=True)
 class _Candidates:
     screen: ScreenMap
-    fits: tuple[tuple[Location, int, Tensor | None], ...]  # (location, dim, basis)
-    chosen: tuple[Location, int, Tensor | None]  # the fit with the best validation IIA
-    validation_iia: float
+    fits: tuple[_Fit, ...]
+    chosen: tuple[_Fit, ...]  # per model that has the variable: its best fit on its validation
+    validation_iia: tuple[float, ...]  # per model: that fit's kind-mean IIA on its validation
 
 
 def explain(
@@ -184,14 +193,15 @@ def explain(
     # a variable shared by several models (the grammar's atoms) is screened, fitted and
     # placed once, on the pairs of all of them (each pair with its own model's label):
     # two variables are one where they take the same value on every string
-    cache: dict[tuple[object, ...], _Candidates] = {}
+    # placed once, but each model chooses among the fits on its own validation pairs
+    screens = []
     for key in dict.fromkeys(d[-1] for d in drawn):
         mine = [d for d in drawn if d[-1] == key]
-        pooled = concat([d[2] for d in mine])
-        cache[key] = _search(model, data, mine[0][0], mine[0][1], pooled, search, seed)
-    for causal, variable, pairs, column, key in drawn:
-        alignments.append(_choose_and_test(context, causal, variable, pairs, cache[key], column))
-    screens = [c.screen for c in cache.values()]
+        found = _search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine], search, seed)
+        screens.append(found.screen)
+        for j, (causal, variable, pairs, column, _) in enumerate(mine):
+            alignments.append(_choose_and_test(context, causal, variable, pairs, found, j,
+                                               column))  # fmt: skip
     found = frozenset(
         m.name
         for m in chosen
@@ -235,23 +245,24 @@ def _search(
     data: BracketDataset,
     causal: CausalModel,
     variable: Variable,
-    pairs: Pairs,
+    members: list[Pairs],
     search: Search,
     seed: int,
 ) -> _Candidates:
     """Screen every location on a few validation pairs; fit rotations at the best ones;
-    choose among them on (at most as many as one model has of) the validation pairs."""
+    let each model that has the variable (``members``: its pairs) choose among them on
+    its own validation pairs.
+
+    The counterfactual labels of one variable differ between models (so do their
+    informative bases): a patch that serves one model's pairs may fail another's.
+    """
+    pairs = concat(members)
     val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
-    screen_map = _screen_map(model, data, causal.name, variable, val, search)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
-        headline = np.nanmean(screen_map.iia, axis=2)
+    screen_map = _screen_map(model, data, causal.name, variable, val, search, val.telling)
     # a per-position variable has one position per hook: its best hook gets the rotations
     n_top = 1 if variable.position is not None else search.das_top
-    top = np.argsort(-np.nan_to_num(headline, nan=-1), axis=None, kind="stable")[:n_top]
-    sets, site_list = screen_map.positions, screen_map.site_objects
-    locations = [Location(site_list[i // len(sets)], sets[i % len(sets)]) for i in top]
-    fits: list[tuple[Location, int, Tensor | None]] = []
+    locations = _top_locations(screen_map, n_top, model.cfg.n_layers)
+    fits: list[_Fit] = []
     if search.whole_vector or not search.das_dims:
         fits += [(loc, 0, None) for loc in locations]
     train = pairs.in_split("train")
@@ -263,24 +274,66 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    # chosen once, on all of this model's validation pairs: every model then tests it
-    full = pairs.in_split("validation").thin(search.counts.validation, seed)
+    # every model's validation pairs through one pass per fit, then scored model by model
+    vals = [m.in_split("validation") for m in members]
+    full = concat(vals)
     acts = pair_activations(model, data.tokens, full.base, full.source,
                             [loc.site for loc, _, _ in fits])  # fmt: skip
-    scores = [_choice_score(outcome(model, acts, loc, basis).predicted == full.label, full)
-              for loc, _, basis in fits]  # fmt: skip
-    best = int(np.nanargmax(scores))
-    return _Candidates(screen_map, tuple(fits), fits[best], float(scores[best]))
+    correct = [outcome(model, acts, loc, basis).predicted == full.label
+               for loc, _, basis in fits]  # fmt: skip
+    ends = np.cumsum([len(v) for v in vals])
+    chosen, scores = [], []
+    for val_m, end in zip(vals, ends, strict=True):
+        rows = slice(end - len(val_m), end)
+        mine = [_choice_score(c[rows], val_m) for c in correct]
+        best = int(np.nanargmax(mine)) if not np.isnan(mine).all() else 0
+        chosen.append(fits[best])
+        scores.append(kind_mean(correct[best][rows], val_m.kind))
+    return _Candidates(screen_map, tuple(fits), tuple(chosen), tuple(scores))
+
+
+def _top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Location]:
+    """The ``n_top`` screened locations of the best worst margin (each kind's IIA less its
+    bar, the telling pairs' IIA less theirs), one of each patch: ``resid_post L`` and
+    ``resid_pre L+1`` at the same positions are one patch, and would take two places."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # locations not screened are all NaN
+        margins = screen_map.iia - IIA
+        if screen_map.telling is not None:
+            told = screen_map.telling[:, :, None] - TELLING_DECISION
+            margins = np.concatenate([margins, told], axis=2)
+        score = np.nanmin(margins, axis=2) + 1e-3 * np.nanmean(margins, axis=2)
+    order = np.argsort(-np.nan_to_num(score, nan=-np.inf), axis=None, kind="stable")
+    sets, site_list = screen_map.positions, screen_map.site_objects
+    out: list[Location] = []
+    seen: set[tuple[Site, tuple[int, ...]]] = set()
+    for i in order:
+        if len(out) == n_top or np.isnan(score.flat[i]):
+            break
+        site, positions = site_list[i // len(sets)], sets[i % len(sets)]
+        if (_same_patch(site, n_layers), positions) not in seen:
+            seen.add((_same_patch(site, n_layers), positions))
+            out.append(Location(site, positions))
+    if not out:  # nothing screened (no validation pairs): the first location stands in
+        out.append(Location(site_list[order[0] // len(sets)], sets[order[0] % len(sets)]))
+    return out
 
 
 def _choice_score(correct: np.ndarray, pairs: Pairs) -> float:
-    """The mean of each pair kind's IIA and the telling pairs' IIA: a patch that carries
-    only the decision gets every telling pair wrong, and loses to one that carries the
-    variable."""
-    cells = [kind_mean(correct, pairs.kind)]
+    """The worst of the IIA guards' margins on validation pairs: each pair kind's IIA less
+    its bar, and the telling pairs' IIA less theirs (the bar of a location that carries
+    the decision, which a patch carrying only the decision misses on every telling pair);
+    their mean breaks ties.
+
+    The guards on the test pairs fail a model on its worst kind, not on its mean.
+    """
+    cells = [float(correct[pairs.kind == k].mean()) - IIA for k in range(len(KINDS))
+             if (pairs.kind == k).any()]  # fmt: skip
     if pairs.telling.any():
-        cells.append(float(correct[pairs.telling].mean()))
-    return float(np.mean(cells))
+        cells.append(float(correct[pairs.telling].mean()) - TELLING_DECISION)
+    if not cells:
+        return float("nan")
+    return min(cells) + 1e-3 * float(np.mean(cells))
 
 
 def _shared(variable: Variable, column: np.ndarray) -> tuple[object, ...]:
@@ -412,12 +465,14 @@ def _choose_and_test(
     variable: Variable,
     pairs: Pairs,
     found: _Candidates,
+    member: int,
     column: np.ndarray,
 ) -> Alignment:
-    """Score the variable's chosen patch, its control and its flips on this model's test pairs."""
+    """Score the patch this model chose (``found.chosen[member]``), its control and its
+    flips on this model's test pairs."""
     model, data, seed = ctx.model, ctx.data, ctx.seed
     test = pairs.in_split("test")
-    location, dim, basis = found.chosen
+    location, dim, basis = found.chosen[member]
     acts = pair_activations(model, data.tokens, test.base, test.source, [location.site])
     result = outcome(model, acts, location, basis)
     correct = result.predicted == test.label
@@ -440,7 +495,7 @@ def _choose_and_test(
         control_by_kind=by_kind(control_correct, test.kind),
         null_flip_rate=float(result.flipped[unchanged].mean()) if unchanged.any() else None,
         coverage=_coverage(correct, test),
-        validation_iia=found.validation_iia,
+        validation_iia=found.validation_iia[member],
         n_pairs={k: int((test.kind == i).sum()) for i, k in enumerate(KINDS)},
         correct=correct,
         kind=test.kind,

@@ -1,0 +1,64 @@
+"""How explain picks the locations that get rotations and the patch each model keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bracketlens.algorithms.explain import _choice_score, _top_locations
+from bracketlens.algorithms.locations import Site
+from bracketlens.algorithms.pairs import KINDS, Pairs
+from bracketlens.algorithms.result import ScreenMap
+from bracketlens.model.names import act_name
+
+
+def _pairs(kind: list[int], telling: list[bool]) -> Pairs:
+    n = len(kind)
+    zeros = np.zeros(n, int)
+    return Pairs(zeros, zeros, np.array(kind), zeros, zeros, np.zeros(n, bool),
+                 np.zeros(n, bool), np.array(telling))  # fmt: skip
+
+
+def test_the_choice_is_by_the_worst_kind_and_the_telling_pairs_not_the_mean():
+    pairs = _pairs([0, 0, 1, 1, 2, 2], [True, False, False, False, False, False])
+    # all right but the one telling pair: every kind's mean is high, the telling IIA is 0
+    decision = np.array([False, True, True, True, True, True])
+    # one kind at 0.5, telling pair right
+    variable = np.array([True, True, True, False, True, True])
+    assert _choice_score(variable, pairs) > _choice_score(decision, pairs)
+    np.testing.assert_allclose(
+        _choice_score(np.ones(6, bool), pairs), 0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
+        atol=1e-12,
+    )
+
+
+def _screen(iia: np.ndarray, telling: np.ndarray) -> ScreenMap:
+    site_list = (
+        Site(act_name("resid_post", 0), None, 0),
+        Site(act_name("resid_pre", 1), None, 1),  # the same patch as resid_post 0
+        Site(act_name("z", 1), 0, 1),
+    )
+    return ScreenMap("m", "v", tuple(s.label for s in site_list), (0, 1, 1), ((0,), (1,)),
+                     iia, site_list, telling)  # fmt: skip
+
+
+def test_top_locations_skip_a_second_copy_of_one_patch_and_rank_by_telling_pairs():
+    iia = np.full((3, 2, len(KINDS)), 0.5)
+    iia[0, 1] = iia[1, 1] = 1.0  # resid_post 0 @1 == resid_pre 1 @1, the best
+    iia[2, 0] = 0.99  # z 1.0 @0: high on every kind...
+    iia[0, 0] = 0.97
+    telling = np.full((3, 2), 0.9)
+    telling[2, 0] = 0.2  # ... but it carries the decision: wrong on the telling pairs
+    top = _top_locations(_screen(iia, telling), 2, n_layers=3)
+    assert [(t.site.label, t.positions) for t in top] == [
+        ("resid_post 0", (1,)),
+        ("resid_post 0", (0,)),
+    ]
+
+
+@pytest.mark.parametrize("n_top", [1, 3])
+def test_top_locations_stop_at_unscreened_ones(n_top):
+    iia = np.full((3, 2, len(KINDS)), np.nan)
+    iia[2, 1] = 0.8
+    top = _top_locations(_screen(iia, np.full((3, 2), np.nan)), n_top, n_layers=3)
+    assert [(t.site.label, t.positions) for t in top] == [("z 1.0", (1,))]
