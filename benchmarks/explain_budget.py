@@ -65,15 +65,12 @@ def _run(model: BracketTransformer, data, search: Search, models=None, threads: 
 
 def _summary(result: dict, seconds: float, top: int) -> dict[str, object]:  # type: ignore[type-arg]
     ranked = sorted(result["models"], key=lambda m: -m["iia"])[:top]
+    keep = ("name", "iia", "telling_iia", "passes", "margin")
     return {
         "seconds": seconds,
         "best_model": result["best_model"],
         "passing": result["passing"],
-        "top": [
-            {"model": m["name"], "iia": round(m["iia"], 3), "telling_iia": m["telling_iia"],
-             "passes": m["passes"]}
-            for m in ranked
-        ],  # fmt: skip
+        "top": [{k: m[k] for k in keep} for m in ranked],
         "closest": (result.get("closest") or {}).get("model"),
     }
 
@@ -129,7 +126,7 @@ def main() -> None:
             "same_verdict_4x": default["passing"] == bigger["passing"],
         }
         if not args.skip_curve:
-            names = [m["model"] for m in out["default"]["top"]]  # type: ignore[index]
+            names = [m["name"] for m in out["default"]["top"]]  # type: ignore[index]
             out["curve"] = budget_curve(model, data, names, dims, steps)
         print(json.dumps(out, indent=2), flush=True)
 

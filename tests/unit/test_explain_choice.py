@@ -27,7 +27,8 @@ def test_the_choice_is_by_the_worst_kind_and_the_telling_pairs_not_the_mean():
     variable = np.array([True, True, True, False, True, True])
     assert _choice_score(variable, pairs) > _choice_score(decision, pairs)
     np.testing.assert_allclose(
-        _choice_score(np.ones(6, bool), pairs), 0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
+        _choice_score(np.ones(6, bool), pairs),
+        0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
         atol=1e-12,
     )
 
