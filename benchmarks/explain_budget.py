@@ -30,6 +30,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,6 +39,7 @@ from bracketlens.algorithms.causal import MODELS, CausalModel
 from bracketlens.algorithms.explain import Search, explain
 from bracketlens.algorithms.generate import default_models
 from bracketlens.algorithms.pairs import PairCounts
+from bracketlens.data.dataset import BracketDataset
 from bracketlens.model.transformer import BracketTransformer
 
 COURSE = Path(__file__).resolve().parents[2] / "shared" / "arena" / "brackets_model_state_dict.pt"
@@ -56,14 +58,22 @@ def four_times(search: Search) -> Search:
     )
 
 
-def _run(model: BracketTransformer, data, search: Search, models=None, threads: int = 1):  # type: ignore[no-untyped-def]
+def _run(
+    model: BracketTransformer,
+    data: BracketDataset,
+    search: Search,
+    models: list[CausalModel] | None = None,
+    threads: int = 1,
+) -> tuple[dict[str, Any], float]:
+    """explain's JSON and its wall seconds, on ``threads`` threads."""
     torch.set_num_threads(threads)
     start = time.perf_counter()
     result = explain(model, data, 0, models=models, search=search).to_json()
     return result, round(time.perf_counter() - start, 1)
 
 
-def _summary(result: dict, seconds: float, top: int) -> dict[str, object]:  # type: ignore[type-arg]
+def _summary(result: dict[str, Any], seconds: float, top: int) -> dict[str, object]:
+    """The verdict, the passing models and the ``top`` models by IIA."""
     ranked = sorted(result["models"], key=lambda m: -m["iia"])[:top]
     keep = ("name", "iia", "telling_iia", "passes", "margin")
     return {
@@ -76,8 +86,12 @@ def _summary(result: dict, seconds: float, top: int) -> dict[str, object]:  # ty
 
 
 def budget_curve(
-    model: BracketTransformer, data, names: list[str], dims: list[int], steps: list[int]
-) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    model: BracketTransformer,
+    data: BracketDataset,
+    names: list[str],
+    dims: list[int],
+    steps: list[int],
+) -> list[dict[str, object]]:
     """IIA of each named model with rotations of one dimension and one step count."""
     every = {m.name: m for m in default_models(list(MODELS.values()), "all")}
     chosen: list[CausalModel] = [every[n] for n in names if n in every]
@@ -126,7 +140,8 @@ def main() -> None:
             "same_verdict_4x": default["passing"] == bigger["passing"],
         }
         if not args.skip_curve:
-            names = [m["name"] for m in out["default"]["top"]]  # type: ignore[index]
+            ranked = sorted(default["models"], key=lambda m: -m["iia"])[: args.top]
+            names = [m["name"] for m in ranked]
             out["curve"] = budget_curve(model, data, names, dims, steps)
         print(json.dumps(out, indent=2), flush=True)
 

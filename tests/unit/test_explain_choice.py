@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bracketlens.algorithms.conclude import confirmed_models
 from bracketlens.algorithms.explain import _choice_score, _top_locations
 from bracketlens.algorithms.locations import Site
 from bracketlens.algorithms.pairs import KINDS, Pairs
@@ -43,16 +44,15 @@ def _screen(iia: np.ndarray, telling: np.ndarray) -> ScreenMap:
                      iia, site_list, telling)  # fmt: skip
 
 
-def test_top_locations_skip_a_second_copy_of_one_patch_and_rank_by_telling_pairs():
+def test_top_locations_skip_a_second_copy_of_one_patch():
     iia = np.full((3, 2, len(KINDS)), 0.5)
     iia[0, 1] = iia[1, 1] = 1.0  # resid_post 0 @1 == resid_pre 1 @1, the best
-    iia[2, 0] = 0.99  # z 1.0 @0: high on every kind...
+    iia[2, 0] = 0.99  # z 1.0 @0: second
     iia[0, 0] = 0.97
-    telling = np.full((3, 2), 0.9)
-    telling[2, 0] = 0.2  # ... but it carries the decision: wrong on the telling pairs
-    top = _top_locations(_screen(iia, telling), 2, n_layers=3)
+    top = _top_locations(_screen(iia, np.full((3, 2), 0.5)), 3, n_layers=3)
     assert [(t.site.label, t.positions) for t in top] == [
         ("resid_post 0", (1,)),
+        ("z 1.0", (0,)),
         ("resid_post 0", (0,)),
     ]
 
@@ -63,3 +63,15 @@ def test_top_locations_stop_at_unscreened_ones(n_top):
     iia[2, 1] = 0.8
     top = _top_locations(_screen(iia, np.full((3, 2), np.nan)), n_top, n_layers=3)
     assert [(t.site.label, t.positions) for t in top] == [("z 1.0", (1,))]
+
+
+def test_the_confirmed_models_are_those_of_the_best_worst_variable_on_validation():
+    rows = [
+        ("a", 0.08, False), ("a", -0.02, False),  # worst variable -0.02
+        ("b", 0.05, False), ("b", 0.9, True),  # the trivial variable does not count
+        ("c", 0.09, False), ("c", float("nan"), False),  # a variable never scored: last
+        ("d", 1.0, True),  # only trivial variables: never confirmed
+    ]  # fmt: skip
+    assert confirmed_models(rows, 2) == {"b", "a"}
+    assert confirmed_models(rows, 10) == {"a", "b", "c"}
+    assert confirmed_models(rows, 0) == frozenset()
