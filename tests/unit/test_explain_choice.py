@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bracketlens import evaluation_set
+from bracketlens.algorithms.causal import MODELS
 from bracketlens.algorithms.conclude import confirmed_models
 from bracketlens.algorithms.explain import _choice_score, _top_locations
 from bracketlens.algorithms.locations import Site
-from bracketlens.algorithms.pairs import KINDS, Pairs
+from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
 from bracketlens.algorithms.result import ScreenMap
 from bracketlens.model.names import act_name
 
@@ -75,3 +77,21 @@ def test_the_confirmed_models_are_those_of_the_best_worst_variable_on_validation
     assert confirmed_models(rows, 2) == {"b", "a"}
     assert confirmed_models(rows, 10) == {"a", "b", "c"}
     assert confirmed_models(rows, 0) == frozenset()
+
+
+def test_more_test_pairs_leave_the_train_and_validation_pairs_as_they_are():
+    data = evaluation_set(600, seed=5)
+    tokens, groups = data.tokens.numpy(), data.failure_groups.numpy()
+    causal = MODELS["elevation_and_negative"]
+    split_of = string_splits(len(data), np.random.default_rng(0))
+    drawn = [
+        sample_pairs(causal, causal.variables[1], causal.values(tokens), tokens, groups,
+                     split_of, PairCounts(train=8, validation=8, test=test),
+                     np.random.default_rng(4))
+        for test in (8, 24)
+    ]  # fmt: skip
+    for split in ("train", "validation"):
+        a, b = (d.in_split(split) for d in drawn)
+        np.testing.assert_array_equal(a.base, b.base)
+        np.testing.assert_array_equal(a.source, b.source)
+    assert len(drawn[1].in_split("test")) > len(drawn[0].in_split("test"))
