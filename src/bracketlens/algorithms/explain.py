@@ -38,7 +38,7 @@ from bracketlens.algorithms.align import fit_basis, outcome, screen
 from bracketlens.algorithms.causal import MODELS, CausalModel, Variable
 from bracketlens.algorithms.conclude import conclude, confirmed_models
 from bracketlens.algorithms.generate import default_models, found_by_generator
-from bracketlens.algorithms.grammar import true_labels
+from bracketlens.algorithms.grammar import CANDIDATE_ATOMS, true_labels
 from bracketlens.algorithms.guards import (
     DECISION,
     IIA,
@@ -82,7 +82,7 @@ class Search:
 
     counts: PairCounts = field(default_factory=PairCounts)
     screen_per_cell: int = 16  # validation pairs per (group, kind) used to screen
-    das_top: int = 2  # locations that get rotations
+    das_top: int = 2  # locations that get rotations, per group of models (see _search)
     das_dims: tuple[int, ...] = (1, 4)
     das_steps: int = 30
     sites: Callable[[Site], bool] | None = None  # None: every hook
@@ -202,7 +202,9 @@ def explain(
     screens, searched = [], []
     for key in dict.fromkeys(d[-1] for d in drawn):
         mine = [d for d in drawn if d[-1] == key]
-        found = _search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine], search, seed)
+        cores = [_core(d[0], d[1]) for d in mine]
+        found = _search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine], cores,
+                        search, seed)  # fmt: skip
         screens.append(found.screen)
         searched += [(d, found, j) for j, d in enumerate(mine)]
     confirmed = confirmed_models(
@@ -241,6 +243,9 @@ def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list
     return out
 
 
+#: the paren atoms that ride along as add-ons ("starts with ')'")
+SHORTCUTS = frozenset(a.name for a in CANDIDATE_ATOMS if a.shortcut)
+
 #: the fewest strings explain runs on (pairs need bases and sources of each label)
 MIN_STRINGS = 40
 
@@ -259,6 +264,7 @@ def _search(
     causal: CausalModel,
     variable: Variable,
     members: list[Pairs],
+    cores: list[frozenset[str]],
     search: Search,
     seed: int,
 ) -> _Candidates:
@@ -267,14 +273,22 @@ def _search(
     its own validation pairs.
 
     The counterfactual labels of one variable differ between models (so do their
-    informative bases): a patch that serves one model's pairs may fail another's.
+    informative bases): a patch that serves one model's pairs may fail another's. So
+    the models are screened in groups of the same ``cores`` (their other variables, the
+    shortcut add-ons aside), and each group's best locations get rotations.
     """
     pairs = concat(members)
-    val = pairs.in_split("validation").thin(search.screen_per_cell, seed)
-    screen_map = _screen_map(model, data, causal.name, variable, val, search)
-    # a per-position variable has one position per hook: its best hook gets the rotations
-    n_top = 1 if variable.position is not None else search.das_top
-    locations = _top_locations(screen_map, n_top, model.cfg.n_layers)
+    ranked, screen_map = [], None
+    for core in dict.fromkeys(cores):
+        group = concat([m for m, c in zip(members, cores, strict=True) if c == core])
+        val = group.in_split("validation").thin(search.screen_per_cell, seed)
+        found = _screen_map(model, data, causal.name, variable, val, search)
+        screen_map = screen_map or found  # the first model's group is the one reported
+        # a per-position variable has one position per hook: its best hook gets rotations
+        n_top = 1 if variable.position is not None else search.das_top
+        ranked.append(_top_locations(found, n_top, model.cfg.n_layers))
+    assert screen_map is not None
+    locations = _merge(ranked, model.cfg.n_layers)
     fits: list[_Fit] = []
     if search.whole_vector or not search.das_dims:
         fits += [(loc, 0, None) for loc in locations]
@@ -332,6 +346,29 @@ def _top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Loc
     if not out:  # nothing screened (no validation pairs): the first location stands in
         out.append(Location(site_list[order[0] // len(sets)], sets[order[0] % len(sets)]))
     return out
+
+
+def _merge(ranked: list[list[Location]], n_layers: int) -> list[Location]:
+    """Each group's locations in turn (every group's best first), one of each patch, at most
+    the first group's number plus one per other group."""
+    cap = len(ranked[0]) + len(ranked) - 1
+    out: list[Location] = []
+    seen: set[tuple[Site, tuple[int, ...]]] = set()
+    for rank in range(max(len(r) for r in ranked)):
+        for locations in ranked:
+            if rank < len(locations) and len(out) < cap:
+                loc = locations[rank]
+                if (_same_patch(loc.site, n_layers), loc.positions) not in seen:
+                    seen.add((_same_patch(loc.site, n_layers), loc.positions))
+                    out.append(loc)
+    return out
+
+
+def _core(causal: CausalModel, variable: Variable) -> frozenset[str]:
+    """The model's other intervened variables, shortcut add-ons aside: models of one core
+    draw the variable's pairs from much the same bases."""
+    return frozenset(v.name for v in causal.intervened
+                     if v.name != variable.name and v.name not in SHORTCUTS)  # fmt: skip
 
 
 def _choice_score(correct: np.ndarray, pairs: Pairs) -> float:
