@@ -8,8 +8,8 @@ import pytest
 from bracketlens import evaluation_set
 from bracketlens.algorithms.causal import MODELS
 from bracketlens.algorithms.conclude import confirmed_models
-from bracketlens.algorithms.explain import _choice_score, _top_locations
-from bracketlens.algorithms.locations import Site
+from bracketlens.algorithms.explain import _choice_score, _merge, _top_locations
+from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
 from bracketlens.algorithms.result import ScreenMap
 from bracketlens.model.names import act_name
@@ -95,3 +95,19 @@ def test_more_test_pairs_leave_the_train_and_validation_pairs_as_they_are():
         np.testing.assert_array_equal(a.base, b.base)
         np.testing.assert_array_equal(a.source, b.source)
     assert len(drawn[1].in_split("test")) > len(drawn[0].in_split("test"))
+
+
+def test_merged_groups_give_each_group_its_best_location_once():
+    site = [Site(act_name("resid_post", 0), None, 0), Site(act_name("resid_pre", 1), None, 1),
+            Site(act_name("z", 1), 0, 1), Site(act_name("resid_mid", 1), None, 1)]  # fmt: skip
+    first = [Location(site[0], (1,)), Location(site[2], (0,))]
+    second = [Location(site[1], (1,)), Location(site[3], (0, 1))]  # its best is first's best
+    third = [Location(site[3], (2,)), Location(site[2], (3,))]
+    merged = _merge([first, second, third], n_layers=3)
+    assert [(m.site.label, m.positions) for m in merged] == [
+        ("resid_post 0", (1,)),
+        ("resid_mid 1", (2,)),
+        ("z 1.0", (0,)),
+        ("resid_mid 1", (0, 1)),
+    ]
+    assert _merge([first], n_layers=3) == first

@@ -96,6 +96,9 @@ class Search:
     # 0.94, where 96 pairs need 0.97
     confirm_models: int = 4
     confirm_test: int = 288
+    # screen a shared variable's models in groups of one core, each group's best locations
+    # getting rotations (see _search): a wider search, and a slower one
+    group_screens: bool = False
 
     @classmethod
     def quick(cls) -> Search:
@@ -202,7 +205,7 @@ def explain(
     screens, searched = [], []
     for key in dict.fromkeys(d[-1] for d in drawn):
         mine = [d for d in drawn if d[-1] == key]
-        cores = [_core(d[0], d[1]) for d in mine]
+        cores = [_core(d[0], d[1]) if search.group_screens else frozenset() for d in mine]
         found = _search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine], cores,
                         search, seed)  # fmt: skip
         screens.append(found.screen)
