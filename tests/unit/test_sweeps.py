@@ -225,3 +225,19 @@ def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
     assert json.loads((out / "rows" / "seed-000003.json").read_text())["error"] == row["error"]
     assert reusable_row(out, 3, recipe) is None  # a failed seed is run again next time
     assert summarise([row])["failed_seeds"] == [3]
+
+
+def test_the_seeds_table_names_each_seed_no_model_explains(capsys):
+    from bracketlens.terminal import seeds_table
+
+    failing = [{"variable": "suffix_positive", "guard": "telling_iia", "value": 0.8,
+                "threshold": 0.85, "kinds": [], "groups": []}]  # fmt: skip
+    rows = [
+        _row(0, "2.0", "2.1", "1", verdict="a") | {"passing": ["a"], "iia": 0.95},
+        _row(1, "2.0", "2.1", "1", verdict="none")
+        | {"passing": [], "iia": 0.88, "closest": {"model": "b", "failing": failing}},
+    ]
+    seeds_table({"rows": rows, "summary": summarise(rows)})
+    out = capsys.readouterr().out
+    assert "seed 1: no model passes; closest b fails suffix_positive telling_iia" in out
+    assert "passes" in out and "seed 0: no model" not in out
