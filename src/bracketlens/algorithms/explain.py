@@ -202,7 +202,8 @@ def explain(
     # once, on the pairs of all of them (each pair with its own model's label); each
     # model chooses among the fits on its own validation pairs. Two variables are one
     # where they take the same value on every string
-    screens, searched = [], []
+    screens: list[ScreenMap] = []
+    searched: list[tuple[tuple, _Candidates, int]] = []
     for key in dict.fromkeys(d[-1] for d in drawn):
         mine = [d for d in drawn if d[-1] == key]
         cores = [_core(d[0], d[1]) if search.group_screens else frozenset() for d in mine]
@@ -220,7 +221,7 @@ def explain(
         if causal.name not in confirmed:
             test = test.thin(search.counts.test, seed)
         alignments.append(_choose_and_test(context, causal, variable, test, found, j, column))
-    found = frozenset(
+    by_generator = frozenset(
         m.name
         for m in chosen
         if models is None
@@ -228,7 +229,7 @@ def explain(
         and not m.generated
         and found_by_generator(m)
     )
-    return conclude(chosen, alignments, screens, groups, search, seed, len(data), found)
+    return conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
 
 
 def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:
