@@ -185,7 +185,13 @@ def seeds_table(result: Mapping[str, Any]) -> None:
             recurrence.add_row(role.replace("_", " "), e["location"], str(e["count"]), _share(e))
     for e in summary["verdicts"]:
         recurrence.add_row("verdict", e["verdict"], str(e["count"]), _share(e))
+    for e in summary.get("passing_models") or []:
+        recurrence.add_row("passes", e["model"], str(e["count"]), _share(e))
     _console.print(recurrence)
+    for seed in summary.get("unexplained_seeds") or []:
+        fails = ", ".join(f"{f['variable']} {f['guard']}" for f in seed["failing"][:3])
+        _console.print(f"seed {seed['seed']}: no model passes; closest {seed['closest']} "
+                       f"fails {fails or 'no guard (variables not aligned)'}")  # fmt: skip
     course = summary["course_layout"]
     _console.print(
         f"course layout ({course['layout']}): {course['count']} of {summary['n_analysed']} "

@@ -16,7 +16,7 @@ from bracketlens.algorithms import KINDS, MODELS, PairCounts, Search, explain
 BETWEEN = {"z 0.0", "resid_mid 0", "mlp_post 0", "resid_post 0", "resid_pre 1", "z 1.0",
            "z 1.1", "resid_mid 1", "mlp_post 1", "resid_post 1", "resid_pre 2"}  # fmt: skip
 COURSE = Search(counts=PairCounts(train=48, validation=32, test=64), screen_per_cell=16,
-                das_top=1, das_dims=(1,), das_steps=20)  # fmt: skip
+                das_top=1, das_dims=(1,), das_steps=20, confirm_models=0)  # fmt: skip
 # DAS only (no whole-vector candidate), so that invariance is tested on a learned rotation
 ROTATION = replace(COURSE, whole_vector=False, screen_per_cell=8, das_steps=30)
 # A refitted rotation drifts with float rounding (the permuted or rescaled model's sums differ

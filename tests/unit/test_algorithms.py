@@ -43,6 +43,7 @@ SMALL = Search(
     das_top=1,
     das_dims=(1,),
     das_steps=5,
+    confirm_test=48,
 )
 
 

@@ -103,6 +103,36 @@ def test_summary_counts_roles_verdicts_and_the_course_layout():
     assert summarise([])["course_layout"]["fraction"] is None  # no seeds: no NaN in the JSON
 
 
+def test_summary_counts_seeds_per_passing_model_and_lists_the_unexplained():
+    failing = {"variable": "suffix_positive", "guard": "telling_iia", "value": 0.8,
+               "threshold": 0.85, "kinds": ["to_balanced"], "groups": [], "location": "x"}  # fmt: skip
+    closest = {"best_model": "none", "models": [{"name": "b", "iia": 0.88}], "variables": [],
+               "passing": [], "combined": None, "closest": {"model": "b", "failing": [failing]}}  # fmt: skip
+    fields = verdict_fields(closest)
+    assert fields["closest"] == {"model": "b", "failing": [
+        {k: failing[k] for k in ("variable", "guard", "value", "threshold", "kinds", "groups")}
+    ]}  # fmt: skip
+    rows = [
+        _row(0, "2.0", "2.1", "1", verdict="a") | {"passing": ["a", "b"]},
+        _row(1, "2.0", "2.1", "1", verdict="a") | {"passing": ["a"]},
+        _row(2, "2.0", "2.1", "1") | fields | {"combined": {"assignment": {}, "coverage": 0.5}},
+        _row(3, "2.0", "2.1", "1") | fields,
+        _row(4, "2.0", "2.1", "1", verdict="b"),  # a row written before `passing` existed
+        _row(5, None, None, None, error="crashed"),
+    ]
+    s = summarise(rows)
+    per_model = {e["model"]: e for e in s["passing_models"]}
+    assert (per_model["a"]["count"], per_model["b"]["count"]) == (2, 2)
+    assert per_model["a"]["ci_low"] == pytest.approx(wilson(2, 5).low, abs=1e-12)
+    assert per_model["a"]["ci_high"] == pytest.approx(wilson(2, 5).high, abs=1e-12)
+    assert s["explained"]["count"] == 4 and s["combined_only"]["count"] == 1
+    assert s["explained"]["fraction"] == pytest.approx(0.8, abs=1e-12)
+    assert s["unexplained_seeds"] == [
+        {"seed": 3, "closest": "b", "iia": 0.88, "failing": fields["closest"]["failing"]}
+    ]
+    assert summarise([])["explained"]["fraction"] is None
+
+
 def test_page_is_self_contained_and_names_every_seed(tmp_path):
     rows = [_row(0, "2.0", "2.1", "1"), _row(1, "1.1", "2.1", "3")]
     result = {"schema_version": 1, "rows": rows, "summary": summarise(rows)}
@@ -170,7 +200,8 @@ def test_explain_is_called_through_its_interface(monkeypatch):
     assert calls == [("model", "data", 7, "search default")]
     explain_model("model", "data", 7, "smoke")
     assert calls[-1][-1] == "search smoke"
-    assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "variables": []}
+    assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "passing": [],
+                                      "combined": None, "closest": None, "variables": []}  # fmt: skip
 
 
 def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
@@ -194,3 +225,19 @@ def test_a_seed_ray_gave_up_on_is_an_error_row_that_is_never_reused(tmp_path):
     assert json.loads((out / "rows" / "seed-000003.json").read_text())["error"] == row["error"]
     assert reusable_row(out, 3, recipe) is None  # a failed seed is run again next time
     assert summarise([row])["failed_seeds"] == [3]
+
+
+def test_the_seeds_table_names_each_seed_no_model_explains(capsys):
+    from bracketlens.terminal import seeds_table
+
+    failing = [{"variable": "suffix_positive", "guard": "telling_iia", "value": 0.8,
+                "threshold": 0.85, "kinds": [], "groups": []}]  # fmt: skip
+    rows = [
+        _row(0, "2.0", "2.1", "1", verdict="a") | {"passing": ["a"], "iia": 0.95},
+        _row(1, "2.0", "2.1", "1", verdict="none")
+        | {"passing": [], "iia": 0.88, "closest": {"model": "b", "failing": failing}},
+    ]
+    seeds_table({"rows": rows, "summary": summarise(rows)})
+    out = capsys.readouterr().out
+    assert "seed 1: no model passes; closest b fails suffix_positive telling_iia" in out
+    assert "passes" in out and "seed 0: no model" not in out

@@ -75,6 +75,22 @@ def conclude(
     )
 
 
+def confirmed_models(rows: Sequence[tuple[str, float, bool]], k: int) -> frozenset[str]:
+    """The ``k`` models of the best validation score, from (model, score, trivial) per variable.
+
+    A model's score is its worst non-trivial variable's (the guards fail a model on its
+    worst variable); a model whose variables are all trivial is never confirmed. The
+    choice is made on validation pairs alone, so the confirmed models' test pairs
+    measure them without selection.
+    """
+    worst: dict[str, float] = {}
+    for name, score, trivial in rows:
+        if not trivial:
+            worst[name] = min(worst.get(name, np.inf), np.nan_to_num(score, nan=-np.inf))
+    ranked = sorted(worst, key=lambda name: -worst[name])
+    return frozenset(ranked[:k])
+
+
 def hypotheses() -> dict[str, object]:
     """What sets the verdict beside the search: the registered models, the grammar and the
     guards' thresholds (for a sweep's row-reuse hash; computing it runs nothing)."""

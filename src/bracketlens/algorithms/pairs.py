@@ -118,11 +118,14 @@ def sample_pairs(
     useful = informative_bases(model, variable, values)
     base_label = np.asarray(model.rule(values), dtype=bool)
     parts: list[Pairs] = []
+    # one stream per split: more test pairs leave the train and validation pairs as they are
+    streams = rng.integers(0, 2**63 - 1, size=len(SPLITS))
     for group in FailureGroup:
         for split, quota in enumerate((counts.train, counts.validation, counts.test)):
             candidates = np.flatnonzero(useful & (groups == group) & (split_of == split))
             if len(candidates) == 0 or quota == 0:
                 continue
+            rng = np.random.default_rng([int(streams[split]), int(group)])
             base = rng.choice(candidates, size=40 * quota)
             source = order[starts[base] + rng.integers(0, sizes[base])]
             base, source = base[source != base], source[source != base]

@@ -212,12 +212,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:
     """One row as flat columns: a location and a confidence column per role."""
     roles = row.get("roles") or {}
-    flat = {k: v for k, v in row.items() if k not in ("roles", "variables")}
+    nested = ("variables", "passing", "combined", "closest")  # JSON text columns
+    flat = {k: v for k, v in row.items() if k not in ("roles", *nested)}
     for name in ROLES:
         found = roles.get(name) or {}
         flat[name] = found.get("location")
         flat[f"{name}_confidence"] = found.get("confidence")
-    flat["variables"] = json.dumps(row["variables"]) if row.get("variables") else None
+    for name in nested:
+        flat[name] = json.dumps(row[name]) if row.get(name) is not None else None
     return flat
 
 
@@ -263,5 +265,6 @@ def _schema() -> Any:
     ]
     for name in ROLES:
         columns += [(name, pa.string()), (f"{name}_confidence", pa.float64())]
-    columns.append(("variables", pa.string()))  # explain's variables, as JSON text
+    # explain's variables, passing models, combined model and closest model, as JSON text
+    columns += [(name, pa.string()) for name in ("variables", "passing", "combined", "closest")]
     return pa.schema(columns)

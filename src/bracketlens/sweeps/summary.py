@@ -21,8 +21,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, object]:
     Returns a dict with ``roles`` (per role, each location with its count and
     fraction), ``verdicts`` (per verdict, with where each variable was aligned),
     ``layouts`` (elevation head, negative head, read position together),
-    ``course_layout``, ``unexplained`` (explain ran and named no model) and
-    ``explain_missing`` (rows without a verdict because explain was absent).
+    ``course_layout``, ``unexplained`` (explain ran and named no model),
+    ``explain_missing`` (rows without a verdict because explain was absent) and the
+    fields of :func:`explained_seeds`.
     """
     ok = [r for r in rows if r.get("error") is None]
     n = len(ok)
@@ -39,7 +40,47 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, object]:
         "course_layout": {"layout": _layout({"roles": _course_roles()}), **_share(course, n)},
         "unexplained": sum(1 for r in ok if r.get("verdict") == UNEXPLAINED),
         "explain_missing": sum(1 for r in ok if r.get("verdict") is None),
+        **explained_seeds(ok),
     }
+
+
+def explained_seeds(rows: Sequence[dict[str, Any]]) -> dict[str, object]:
+    """How many seeds each causal model explains, and the seeds none explains.
+
+    Over the rows that have ``explain``'s verdict: ``passing_models`` counts, for each
+    model, the seeds on which it passes (a seed where several pass counts for each),
+    with Wilson 95% intervals; ``explained`` counts the seeds where some model passes,
+    alone or as a combined model by input group; ``unexplained_seeds`` lists the others,
+    each with its closest model and the guards that model fails.
+    """
+    rows = [r for r in rows if r.get("verdict") is not None]
+    n = len(rows)
+    counts = Counter(name for r in rows for name in _passing(r))
+    combined = [r for r in rows if not _passing(r) and r.get("combined")]
+    left = [r for r in rows if not _passing(r) and not r.get("combined")]
+    return {
+        "passing_models": _shares(counts, n, key="model"),
+        "combined_only": _share(len(combined), n),
+        "explained": _share(n - len(left), n),
+        "unexplained_seeds": [
+            {
+                "seed": r["seed"],
+                "closest": (r.get("closest") or {}).get("model"),
+                "iia": r.get("iia"),
+                "failing": (r.get("closest") or {}).get("failing") or [],
+            }
+            for r in sorted(left, key=lambda r: r["seed"])
+        ],
+    }
+
+
+def _passing(row: dict[str, Any]) -> list[str]:
+    """The models that pass on this seed (a row without the list: its verdict, if any)."""
+    passing = row.get("passing")
+    if passing is not None:
+        return list(passing)
+    verdict = row.get("verdict")
+    return [] if verdict in (None, UNEXPLAINED) else [str(verdict)]
 
 
 def _share(count: int, n: int) -> dict[str, object]:

@@ -118,12 +118,17 @@ def _measure(
 
 
 def verdict_fields(explanation: dict[str, Any]) -> dict[str, Any]:
-    """The row's ``verdict``, ``iia`` and ``variables`` from ``explain``'s JSON."""
+    """The row's ``verdict``, ``iia``, ``passing``, ``combined``, ``closest`` and
+    ``variables`` from ``explain``'s JSON."""
     best = explanation["best_model"]
     models = explanation["models"]
     chosen = [m for m in models if m["name"] == best] or sorted(models, key=lambda m: -m["iia"])
+    passing = explanation.get("passing")
     return {
         "verdict": best,
+        "passing": list(passing) if passing is not None else ([] if best == "none" else [best]),
+        "combined": explanation.get("combined"),
+        "closest": _closest(explanation.get("closest")),
         # with no model explaining the seed ("none"), the best model's IIA says how close it came
         "iia": chosen[0]["iia"] if chosen else None,
         "variables": [
@@ -135,6 +140,15 @@ def verdict_fields(explanation: dict[str, Any]) -> dict[str, Any]:
             for v in explanation["variables"]
         ],
     }
+
+
+def _closest(closest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The closest model and each guard it fails (variable, guard, value, threshold)."""
+    if not closest:
+        return None
+    keep = ("variable", "guard", "value", "threshold", "kinds", "groups")
+    failing = [{k: f.get(k) for k in keep} for f in closest.get("failing") or []]
+    return {"model": closest.get("model"), "failing": failing}
 
 
 def variable_location(variable: dict[str, Any]) -> str:

@@ -1,0 +1,113 @@
+"""How explain picks the locations that get rotations and the patch each model keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bracketlens import evaluation_set
+from bracketlens.algorithms.causal import MODELS
+from bracketlens.algorithms.conclude import confirmed_models
+from bracketlens.algorithms.explain import _choice_score, _merge, _top_locations
+from bracketlens.algorithms.locations import Location, Site
+from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
+from bracketlens.algorithms.result import ScreenMap
+from bracketlens.model.names import act_name
+
+
+def _pairs(kind: list[int], telling: list[bool]) -> Pairs:
+    n = len(kind)
+    zeros = np.zeros(n, int)
+    return Pairs(zeros, zeros, np.array(kind), zeros, zeros, np.zeros(n, bool),
+                 np.zeros(n, bool), np.array(telling))  # fmt: skip
+
+
+def test_the_choice_is_by_the_worst_kind_and_the_telling_pairs_not_the_mean():
+    pairs = _pairs([0, 0, 1, 1, 2, 2], [True, False, False, False, False, False])
+    # all right but the one telling pair: every kind's mean is high, the telling IIA is 0
+    decision = np.array([False, True, True, True, True, True])
+    # one kind at 0.5, telling pair right
+    variable = np.array([True, True, True, False, True, True])
+    assert _choice_score(variable, pairs) > _choice_score(decision, pairs)
+    np.testing.assert_allclose(
+        _choice_score(np.ones(6, bool), pairs),
+        0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
+        atol=1e-12,
+    )
+
+
+def _screen(iia: np.ndarray, telling: np.ndarray) -> ScreenMap:
+    site_list = (
+        Site(act_name("resid_post", 0), None, 0),
+        Site(act_name("resid_pre", 1), None, 1),  # the same patch as resid_post 0
+        Site(act_name("z", 1), 0, 1),
+    )
+    return ScreenMap("m", "v", tuple(s.label for s in site_list), (0, 1, 1), ((0,), (1,)),
+                     iia, site_list, telling)  # fmt: skip
+
+
+def test_top_locations_skip_a_second_copy_of_one_patch():
+    iia = np.full((3, 2, len(KINDS)), 0.5)
+    iia[0, 1] = iia[1, 1] = 1.0  # resid_post 0 @1 == resid_pre 1 @1, the best
+    iia[2, 0] = 0.99  # z 1.0 @0: second
+    iia[0, 0] = 0.97
+    top = _top_locations(_screen(iia, np.full((3, 2), 0.5)), 3, n_layers=3)
+    assert [(t.site.label, t.positions) for t in top] == [
+        ("resid_post 0", (1,)),
+        ("z 1.0", (0,)),
+        ("resid_post 0", (0,)),
+    ]
+
+
+@pytest.mark.parametrize("n_top", [1, 3])
+def test_top_locations_stop_at_unscreened_ones(n_top):
+    iia = np.full((3, 2, len(KINDS)), np.nan)
+    iia[2, 1] = 0.8
+    top = _top_locations(_screen(iia, np.full((3, 2), np.nan)), n_top, n_layers=3)
+    assert [(t.site.label, t.positions) for t in top] == [("z 1.0", (1,))]
+
+
+def test_the_confirmed_models_are_those_of_the_best_worst_variable_on_validation():
+    rows = [
+        ("a", 0.08, False), ("a", -0.02, False),  # worst variable -0.02
+        ("b", 0.05, False), ("b", 0.9, True),  # the trivial variable does not count
+        ("c", 0.09, False), ("c", float("nan"), False),  # a variable never scored: last
+        ("d", 1.0, True),  # only trivial variables: never confirmed
+    ]  # fmt: skip
+    assert confirmed_models(rows, 2) == {"b", "a"}
+    assert confirmed_models(rows, 10) == {"a", "b", "c"}
+    assert confirmed_models(rows, 0) == frozenset()
+
+
+def test_more_test_pairs_leave_the_train_and_validation_pairs_as_they_are():
+    data = evaluation_set(600, seed=5)
+    tokens, groups = data.tokens.numpy(), data.failure_groups.numpy()
+    causal = MODELS["elevation_and_negative"]
+    split_of = string_splits(len(data), np.random.default_rng(0))
+    drawn = [
+        sample_pairs(causal, causal.variables[1], causal.values(tokens), tokens, groups,
+                     split_of, PairCounts(train=8, validation=8, test=test),
+                     np.random.default_rng(4))
+        for test in (8, 24)
+    ]  # fmt: skip
+    for split in ("train", "validation"):
+        a, b = (d.in_split(split) for d in drawn)
+        np.testing.assert_array_equal(a.base, b.base)
+        np.testing.assert_array_equal(a.source, b.source)
+    assert len(drawn[1].in_split("test")) > len(drawn[0].in_split("test"))
+
+
+def test_merged_groups_give_each_group_its_best_location_once():
+    site = [Site(act_name("resid_post", 0), None, 0), Site(act_name("resid_pre", 1), None, 1),
+            Site(act_name("z", 1), 0, 1), Site(act_name("resid_mid", 1), None, 1)]  # fmt: skip
+    first = [Location(site[0], (1,)), Location(site[2], (0,))]
+    second = [Location(site[1], (1,)), Location(site[3], (0, 1))]  # its best is first's best
+    third = [Location(site[3], (2,)), Location(site[2], (3,))]
+    merged = _merge([first, second, third], n_layers=3)
+    assert [(m.site.label, m.positions) for m in merged] == [
+        ("resid_post 0", (1,)),
+        ("resid_mid 1", (2,)),
+        ("z 1.0", (0,)),
+        ("resid_mid 1", (0, 1)),
+    ]
+    assert _merge([first], n_layers=3) == first
