@@ -27,9 +27,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from bracketlens.model.checkpoint import bundled_weights_path, read_sidecar
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.device import one_thread
 from bracketlens.model.train import Fitted, TrainConfig, fit
-from bracketlens.model.transformer import ModelConfig
 
 STATE = Path(__file__).with_name("recipe_prefix.safetensors")
 # Steps trained twice, at one thread, and required to give identical weights.

@@ -17,8 +17,8 @@ from bracketlens.discovery.pairs import EDITS, edit, make_pairs
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.edges import split_inputs
+from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
-from bracketlens.model.transformer import ModelConfig
 
 
 def _runs(model: BracketTransformer, n: int = 500, ablation: str = "counterfactual") -> Runs:

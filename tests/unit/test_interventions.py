@@ -9,7 +9,7 @@ from bracketlens import BracketLensError
 from bracketlens.components import Component, all_components
 from bracketlens.data.tokens import tokenize
 from bracketlens.interventions import patch, run_patched, set_at, zero
-from bracketlens.model.transformer import ModelConfig
+from bracketlens.model.config import ModelConfig
 
 
 def test_component_labels_hooks_and_parsing() -> None:

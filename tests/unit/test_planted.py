@@ -6,7 +6,7 @@ import torch
 from bracketlens import BracketLensError, evaluation_set, tokenize
 from bracketlens.algorithms import Search
 from bracketlens.algorithms.locations import sites
-from bracketlens.model.transformer import ModelConfig
+from bracketlens.model.config import ModelConfig
 from bracketlens.planted import (
     IITConfig,
     Placement,

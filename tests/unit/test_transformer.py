@@ -6,8 +6,8 @@ from transformer_lens import ActivationCache, FactoredMatrix
 
 from bracketlens import BracketLensError, BracketTransformer, tokenize
 from bracketlens.data.tokens import N_CTX, PAD
+from bracketlens.model.layers import IGNORE
 from bracketlens.model.names import act_name
-from bracketlens.model.transformer import IGNORE
 
 STRINGS = ["()", "(())()", "))((", "(((())))()()", "", "(" * 40]
 
