@@ -195,8 +195,7 @@ def seeds_table(result: Mapping[str, Any]) -> None:
     course = summary["course_layout"]
     _console.print(
         f"course layout ({course['layout']}): {course['count']} of {summary['n_analysed']} "
-        f"{_share(course)}; unexplained: {summary['unexplained']}; "
-        f"no verdict (explain absent): {summary['explain_missing']}; failed: {summary['n_failed']}"
+        f"{_share(course)}; unexplained: {summary['unexplained']}; failed: {summary['n_failed']}"
     )
 
 

@@ -71,17 +71,11 @@ def render_page(result: Mapping[str, Any]) -> str:
 def _overview(summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     recipes = sorted({f"{r['recipe']} ({r['steps']} steps, hash {r['recipe_hash']})" for r in rows})
     course = summary["course_layout"]
-    text = (
+    return (
         f"<p>Recipe: {html.escape(', '.join(recipes))}. {summary['n_analysed']} seeds analysed, "
         f"{summary['n_failed']} failed. The course's layout ({html.escape(course['layout'])}) "
         f"appears in {course['count']} of them: {_frac(course)}.</p>"
     )
-    if summary["explain_missing"]:
-        text += (
-            f'<p class="note">{summary["explain_missing"]} seeds have no verdict: '
-            "<code>bracketlens.algorithms.explain</code> is not installed in this version.</p>"
-        )
-    return text
 
 
 def _verdicts(summary: Mapping[str, Any]) -> str:

@@ -21,9 +21,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, object]:
     Returns a dict with ``roles`` (per role, each location with its count and
     fraction), ``verdicts`` (per verdict, with where each variable was aligned),
     ``layouts`` (elevation head, negative head, read position together),
-    ``course_layout``, ``unexplained`` (explain ran and named no model),
-    ``explain_missing`` (rows without a verdict because explain was absent) and the
-    fields of :func:`explained_seeds`.
+    ``course_layout``, ``unexplained`` (explain named no model) and the fields of
+    :func:`explained_seeds`.
     """
     ok = [r for r in rows if r.get("error") is None]
     n = len(ok)
@@ -39,7 +38,6 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, object]:
         "layouts": _shares(layouts, n, key="layout"),
         "course_layout": {"layout": _layout({"roles": _course_roles()}), **_share(course, n)},
         "unexplained": sum(1 for r in ok if r.get("verdict") == UNEXPLAINED),
-        "explain_missing": sum(1 for r in ok if r.get("verdict") is None),
         **explained_seeds(ok),
     }
 
