@@ -22,7 +22,7 @@ from bracketlens.algorithms import (
     register,
 )
 from bracketlens.algorithms.align import Adam, _run, screen
-from bracketlens.algorithms.explain import _same_patch, _screen_map
+from bracketlens.algorithms.choice import same_patch, screen_locations
 from bracketlens.algorithms.locations import Site, pair_activations, sites
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.data.tokens import OPEN
@@ -286,7 +286,7 @@ def test_screen_map_is_each_site_screened_on_its_own(data) -> None:
     search = replace(
         SMALL, sites=lambda s: s.layer < 2, positions=lambda p: len(p) == 1 and p[0] < 4
     )
-    found = _screen_map(model, data, causal.name, causal.variables[0], val, search)
+    found = screen_locations(model, data, causal.name, causal.variables[0], val, search)
     assert found.sites == ("resid_pre 0", "z 0.0", "z 0.1", "resid_mid 0", "mlp_post 0",
                            "resid_post 0", "resid_pre 1", "z 1.0", "z 1.1", "resid_mid 1",
                            "mlp_post 1", "resid_post 1")  # fmt: skip
@@ -304,7 +304,7 @@ def test_screen_map_is_each_site_screened_on_its_own(data) -> None:
     post, pre = found.sites.index("resid_post 0"), found.sites.index("resid_pre 1")
     np.testing.assert_array_equal(found.iia[post], found.iia[pre])
     last = Site("blocks.2.hook_resid_post", None, 2)
-    assert _same_patch(last, 3) == last  # the last block's output is no block's input
+    assert same_patch(last, 3) == last  # the last block's output is no block's input
 
 
 def test_random_model_explains_nothing_and_json_has_the_keys(random_model, data) -> None:
@@ -390,13 +390,13 @@ def test_a_searchs_settings_are_its_numbers_as_json_and_a_restricted_one_has_non
 
 
 def test_a_variable_equal_to_the_input_token_where_it_aligns_is_trivial(data) -> None:
-    from bracketlens.algorithms.explain import _trivial
+    from bracketlens.algorithms.confirm import trivial
     from bracketlens.algorithms.locations import Location
 
     tokens = data.tokens.numpy()
     first_close = MODELS["elevation_negative_shortcuts"].values(tokens)["starts_with_close"]
     embedding = Site("blocks.0.hook_resid_pre", None, 0)
-    assert _trivial(Location(embedding, (1,)), first_close, tokens)
-    assert not _trivial(Location(embedding, (2,)), first_close, tokens)  # another token
+    assert trivial(Location(embedding, (1,)), first_close, tokens)
+    assert not trivial(Location(embedding, (2,)), first_close, tokens)  # another token
     later = Site("blocks.1.hook_resid_pre", None, 1)
-    assert not _trivial(Location(later, (1,)), first_close, tokens)  # not the input any more
+    assert not trivial(Location(later, (1,)), first_close, tokens)  # not the input any more

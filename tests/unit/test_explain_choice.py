@@ -7,8 +7,8 @@ import pytest
 
 from bracketlens import evaluation_set
 from bracketlens.algorithms.causal import MODELS
+from bracketlens.algorithms.choice import choice_score, merge_ranked, top_locations
 from bracketlens.algorithms.conclude import confirmed_models
-from bracketlens.algorithms.explain import _choice_score, _merge, _top_locations
 from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
 from bracketlens.algorithms.result import ScreenMap
@@ -28,9 +28,9 @@ def test_the_choice_is_by_the_worst_kind_and_the_telling_pairs_not_the_mean():
     decision = np.array([False, True, True, True, True, True])
     # one kind at 0.5, telling pair right
     variable = np.array([True, True, True, False, True, True])
-    assert _choice_score(variable, pairs) > _choice_score(decision, pairs)
+    assert choice_score(variable, pairs) > choice_score(decision, pairs)
     np.testing.assert_allclose(
-        _choice_score(np.ones(6, bool), pairs),
+        choice_score(np.ones(6, bool), pairs),
         0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
         atol=1e-12,
     )
@@ -51,7 +51,7 @@ def test_top_locations_skip_a_second_copy_of_one_patch():
     iia[0, 1] = iia[1, 1] = 1.0  # resid_post 0 @1 == resid_pre 1 @1, the best
     iia[2, 0] = 0.99  # z 1.0 @0: second
     iia[0, 0] = 0.97
-    top = _top_locations(_screen(iia, np.full((3, 2), 0.5)), 3, n_layers=3)
+    top = top_locations(_screen(iia, np.full((3, 2), 0.5)), 3, n_layers=3)
     assert [(t.site.label, t.positions) for t in top] == [
         ("resid_post 0", (1,)),
         ("z 1.0", (0,)),
@@ -63,7 +63,7 @@ def test_top_locations_skip_a_second_copy_of_one_patch():
 def test_top_locations_stop_at_unscreened_ones(n_top):
     iia = np.full((3, 2, len(KINDS)), np.nan)
     iia[2, 1] = 0.8
-    top = _top_locations(_screen(iia, np.full((3, 2), np.nan)), n_top, n_layers=3)
+    top = top_locations(_screen(iia, np.full((3, 2), np.nan)), n_top, n_layers=3)
     assert [(t.site.label, t.positions) for t in top] == [("z 1.0", (1,))]
 
 
@@ -103,11 +103,11 @@ def test_merged_groups_give_each_group_its_best_location_once():
     first = [Location(site[0], (1,)), Location(site[2], (0,))]
     second = [Location(site[1], (1,)), Location(site[3], (0, 1))]  # its best is first's best
     third = [Location(site[3], (2,)), Location(site[2], (3,))]
-    merged = _merge([first, second, third], n_layers=3)
+    merged = merge_ranked([first, second, third], n_layers=3)
     assert [(m.site.label, m.positions) for m in merged] == [
         ("resid_post 0", (1,)),
         ("resid_mid 1", (2,)),
         ("z 1.0", (0,)),
         ("resid_mid 1", (0, 1)),
     ]
-    assert _merge([first], n_layers=3) == first
+    assert merge_ranked([first], n_layers=3) == first
