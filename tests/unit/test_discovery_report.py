@@ -59,7 +59,8 @@ def test_the_graph_draws_the_strongest_edges_once_each_and_the_nodes() -> None:
     assert len(small.data) == 3 + 1
     widths = [t.line.width for t in small.data[:3]]
     assert widths == sorted(widths)  # strongest drawn last, on top
-    assert small.data[-1].x == (0, 7) and set(small.data[-1].y) == {0, 1, 2}
+    nodes = set(zip(small.data[-1].x, small.data[-1].y, strict=True))
+    assert nodes == {(x, p) for x in (0, 7) for p in range(3)}  # embed and 2.0 at 0, 1, 2
     big = circuit_graph(_circuit(("embed", "2.0"), DRAWN_EDGES + 40), COMPONENTS, title="t")
     assert len(big.data) == DRAWN_EDGES + 1
 
