@@ -22,6 +22,7 @@ from bracketlens.circuits.negative import NegativeAttention, NegativeFeeders
 from bracketlens.circuits.patching import PatchedAttention
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
+from bracketlens.discovery.stage import ReportDiscovery
 from bracketlens.explorer.export import ExplorerExport
 from bracketlens.interventions.ablate import AblationEffect
 from bracketlens.interventions.attribution_patching import AttributionPatching
@@ -88,6 +89,7 @@ class Analysis:
     attack: list[dict[str, object]] = field(default_factory=list)  # rescored attack strings
     explorer: ExplorerExport | None = None  # the in-page model (weights and means), not JSON
     explanation: Explanation | None = None  # which causal model the network runs (explain)
+    discovery: ReportDiscovery | None = None  # the circuit found without a template
 
     @property
     def attention_read(self) -> Estimate | None:
@@ -107,6 +109,7 @@ class Analysis:
                 "components": self._attribution_json(),
             },
             "explanation": None if self.explanation is None else self.explanation.to_json(),
+            **self._discovery_json(),
             "localisation": self.localisation.to_json(),
             "roles_source": self.roles_source,
             "negative_head_attention": _json(self.negative_attention),
@@ -122,6 +125,15 @@ class Analysis:
             "adversarial_examples": self.attack,
             "hypothesis": [] if self.elevation is None else self.elevation.claims_json(),
         }
+
+    def _discovery_json(self) -> dict[str, object]:
+        """The discovery stage's JSON (null where it did not run, with a reason where it ran
+        and found too few pairs)."""
+        d = self.discovery
+        out: dict[str, object] = {"discovery": None if d is None else d.to_json()}
+        if d is not None and d.reason is not None:
+            out["discovery_null_reason"] = d.reason
+        return out
 
     def _model_json(self) -> dict[str, object]:
         return {

@@ -26,9 +26,11 @@ ablation table, the clean slices the interventions read) is declared once, in
 :class:`bracketlens.plan.PassPlan`. Beside steps 1-7, "explorer" (8) adds the weights
 and per-component means the page's own model runs on (one more pass), and "explain"
 (9) which causal model the network runs, by interchange interventions, with a lighter
-search than ``bracketlens explain``'s. ``explain`` reads only the model and the
-strings, so it starts first, in a child process where a second core allows
-(:mod:`bracketlens.beside`), and its result is collected last. A new stage adds a
+search than ``bracketlens explain``'s, and "discover" (10) the circuit found without a
+template (:mod:`bracketlens.discovery.stage`), on fewer pairs than ``bracketlens
+discover``'s. ``explain`` and ``discover`` read only the model and the strings, so they
+start first, each in a child process where a second core allows
+(:mod:`bracketlens.beside`), and their results are collected last. A new stage adds a
 member to :class:`~bracketlens.plan.Stage`, a field to :class:`Analysis` and a line here.
 """
 
@@ -44,6 +46,7 @@ from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.beside import Beside
 from bracketlens.data.dataset import BracketDataset
+from bracketlens.discovery.stage import report_discovery
 from bracketlens.localisation import Localisation, locate_heads
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes import observe
@@ -73,6 +76,13 @@ def run(
             stack.enter_context(Beside(explain, model, data, seed=seed, search=Search.quick(),
                                        device=next(model.parameters()).device.type))
             if Stage.EXPLAIN in chosen
+            else None
+        )  # fmt: skip
+        # discovery, too, reads only the model and the strings: a second child beside them
+        discovered = (
+            stack.enter_context(Beside(report_discovery, model, data, seed=seed,
+                                       device=next(model.parameters()).device.type))
+            if Stage.DISCOVER in chosen
             else None
         )  # fmt: skip
         groups, held_out, causal = st.split(data, seed, causal_n, halves)
@@ -113,6 +123,10 @@ def run(
         if Stage.EXPLORER in chosen:
             step("the explorer's weights and means")
             result = st.explorer(result, model)
+        # collected in the reverse order of their starts: each gives back the threads it took
+        if discovered is not None:
+            step("the circuit, found without a template")
+            result = replace(result, discovery=discovered.result())
         if explained is not None:
             step("what the model computes")
             result = replace(result, explanation=explained.result())

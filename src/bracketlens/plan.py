@@ -30,12 +30,15 @@ class Stage(StrEnum):
     MEAN_ABLATION = "mean_ablation"  # the table of every component mean-ablated
     EXPLORER = "explorer"  # the weights and means the report's in-page model runs on
     EXPLAIN = "explain"  # which causal model the network runs (interchange interventions)
+    DISCOVER = "discover"  # the circuit found without a template (edge scores, faithfulness)
 
 
 # command -> the stages it runs
 COMMAND_STAGES: dict[str, frozenset[Stage]] = {
     "analyze": frozenset({Stage.CIRCUITS, Stage.INTERVENTIONS}),
-    "report": frozenset({Stage.CIRCUITS, Stage.INTERVENTIONS, Stage.EXPLAIN, Stage.EXPLORER}),
+    "report": frozenset(
+        {Stage.CIRCUITS, Stage.INTERVENTIONS, Stage.EXPLAIN, Stage.EXPLORER, Stage.DISCOVER}
+    ),
     "circuit": frozenset({Stage.INTERVENTIONS, Stage.MEAN_ABLATION}),
     "seeds": frozenset(),
 }

@@ -129,7 +129,22 @@ def findings_summary(findings: Analysis) -> None:
         table.add_row("attention on read position", str(findings.attention_read))
         table.add_row("cos(v_L, v_R)", f"{e.tally.cosine:.4f}")
         table.add_row("claims that hold", f"{sum(c.holds for c in e.claims)} of {len(e.claims)}")
+    if findings.discovery is not None:
+        table.add_row("circuit found without a template", _discovered(findings))
     _console.print(table)
+
+
+def _discovered(findings: Analysis) -> str:
+    """The discovered circuit in one line: its size, held-out f and the course's roles in it."""
+    from bracketlens.discovery.stage import roles_sentence
+
+    found = findings.discovery
+    d = None if found is None else found.result
+    if d is None:
+        return f"none ({found.reason if found else 'not run'})"
+    if d.faithfulness_reason is not None:
+        return f"none ({d.faithfulness_reason})"
+    return roles_sentence(d, findings.localisation)
 
 
 def circuit_table(result: Mapping[str, Any]) -> None:

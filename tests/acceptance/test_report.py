@@ -47,6 +47,15 @@ def test_report_files(report_dir):
     assert "Small sample:" not in html  # 1,500 strings fill every failure group
     verdict = findings["explanation"]["verdict"]  # the bundled model's, from explain
     assert "What this model computes" in html and html_escape(verdict) in html
+    found = findings["discovery"]  # the circuit found without a template, on 600 strings
+    assert found["method"] == "eap-ig" and found["n_strings"] == 600 and found["n_pairs"] >= 200
+    assert set(found["budgets"][0]["by_edit"]) == {"open_to_close", "close_to_open", "swap_block"}
+    assert found["optimum"]["best"]["components"]
+    section = html.split('<section id="discovery">')[1].split("</section>")[0]
+    assert (
+        "The circuit, found without a template" in section and "discovery_faithfulness" in section
+    )
+    assert html.index('id="discovery"') < html.index('id="localisation"')
     assert not list(report_dir.parent.glob(".report.*"))  # the temp folder is gone
     # the page carries the same findings, as valid JSON (a browser's JSON.parse reads it)
     embedded = html.split('<script type="application/json" id="findings">')[1].split("</script>")[0]

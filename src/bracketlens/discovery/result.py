@@ -123,7 +123,11 @@ class Discovery:
             "n_pairs": self.n_pairs,
             "n_dropped": self.n_dropped,
             "split": self.split,
-            "budgets": [vars(b) for b in self.budgets],
+            "budgets": [
+                vars(b)
+                | ({"by_edit": {e: f[i] for e, f in self.by_edit.items()}} if self.by_edit else {})
+                for i, b in enumerate(self.budgets)
+            ],
             "cpr": self.cpr,
             "cmd": self.cmd,
             "n_live_edges": self.n_live_edges,

@@ -11,6 +11,7 @@ from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.plots.algorithms import iia_heatmaps
 from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
 from bracketlens.plots.circuits import attention_bars, group_bars, neuron_explorer, ranked_bars
+from bracketlens.plots.discovery import DRAWN_EDGES, circuit_graph, faithfulness_curves
 
 
 @dataclass(frozen=True)
@@ -183,12 +184,41 @@ def algorithm_figures(f: Analysis) -> list[Figure]:
     return [Figure(f"iia_{s.variable}", caption, iia_heatmaps(s)) for s in screens]
 
 
+def discovery_figures(f: Analysis) -> list[Figure]:
+    """The circuit found without a template as a graph, and its faithfulness curves."""
+    found = f.discovery
+    d = None if found is None else found.result
+    if found is None or d is None or d.faithfulness_reason is not None:
+        return []
+    figs = [
+        Figure(
+            "discovery_faithfulness",
+            f"Left: faithfulness of {d.method}'s top edges at each budget, over all pairs and "
+            "per edit. Right: the best node-induced circuit of each size (exact, every subset) "
+            f"beside {d.method}'s own top components; the dotted line is f = 0.95.",
+            faithfulness_curves(d, d.optimum, title="Faithfulness against circuit size"),
+        )
+    ]
+    if d.circuit is not None:
+        figs.insert(0, Figure(
+            "discovery_circuit",
+            f"The circuit {d.method} finds, {d.circuit.n_edges:,} edges, its "
+            f"{min(DRAWN_EDGES, d.circuit.n_edges)} strongest drawn: each from a sender to "
+            "a receiver's input at one position (q, k, v: a head's query, key, value input); "
+            "width by |score|, blue raises the logit difference towards the right label, red "
+            "lowers it. Mixing across positions happens inside a head's attention.",
+            circuit_graph(d.circuit, list(found.components), title="The circuit, found without a template"),
+        ))  # fmt: skip
+    return figs
+
+
 def all_figures(f: Analysis) -> dict[str, list[Figure]]:
     """Every figure, grouped by report section."""
     return {
         "algorithm": algorithm_figures(f),
         "attribution": attribution_figures(f),
         "circuit": circuit_figures(f),
+        "discovery": discovery_figures(f),
         "negative": negative_figures(f),
         "patching": patching_figures(f),
     }

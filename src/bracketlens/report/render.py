@@ -50,6 +50,7 @@ SECTIONS = [
     ("model", "Model and data"),
     ("attribution", "Logit attribution"),
     ("algorithm", "What this model computes"),
+    ("discovery", "The circuit, found without a template"),
     ("localisation", "Where the circuit is"),
     ("circuit", "The total elevation circuit"),
     ("negative", "The negative head"),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bracketlens.analysis import Analysis
 from bracketlens.data.truth import FailureGroup, labels_present
 from bracketlens.localisation import RoleFinding
+from bracketlens.report.discovery import discovery_html
 
 if TYPE_CHECKING:
     from bracketlens.algorithms.result import Explanation
@@ -333,6 +334,7 @@ def section_texts(f: Analysis, png_note: str, warnings: Sequence[str] = ()) -> d
         "model": _model(f, png_note, notes),
         "attribution": _attribution(f),
         "algorithm": _algorithm(f),
+        "discovery": discovery_html(f),
         "localisation": _localisation(f),
         "circuit": _circuit(f),
         "negative": _negative_section(f),
