@@ -16,6 +16,7 @@ from bracketlens.planted.circuits import (
     course,
     draw_circuits,
     read_circuits,
+    strict_edges,
     strict_nodes,
     true_components,
     true_edges,
@@ -80,6 +81,16 @@ def test_strict_nodes_are_everything_outside_the_circuit():
     assert {p for c, p in strict if c in ("2.0", "mlp2")} == {0} and ("mlp2", 0) not in strict
     # layer 1's other head and MLP at every position, 1.0 past position 0, and 2.0 at 0
     assert len(strict) == 42 + 42 + 41 + 1
+
+
+def test_no_true_edge_touches_a_strict_node():
+    for spec in [*draw_circuits(0), compiled_spec()]:
+        true, strict = true_edges(spec, GRAPH), strict_edges(spec, GRAPH)
+        assert true.any() and strict.any() and not (true & strict).any(), spec.name
+        # every live edge into a component outside the circuit is strict
+        outside = [r for r, rec in enumerate(GRAPH.receivers) if rec.name in ("0.1", "mlp1")]
+        if spec.kind == "course" and spec.name != "compiled" and "0.1" not in true_components(spec):
+            assert strict[outside].sum() == GRAPH.upstream[outside].sum() * strict.shape[-1]
 
 
 def test_counterfactuals_carry_only_the_atoms_downstream():

@@ -313,3 +313,20 @@ def strict_nodes(spec: CircuitSpec, cfg: ModelConfig, width: int = N_CTX) -> lis
         positions = [0] if layer == cfg.n_layers - 1 else range(width)
         out += [(comp, p) for p in positions if (comp, p) not in inside]
     return out
+
+
+def strict_edges(spec: CircuitSpec, graph: Graph, width: int = N_CTX) -> Bool[Tensor, "r s pos"]:
+    """The position-level edges out of a strict node, or into a component outside the
+    circuit (what SIIT trains to carry nothing)."""
+    strict = set(strict_nodes(spec, ModelConfig(n_layers=graph.n_layers, n_heads=graph.n_heads),
+                              width))  # fmt: skip
+    inside = set(true_components(spec))
+    out = torch.zeros(len(graph.receivers), len(graph.senders), width, dtype=torch.bool)
+    for s, snd in enumerate(graph.senders):
+        for p in range(width):
+            if (snd.name, p) in strict:
+                out[:, s, p] = True
+    for r, rec in enumerate(graph.receivers):
+        if rec.input != "logits" and rec.name not in inside:
+            out[r] = True
+    return out & graph.upstream[:, :, None]
