@@ -19,7 +19,7 @@ Usage:
 3. Every model, the compiled one included, is copied *without* its sidecar into a
    fresh folder and scored there (:mod:`ground_truth_scores`) with the settings a user
    gets: ``discover``'s EAP, EAP-IG and exact patching, ACDC, ``circuit``'s roles, and
-   ``explain`` with its default search.
+   ``explain`` with its default search. ``--jobs`` scores that many models at once.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,6 +87,12 @@ def train_one(spec: CircuitSpec, cache: Path, cfg: SIITConfig) -> str:
     return spec.name
 
 
+def score_one(job: tuple[Any, ...], n: int, explain_n: int) -> dict[str, Any]:
+    """One model's row, on one thread."""
+    torch.set_num_threads(1)
+    return score_model(*job, n, explain_n)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", default="ground_truth_cache")
@@ -93,8 +100,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=SIITConfig().steps)
     parser.add_argument("--jobs", type=int, default=1, help="circuits trained at once")
-    parser.add_argument("--n", type=int, default=2000, help="strings discover's pairs come from")
-    parser.add_argument("--explain-n", type=int, default=4000, help="strings explain sees")
+    parser.add_argument("--n", type=int, default=1000, help="strings discover's pairs come from")
+    parser.add_argument("--explain-n", type=int, default=2000, help="strings explain sees")
     parser.add_argument("--build-only", action="store_true", help="train, score nothing")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -106,22 +113,21 @@ def main() -> None:
     if args.build_only:
         return
     blind = Path(tempfile.mkdtemp(prefix="blind-"))
-    rows = []
+    jobs: list[tuple[Any, ...]] = []
     try:
         for i, row in enumerate(suite):
             copy = blind / f"model-{i}.safetensors"  # neither the name nor a sidecar tells
             shutil.copyfile(row["path"], copy)  # type: ignore[arg-type]
-            record = row["record"]
-            ok, why = accepted(record)  # type: ignore[arg-type]
-            spec = row["spec"]
-            assert isinstance(spec, CircuitSpec)
-            rows.append(score_model(copy, spec, "planted", ok, why, record, args.n, args.explain_n))
+            ok, why = accepted(row["record"])  # type: ignore[arg-type]
+            jobs.append((copy, row["spec"], "planted", ok, why, row["record"]))
         copy = blind / "model-c.safetensors"
         save_checkpoint(build_compiled(), copy)
         copy.with_suffix(".json").unlink()
-        rows.append(
-            score_model(copy, compiled_spec(), "compiled", True, [], None, args.n, args.explain_n)
-        )
+        jobs.append((copy, compiled_spec(), "compiled", True, [], None))
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            rows = list(
+                pool.map(score_one, jobs, [args.n] * len(jobs), [args.explain_n] * len(jobs))
+            )
     finally:
         shutil.rmtree(blind)
     out = {"rows": rows, "summary": summary(rows)}

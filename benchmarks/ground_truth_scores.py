@@ -4,19 +4,21 @@
   ablation (counterfactual), on the half of the pairs it chooses circuits on;
   circuits are the top edges at MIB's budgets.
 - ``exact``: single-edge patching at component level (at position level it patches
-  every live edge alone: thousands of runs), every edge count a budget.
-- ``acdc``: :mod:`bracketlens.discovery.acdc` at component level, KL, on 150 of the
+  every live edge alone: thousands of runs), at 17 edge counts from 0 to all 100.
+- ``acdc``: :mod:`bracketlens.discovery.acdc` at component level, KL, on 100 of the
   chosen pairs; its circuits are the sweep's.
 - ``circuit``: the course's roles as one circuit (tally head, MLP 0, the two readers).
 
 For each: edge and node AUROC from the raw scores and traced from the budgets (MIB),
 and CMD (the area under |1 - f| over the fraction of edges). Beside them the node
-optimum (the smallest node-induced circuit with f >= 0.95) against the true nodes,
-and ``explain`` with its default search.
+optimum (the smallest node-induced circuit with f >= 0.95, on 600 strings' pairs)
+against the true nodes, and ``explain`` with its default search.
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,9 @@ from bracketlens.planted.score import (
 )
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # discover's, MIB's
-ACDC_PAIRS = 150
+COMPONENT_BUDGETS = (0, 1, 2, 3, 4, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75)  # edge counts
+ACDC_PAIRS = 100
+OPTIMUM_STRINGS = 600  # the node optimum runs every subset of components: on fewer pairs
 DETECTORS = ("eap", "eap-ig", "exact", "acdc", "circuit")
 
 
@@ -146,7 +150,7 @@ def _circuit(
     found = run(model, evaluation_set(n, seed=0), seed=0, stages=COMMAND_STAGES["circuit"])
     localisation = found.to_json()["localisation"]
     assert isinstance(localisation, dict)
-    roles = {k: v["location"] for k, v in localisation.items() if isinstance(v, dict)}
+    roles = {k: v.get("location") for k, v in localisation.items() if isinstance(v, dict)}
     graph, up = runs.graph, runs.graph.upstream
     kept = circuit_edges(graph, roles)
     f = runs.faithfulness(runs.m((~kept).float()[None, :, :, None]))[0]
@@ -165,8 +169,10 @@ def _circuit(
     }
 
 
-def _optimum(runs: Runs, spec: CircuitSpec) -> dict[str, Any]:
+def _optimum(model: BracketTransformer, spec: CircuitSpec) -> dict[str, Any]:
     """The smallest node-induced circuit with f >= 0.95 against the true nodes."""
+    pairs = make_pairs(evaluation_set(OPTIMUM_STRINGS, seed=1), 0)
+    runs = Runs.build(model, pairs, "counterfactual", 0)
     subsets, m = node_circuits_m(runs)
     f, _ = runs.faithfulness(m)
     comps = [s.name for s in runs.graph.senders[1:]]
@@ -245,15 +251,32 @@ def score_model(
     truth = true_edges(spec, graph, runs.width)
     nodes = component_truth(graph, true_components(spec))
     detectors: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def timed(name: str) -> None:
+        nonlocal clock
+        seconds[name] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        print(f"{spec.name}: {name} in {seconds[name]} s", file=sys.stderr, flush=True)
+
     for method in ("eap", "eap-ig"):
         scores = edge_scores(runs, chosen, method, live)
         detectors[method] = _ranked(runs, scores, live, truth & live, nodes, "position")
+        timed(method)
     comp = graph.upstream[:, :, None]
     comp_truth = truth.any(-1)
     exact = edge_scores(runs, chosen, "exact", comp)
     detectors["exact"] = _ranked(runs, exact, comp, comp_truth[:, :, None], nodes, "component")
+    timed("exact")
     detectors["acdc"] = _acdc(runs, chosen, comp_truth, nodes)
+    timed("acdc")
     detectors["circuit"] = _circuit(model, runs, n, comp_truth, nodes)
+    timed("circuit")
+    optimum = _optimum(model, spec)
+    timed("optimum")
+    explained = _explain(model, spec, explain_n)
+    timed("explain")
     row = {
         "model": spec.name,
         "kind": kind,
@@ -263,8 +286,9 @@ def score_model(
         "true_nodes": true_components(spec),
         "n_true_edges": {"position": int((truth & live).sum()), "component": int(comp_truth.sum())},
         "detectors": detectors,
-        "optimum": _optimum(runs, spec),
-        "explain": _explain(model, spec, explain_n),
+        "optimum": optimum,
+        "explain": explained,
+        "seconds": seconds,
     }
     if record is not None:
         row["planting"] = {
