@@ -53,15 +53,18 @@ from bracketlens.planted.siit import SIITConfig, accepted, train_circuit
 
 
 def build_suite(
-    cache: Path, count: int, seed: int, cfg: SIITConfig, jobs: int = 1
+    cache: Path, count: int, seed: int, cfg: SIITConfig, jobs: int = 1, train: bool = True
 ) -> list[dict[str, object]]:
-    """Train (or reuse) every circuit of the suite; each one's spec, path and record."""
+    """Train (or reuse) every circuit of the suite; each one's spec, path and record
+    (without ``train``: only the circuits already trained)."""
     cache.mkdir(parents=True, exist_ok=True)
     suite_file = cache / "suite.json"
     if not suite_file.exists():
         write_circuits(draw_circuits(seed)[:count], suite_file)
     specs = read_circuits(suite_file)
-    todo = [s for s in specs if not (cache / f"{s.name}.safetensors").exists()]
+    todo = [s for s in specs if not (cache / f"{s.name}.record.json").exists()]
+    if not train:
+        specs, todo = [s for s in specs if s not in todo], []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         for name in pool.map(train_one, todo, [cache] * len(todo), [cfg] * len(todo)):
             print(f"trained {name}", file=sys.stderr, flush=True)
@@ -103,11 +106,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="strings discover's pairs come from")
     parser.add_argument("--explain-n", type=int, default=2000, help="strings explain sees")
     parser.add_argument("--build-only", action="store_true", help="train, score nothing")
+    parser.add_argument("--trained-only", action="store_true", help="score the trained ones")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t = time.perf_counter()
+    cfg = SIITConfig(steps=args.steps)
     suite = build_suite(
-        Path(args.cache), args.circuits, args.seed, SIITConfig(steps=args.steps), args.jobs
+        Path(args.cache), args.circuits, args.seed, cfg, args.jobs, not args.trained_only
     )
     print(f"suite ready in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     if args.build_only:
