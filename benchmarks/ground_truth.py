@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument("--explain-n", type=int, default=2000, help="strings explain sees")
     parser.add_argument("--build-only", action="store_true", help="train, score nothing")
     parser.add_argument("--trained-only", action="store_true", help="score the trained ones")
+    parser.add_argument("--models", help="comma-separated circuit names to score (default all)")
+    parser.add_argument("--no-compiled", action="store_true", help="leave the compiled model out")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     t = time.perf_counter()
@@ -120,15 +122,19 @@ def main() -> None:
     blind = Path(tempfile.mkdtemp(prefix="blind-"))
     jobs: list[tuple[Any, ...]] = []
     try:
+        wanted = set(args.models.split(",")) if args.models else None
         for i, row in enumerate(suite):
+            if wanted is not None and row["spec"].name not in wanted:  # type: ignore[attr-defined]
+                continue
             copy = blind / f"model-{i}.safetensors"  # neither the name nor a sidecar tells
             shutil.copyfile(row["path"], copy)  # type: ignore[arg-type]
             ok, why = accepted(row["record"])  # type: ignore[arg-type]
             jobs.append((copy, row["spec"], "planted", ok, why, row["record"]))
-        copy = blind / "model-c.safetensors"
-        save_checkpoint(build_compiled(), copy)
-        copy.with_suffix(".json").unlink()
-        jobs.append((copy, compiled_spec(), "compiled", True, [], None))
+        if not args.no_compiled:
+            copy = blind / "model-c.safetensors"
+            save_checkpoint(build_compiled(), copy)
+            copy.with_suffix(".json").unlink()
+            jobs.append((copy, compiled_spec(), "compiled", True, [], None))
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             rows = list(
                 pool.map(score_one, jobs, [args.n] * len(jobs), [args.explain_n] * len(jobs))
