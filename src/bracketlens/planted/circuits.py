@@ -86,7 +86,11 @@ class HighNode:
 
     @property
     def label(self) -> str:
-        where = "every position" if self.positions is None else f"@{self.positions[0]}"
+        p = self.positions
+        if p is None:
+            where = "every position"
+        else:
+            where = f"@{p[0]}" if len(p) == 1 else f"@{p[0]}..{p[-1]}"
         return f"{self.variable} in {self.component} {where}"
 
 
