@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bracketlens.discovery.pairs import EDITS
 from tests.acceptance.test_cli import run
 
 KEYS = {"method", "level", "ablation", "n_pairs", "n_dropped", "split", "budgets", "cpr", "cmd"}
@@ -23,7 +24,8 @@ def test_discover_json_has_the_schema(capsys):
         "counterfactual",
     )
     assert [b["fraction"] for b in result["budgets"]][-1] == 0.5
-    assert {"fraction", "n_edges", "faithfulness"} == set(result["budgets"][0])
+    assert {"fraction", "n_edges", "faithfulness", "by_edit"} == set(result["budgets"][0])
+    assert set(result["budgets"][0]["by_edit"]) == set(EDITS)
     circuit = result["circuit"]
     assert set(circuit) == {
         "edges",
