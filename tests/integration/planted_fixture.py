@@ -23,7 +23,6 @@ import platform
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
@@ -31,6 +30,7 @@ from torch import Tensor
 from bracketlens.model.device import one_thread
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.planted import IITConfig, Placement, train_planted
+from tests.integration.recipe_prefix import torch_release
 
 STATE = Path(__file__).with_name("planted_negative.safetensors")
 #: the negative check in head 1.1 at position 2 (the suite's planted-1, seed 1)
@@ -44,11 +44,6 @@ RECIPE = IITConfig(steps=600, n_eval=2_000)
 PREFIX_RECIPE = IITConfig(steps=40, n_eval=200)
 PARAM_RTOL = 1e-3  # of the parameters' norm, over all of them
 MODEL, PREFIX = "model.", "prefix."
-
-
-def torch_release() -> str:
-    """The installed torch's version without its build tag (``2.13.0`` for ``2.13.0+cpu``)."""
-    return torch.__version__.split("+")[0]
 
 
 def train_prefix(cfg: IITConfig = PREFIX_RECIPE) -> dict[str, Tensor]:

@@ -21,6 +21,7 @@ import json
 import platform
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -65,6 +66,22 @@ def bundled_recipe_json() -> str:
 def torch_release() -> str:
     """The installed torch's version without its build tag (``2.13.0`` for ``2.13.0+cpu``)."""
     return torch.__version__.split("+")[0]
+
+
+def skip_unless_made_here(meta: dict[str, str]) -> None:
+    """Skip, saying why, when a stored state was made under another torch release."""
+    if meta["torch"] != torch_release():
+        pytest.skip(
+            f"the stored state was made with torch {meta['torch']}, this is torch "
+            f"{torch_release()}: kernels of another release round differently"
+        )
+
+
+def relative_drift(got: dict[str, Tensor], stored: dict[str, Tensor]) -> float:
+    """How far ``got`` lies from ``stored``, over all tensors, as a share of their norm."""
+    assert got.keys() == stored.keys()
+    drift = torch.cat([(got[k] - stored[k]).flatten() for k in stored]).norm()
+    return float(drift / torch.cat([v.flatten() for v in stored.values()]).norm())
 
 
 def train_prefix(cfg: TrainConfig | None = None) -> Fitted:
