@@ -25,7 +25,7 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import IO, Any, Generic, TypeVar
@@ -174,3 +174,37 @@ def _own(stream: IO[str] | None) -> IO[str]:
         return open(os.dup(stream.fileno()), "w", buffering=1)  # type: ignore[union-attr]
     except (AttributeError, OSError, ValueError):  # no stream, or not on a descriptor
         return open(os.devnull, "w")
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def in_two_shares(
+    fn: Callable[[list[A]], list[B]],
+    items: Sequence[A],
+    cost: Callable[[A], float],
+    device: str = "cpu",
+) -> list[B]:
+    """``fn`` over ``items`` (one result per item, in order), the items split in two shares
+    of about equal ``cost``: one share runs in a forked child (:class:`Beside`), the other
+    here, at the same time.
+
+    The results are those of ``fn(items)`` wherever each item's result depends only on
+    that item. Where no fork is safe (:func:`forkable`) every item runs here.
+    """
+    if len(items) < 2 or not forkable(device):
+        return fn(list(items))
+    shares: tuple[list[int], list[int]] = ([], [])
+    load = [0.0, 0.0]
+    for i in sorted(range(len(items)), key=lambda i: -cost(items[i])):  # largest first
+        side = 0 if load[0] <= load[1] else 1
+        shares[side].append(i)
+        load[side] += cost(items[i])
+    out: list[Any] = [None] * len(items)
+    with Beside(fn, [items[i] for i in shares[1]], device=device) as child:
+        for i, value in zip(shares[0], fn([items[i] for i in shares[0]]), strict=True):
+            out[i] = value
+        for i, value in zip(shares[1], child.result(), strict=True):
+            out[i] = value
+    return out

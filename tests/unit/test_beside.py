@@ -147,3 +147,47 @@ def test_output_is_neither_lost_nor_written_twice():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.splitlines() == ["before", "from the child", "after"]
+
+
+def _squares_and_pids(items: list[int]) -> list[tuple[int, int]]:
+    return [(i * i, os.getpid()) for i in items]
+
+
+@needs_fork
+def test_two_shares_give_each_items_result_in_order_from_two_processes():
+    items = [5, 1, 4, 2, 3, 9]
+    out = beside.in_two_shares(_squares_and_pids, items, cost=float)
+    assert [v for v, _ in out] == [i * i for i in items]
+    pids = {pid for _, pid in out}
+    assert len(pids) == 2 and os.getpid() in pids
+    # by cost, largest first, each to the lighter share (ties to the first): {9, 3} and
+    # {5, 4, 2, 1}, 12 each
+    share = {i: pid for i, (_, pid) in zip(items, out, strict=True)}
+    assert share[9] == share[3] != share[5] == share[4] == share[2] == share[1]
+
+
+def test_two_shares_run_here_without_a_fork(monkeypatch):
+    monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)
+    out = beside.in_two_shares(_squares_and_pids, [3, 1, 2], cost=float)
+    assert out == [(9, os.getpid()), (1, os.getpid()), (4, os.getpid())]
+
+
+@needs_fork
+def test_explain_is_the_same_with_its_search_in_two_processes_or_one(monkeypatch, bundled_model):
+    """explain splits its variables' searches, refits and confirmations over two processes:
+    the verdict and every alignment are those of one process (at one thread each)."""
+    from bracketlens.algorithms.explain import Search, explain
+    from bracketlens.data import evaluation_set
+
+    data = evaluation_set(400, seed=5)
+    search = Search.smoke()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the parent keeps one, the child gets the other
+        split = explain(bundled_model, data, seed=1, search=search)
+        monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)
+        torch.set_num_threads(1)
+        alone = explain(bundled_model, data, seed=1, search=search)
+    finally:
+        torch.set_num_threads(threads)
+    assert split.to_json() == alone.to_json()

@@ -29,11 +29,23 @@ def test_the_choice_is_by_the_worst_kind_and_the_telling_pairs_not_the_mean():
     # one kind at 0.5, telling pair right
     variable = np.array([True, True, True, False, True, True])
     assert choice_score(variable, pairs) > choice_score(decision, pairs)
+    # the unchanged pairs' bar is the null flip rate's (IIA 0.95), the others' 0.9
     np.testing.assert_allclose(
         choice_score(np.ones(6, bool), pairs),
-        0.1 + 1e-3 * np.mean([0.1, 0.1, 0.1, 0.1]),
+        0.05 + 1e-3 * np.mean([0.1, 0.1, 0.05, 0.1]),
         atol=1e-12,
     )
+
+
+def test_a_patch_that_flips_unchanged_pairs_ranks_below_one_that_misses_a_flip():
+    # 20 pairs of each kind: one patch misses 2 of 20 to_balanced pairs (IIA 0.9, on
+    # its bar); the other flips 2 of 20 unchanged pairs (IIA 0.9: a 10% null flip rate)
+    pairs = _pairs([0] * 20 + [1] * 20 + [2] * 20, [False] * 60)
+    misses = np.ones(60, bool)
+    misses[20:22] = False
+    flips = np.ones(60, bool)
+    flips[40:42] = False
+    assert choice_score(misses, pairs) > choice_score(flips, pairs)
 
 
 def _screen(iia: np.ndarray, telling: np.ndarray) -> ScreenMap:

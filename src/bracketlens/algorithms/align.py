@@ -159,14 +159,16 @@ def fit_basis(
     seed: int,
     batch: int = 96,
     lr: float = 0.05,
+    init: Tensor | None = None,
 ) -> Tensor:
     """Distributed alignment search: the ``dim``-dimensional subspace whose interchange
-    best produces the counterfactual ``labels`` (cross-entropy on minibatches, Adam).
+    best produces the counterfactual ``labels`` (cross-entropy on minibatches, Adam),
+    from a random subspace or from ``init`` (a basis fitted before: more steps).
 
     The model's weights are frozen for the fit and restored afterwards.
     """
     d = location.site.width(model.cfg)
-    rotation = OrthogonalBasis(d, dim, seed)
+    rotation = OrthogonalBasis(d, dim, seed, init)
     optimiser = Adam(list(rotation.parameters()), lr=lr)
     target = torch.as_tensor(labels, dtype=torch.long)
     rng = np.random.default_rng(seed)

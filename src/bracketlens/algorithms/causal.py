@@ -113,9 +113,13 @@ def register(model: CausalModel, *, replace: bool = False) -> CausalModel:
 
 
 def suffix_elevations(tokens: Tokens) -> np.ndarray:
-    """``[batch, seq]``: n_open - n_close of the suffix starting at each position."""
-    step = (tokens == OPEN).astype(np.int64) - (tokens == CLOSE).astype(np.int64)
-    return np.flip(np.cumsum(np.flip(step, -1), -1), -1)
+    """``[batch, seq]`` int8: n_open - n_close of the suffix starting at each position.
+
+    Eight bits hold any elevation of a string of at most 40 parens, and the grammar's
+    check set (a few hundred thousand strings) is read through this once per model.
+    """
+    step = (tokens == OPEN).view(np.int8) - (tokens == CLOSE).view(np.int8)
+    return np.flip(np.cumsum(np.flip(step, -1), -1, dtype=np.int8), -1)
 
 
 def elevation(tokens: Tokens) -> np.ndarray:

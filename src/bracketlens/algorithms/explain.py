@@ -31,14 +31,15 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from bracketlens.algorithms.align import fit_basis, outcome
+from bracketlens.algorithms.align import fit_basis
 from bracketlens.algorithms.causal import MODELS, CausalModel, Variable
 from bracketlens.algorithms.choice import (
     Candidates,
     Fit,
-    choice_score,
+    choose,
     merge_ranked,
     screen_locations,
+    spread_locations,
     top_locations,
 )
 from bracketlens.algorithms.conclude import conclude, confirmed_models
@@ -47,7 +48,9 @@ from bracketlens.algorithms.generate import default_models, found_by_generator
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS
 from bracketlens.algorithms.locations import Site, pair_activations
 from bracketlens.algorithms.pairs import PairCounts, Pairs, concat, sample_pairs, string_splits
-from bracketlens.algorithms.result import Alignment, Explanation, ScreenMap, kind_mean
+from bracketlens.algorithms.refine import refine
+from bracketlens.algorithms.result import Alignment, Explanation, ScreenMap
+from bracketlens.beside import in_two_shares
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
@@ -60,7 +63,7 @@ class Search:
     counts: PairCounts = field(default_factory=PairCounts)
     screen_per_cell: int = 16  # validation pairs per (group, kind) used to screen
     das_top: int = 2  # locations that get rotations, per group of models (see _search)
-    das_dims: tuple[int, ...] = (1, 4)
+    das_dims: tuple[int, ...] = (1, 4, 8)
     das_steps: int = 30
     sites: Callable[[Site], bool] | None = None  # None: every hook
     positions: Callable[[tuple[int, ...]], bool] | None = None  # None: every position (set)
@@ -76,6 +79,13 @@ class Search:
     # screen a shared variable's models in groups of one core, each group's best locations
     # getting rotations (see _search): a wider search, and a slower one
     group_screens: bool = False
+    # rotations, too, in the residual stream between blocks at every position: a variable
+    # spread along the string that the screen cannot rank (there the whole vector is the run)
+    spread: bool = True
+    # the confirmed models' best rotations fitted again from where they stopped: how many
+    # per model and variable (0: none), and with how many more steps
+    refine_top: int = 2
+    refine_steps: int = 90
 
     @classmethod
     def quick(cls) -> Search:
@@ -86,7 +96,8 @@ class Search:
         64 to 128 training pairs a variable has on the bundled model.
         """
         return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
-                   das_dims=(1,), das_steps=10, generated="none", confirm_models=0)  # fmt: skip
+                   das_dims=(1,), das_steps=10, generated="none", confirm_models=0,
+                   refine_top=0)  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Search:
@@ -95,7 +106,8 @@ class Search:
         About a tenth of the default's time; its IIA rests on a few dozen pairs.
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
-                   das_dims=(1,), das_steps=5, generated="cores", confirm_models=0)  # fmt: skip
+                   das_dims=(1,), das_steps=5, generated="cores", confirm_models=0,
+                   refine_top=0)  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
@@ -148,7 +160,6 @@ def explain(
     tokens = data.tokens.numpy()
     groups = data.failure_groups.numpy()
     split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
-    alignments: list[Alignment] = []
     context = Context(model, data, seed, label_pairs(data, split_of, search, seed))
     drawn = []  # (model, variable, its pairs, its values, shared key)
     # test pairs enough for the confirmed models; the others are tested on a thinned share
@@ -167,25 +178,26 @@ def explain(
     # once, on the pairs of all of them (each pair with its own model's label); each
     # model chooses among the fits on its own validation pairs. Two variables are one
     # where they take the same value on every string
-    screens: list[ScreenMap] = []
-    searched: list[tuple[tuple, Candidates, int]] = []
-    for key in dict.fromkeys(d[-1] for d in drawn):
-        mine = [d for d in drawn if d[-1] == key]
-        cores = [_core(d[0], d[1]) if search.group_screens else frozenset() for d in mine]
-        found = _search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine], cores,
-                        search, seed)  # fmt: skip
-        screens.append(found.screen)
-        searched += [(d, found, j) for j, d in enumerate(mine)]
-    confirmed = confirmed_models(
-        [(d[0].name, found.score[j], trivial(found.chosen[j][0], d[3], tokens))
-         for d, found, j in searched],
-        search.confirm_models,
-    )  # fmt: skip
-    for (causal, variable, pairs, column, _), found, j in searched:
-        test = pairs.in_split("test")
-        if causal.name not in confirmed:
-            test = test.thin(search.counts.test, seed)
-        alignments.append(confirm(context, causal, variable, test, found, j, column))
+    keys = list(dict.fromkeys(d[-1] for d in drawn))
+    founds = _search_all(model, data, drawn, keys, search, seed)
+    screens: list[ScreenMap] = [found.screen for found in founds]
+    confirmed = _confirmed(drawn, keys, founds, tokens, search)
+    if search.refine_top and confirmed:
+        founds = _refine_all(model, data, drawn, keys, founds, confirmed, search, seed)
+        confirmed = _confirmed(drawn, keys, founds, tokens, search)
+    searched = _by_model(drawn, keys, founds)
+
+    def confirm_share(share: list[tuple[tuple, Candidates, int]]) -> list[Alignment]:
+        out = []
+        for (causal, variable, pairs, column, _), found, j in share:
+            test = pairs.in_split("test")
+            if causal.name not in confirmed:
+                test = test.thin(search.counts.test, seed)
+            out.append(confirm(context, causal, variable, test, found, j, column))
+        return out
+
+    # each alignment depends only on its own pairs and fit: half of them in a second process
+    alignments = in_two_shares(confirm_share, searched, _confirm_cost(confirmed), _device(model))
     by_generator = frozenset(
         m.name
         for m in chosen
@@ -261,6 +273,8 @@ def _search(
     fits: list[Fit] = []
     if search.whole_vector or not search.das_dims:
         fits += [(loc, 0, None) for loc in locations]
+    if search.spread:
+        locations += spread_locations(model.cfg, data.tokens.shape[1], variable, search)
     train = pairs.in_split("train")
     acts = pair_activations(model, data.tokens, train.base, train.source,
                             [loc.site for loc in locations])  # fmt: skip
@@ -270,23 +284,100 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    # every model's validation pairs through one pass per fit, then scored model by model
-    vals = [m.in_split("validation") for m in members]
-    full = concat(vals)
-    acts = pair_activations(model, data.tokens, full.base, full.source,
-                            [loc.site for loc, _, _ in fits])  # fmt: skip
-    correct = [outcome(model, acts, loc, basis).predicted == full.label
-               for loc, _, basis in fits]  # fmt: skip
-    ends = np.cumsum([len(v) for v in vals])
-    chosen, iias, scores = [], [], []
-    for val_m, end in zip(vals, ends, strict=True):
-        rows = slice(end - len(val_m), end)
-        mine = [choice_score(c[rows], val_m) for c in correct]
-        best = int(np.nanargmax(mine)) if not np.isnan(mine).all() else 0
-        chosen.append(fits[best])
-        iias.append(kind_mean(correct[best][rows], val_m.kind))
-        scores.append(float(mine[best]))
-    return Candidates(screen_map, tuple(fits), tuple(chosen), tuple(iias), tuple(scores))
+    return choose(model, data, screen_map, fits, members)
+
+
+def _search_all(
+    model: BracketTransformer,
+    data: BracketDataset,
+    drawn: list[tuple],
+    keys: list[tuple],
+    search: Search,
+    seed: int,
+) -> list[Candidates]:
+    """:func:`_search` for each shared variable (``keys``), in two processes where there
+    are two cores: each variable's search depends only on its own pairs and seeds."""
+
+    def search_share(share: list[tuple]) -> list[Candidates]:
+        out = []
+        for key in share:
+            mine = [d for d in drawn if d[-1] == key]
+            cores = [_core(d[0], d[1]) if search.group_screens else frozenset() for d in mine]
+            out.append(_search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine],
+                               cores, search, seed))  # fmt: skip
+        return out
+
+    def cost(key: tuple) -> float:  # rotations dominate: one location for a per-position variable
+        locations = 1 if key[2] is not None else search.das_top + model.cfg.n_layers - 1
+        return locations * len(search.das_dims) * search.das_steps + 20
+
+    return in_two_shares(search_share, keys, cost, _device(model))
+
+
+def _by_model(
+    drawn: list[tuple], keys: list[tuple], founds: list[Candidates]
+) -> list[tuple[tuple, Candidates, int]]:
+    """(drawn variable, its shared variable's candidates, its index among their models)."""
+    out: list[tuple[tuple, Candidates, int]] = []
+    for key, found in zip(keys, founds, strict=True):
+        out += [(d, found, j) for j, d in enumerate(d for d in drawn if d[-1] == key)]
+    return out
+
+
+def _confirmed(
+    drawn: list[tuple],
+    keys: list[tuple],
+    founds: list[Candidates],
+    tokens: np.ndarray,
+    search: Search,
+) -> frozenset[str]:
+    """The models confirmed on more test pairs: the best validation scores."""
+    return confirmed_models(
+        [(d[0].name, found.score[j], trivial(found.chosen[j][0], d[3], tokens))
+         for d, found, j in _by_model(drawn, keys, founds)],
+        search.confirm_models,
+    )  # fmt: skip
+
+
+def _refine_all(
+    model: BracketTransformer,
+    data: BracketDataset,
+    drawn: list[tuple],
+    keys: list[tuple],
+    founds: list[Candidates],
+    confirmed: frozenset[str],
+    search: Search,
+    seed: int,
+) -> list[Candidates]:
+    """:func:`.refine.refine` for each shared variable of a confirmed model, in two processes
+    where there are two cores; the other variables' candidates as they are."""
+    tokens = data.tokens.numpy()
+    todo = []
+    for i, (key, found) in enumerate(zip(keys, founds, strict=True)):
+        mine = [d for d in drawn if d[-1] == key]
+        wanted = [j for j, d in enumerate(mine) if d[0].name in confirmed
+                  and not trivial(found.chosen[j][0], d[3], tokens)]  # fmt: skip
+        if wanted:
+            todo.append((i, [d[2] for d in mine], wanted))
+
+    def refine_share(share: list[tuple[int, list[Pairs], list[int]]]) -> list[Candidates]:
+        return [refine(model, data, members, founds[i], wanted, search, seed)
+                for i, members, wanted in share]  # fmt: skip
+
+    out = list(founds)
+    done = in_two_shares(refine_share, todo, lambda item: len(item[2]), _device(model))
+    for (i, _, _), found in zip(todo, done, strict=True):
+        out[i] = found
+    return out
+
+
+def _confirm_cost(confirmed: frozenset[str]) -> Callable[[tuple[tuple, Candidates, int]], float]:
+    """A confirmation's cost: its test pairs, more for the confirmed models."""
+    return lambda row: 3.0 if row[0][0].name in confirmed else 1.0
+
+
+def _device(model: BracketTransformer) -> str:
+    return next(model.parameters()).device.type
 
 
 def _core(causal: CausalModel, variable: Variable) -> frozenset[str]:

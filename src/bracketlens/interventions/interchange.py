@@ -70,12 +70,13 @@ class OrthogonalBasis(nn.Module):
     stays on the set of valid subspaces.
     """
 
-    def __init__(self, d: int, k: int, seed: int) -> None:
+    def __init__(self, d: int, k: int, seed: int, init: Tensor | None = None) -> None:
+        """A random subspace drawn from ``seed``, or ``init``'s columns (orthonormal, ``[d, k]``)."""
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
         self.map = nn.Linear(k, d, bias=False)
         with torch.no_grad():
-            self.map.weight.copy_(random_basis(d, k, gen))
+            self.map.weight.copy_(random_basis(d, k, gen) if init is None else init)
         # the parametrisation completes the k columns to a d x d base with random
         # columns from torch's global generator, and the gradient steps depend on that
         # base: draw it from ``seed`` too, or a fit depends on what ran before it
