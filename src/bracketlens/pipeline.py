@@ -25,10 +25,11 @@ what a stage asks of the passes before it (the negative head's feeders, the whol
 ablation table, the clean slices the interventions read) is declared once, in
 :class:`bracketlens.plan.PassPlan`. Beside steps 1-7, "explorer" (8) adds the weights
 and per-component means the page's own model runs on (one more pass), and "explain"
-(9) which causal model the network runs, by interchange interventions, with a lighter
-search than ``bracketlens explain``'s, and "discover" (10) the circuit found without a
-template (:mod:`bracketlens.discovery.stage`), on fewer pairs than ``bracketlens
-discover``'s. ``explain`` and ``discover`` read only the model and the strings, so they
+(9) which causal model the network runs, by interchange interventions (the commands
+search as hard as ``bracketlens explain``; the library's default is a lighter search),
+and "discover" (10) the circuit found without a template
+(:mod:`bracketlens.discovery.stage`), on fewer pairs than ``bracketlens discover``'s.
+``explain`` and ``discover`` read only the model and the strings, so they
 start first, each in a child process where a second core allows
 (:mod:`bracketlens.beside`), and their results are collected last. A new stage adds a
 member to :class:`~bracketlens.plan.Stage`, a field to :class:`Analysis` and a line here.
@@ -64,8 +65,13 @@ def run(
     weights: str = "bundled default",
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    search: Search | None = None,
 ) -> Analysis:
-    """Run the analysis on ``data``: localisation always, then the ``stages`` asked for."""
+    """Run the analysis on ``data``: localisation always, then the ``stages`` asked for.
+
+    ``search`` is explain's (default :meth:`Search.quick`: seconds, the registered models
+    alone; the commands pass ``--search``, whose default is :class:`Search`'s own).
+    """
     step = progress or (lambda _: None)
     chosen = parse_stages(stages)
     plan = PassPlan.of(chosen)
@@ -73,7 +79,8 @@ def run(
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
         # explain reads only the model and the strings: it runs beside stages 2 to 8
         explained = (
-            stack.enter_context(Beside(explain, model, data, seed=seed, search=Search.quick(),
+            stack.enter_context(Beside(explain, model, data, seed=seed,
+                                       search=search or Search.quick(),
                                        device=next(model.parameters()).device.type))
             if Stage.EXPLAIN in chosen
             else None
@@ -147,8 +154,12 @@ def analyze(
     weights: str = "bundled default",
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    search: Search | None = None,
 ) -> Analysis:
-    """What ``bracketlens report`` renders: the analysis, ``explain`` and the explorer."""
+    """What ``bracketlens report`` renders: the analysis, ``explain`` and the explorer.
+
+    ``search`` is explain's, as in :func:`run` (``bracketlens report`` passes ``Search()``).
+    """
     return run(
         model,
         data,
@@ -158,4 +169,5 @@ def analyze(
         weights=weights,
         attack_strings=attack_strings,
         progress=progress,
+        search=search,
     )

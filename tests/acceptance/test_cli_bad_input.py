@@ -158,7 +158,9 @@ def test_report_never_replaces_files_merely_named_like_a_reports(capsys, tmp_pat
     monkeypatch.setattr(
         "bracketlens.cli.commands._run_analysis", lambda *a, **k: pytest.fail("ran")
     )
-    code, _, err = run(capsys, "report", "--n", "1000", "--no-png", "--out", out)
+    code, _, err = run(
+        capsys, "report", "--n", "1000", "--no-png", "--search", "quick", "--out", out
+    )
     assert_one_line(code, err, "holds findings.json, index.html, which bracketlens did not write")
     assert (out / "findings.json").read_text() == '{"x":1}\n'
     assert (out / "index.html").read_text() == "hi\n"
@@ -254,7 +256,7 @@ def test_weights_folder(capsys, tmp_path):
 
 
 def test_small_samples_state_the_minimum(capsys):
-    code, out, err = run(capsys, "analyze", "--n", "20", "--json")
+    code, out, err = run(capsys, "analyze", "--n", "20", "--search", "quick", "--json")
     assert code == 0
     assert "warning: the first half of the sample has only 1 " in err
     assert "at least 30 of each failure group in each half" in err

@@ -31,7 +31,7 @@ def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_pa
     monkeypatch.setattr(write_module, "all_figures", lambda findings: {})
     monkeypatch.setattr(write_module, "render_html", render)
     monkeypatch.chdir(tmp_path)
-    code = main(["report", "--no-png", "--out", "rep"])
+    code = main(["report", "--no-png", "--search", "quick", "--out", "rep"])
     assert code == 143 and capsys.readouterr().err == "bracketlens: terminated\n"
     assert list(tmp_path.iterdir()) == []  # neither rep nor a hidden .rep.* folder
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # main put the handler back
@@ -43,7 +43,17 @@ def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_pa
 )
 @pytest.mark.slow(minutes=1)
 def test_sigterm_ends_reports_explain_child_too(tmp_path):
-    cmd = [sys.executable, "-m", "bracketlens.cli", "report", "--n", "1000", "--no-png"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bracketlens.cli",
+        "report",
+        "--n",
+        "1000",
+        "--no-png",
+        "--search",
+        "quick",
+    ]
     proc = subprocess.Popen(
         [*cmd, "--out", "rep"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

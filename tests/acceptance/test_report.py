@@ -23,7 +23,7 @@ FLAGS = [
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rep") / "report"
-    code = main(["report", "--n", "1500", "--seed", "3", "--out", str(out)])
+    code = main(["report", "--n", "1500", "--seed", "3", "--search", "quick", "--out", str(out)])
     assert code == 0
     return out
 
@@ -145,7 +145,23 @@ def test_report_printing_draws_every_figure(report_dir):
 def test_report_page_shows_sample_warnings(tmp_path, capsys):
     """A sample too small for reliable intervals: stderr's warning is in the page, twice."""
     out = tmp_path / "report"
-    assert main(["report", "--n", "400", "--seed", "0", "--no-png", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--n",
+                "400",
+                "--seed",
+                "0",
+                "--no-png",
+                "--search",
+                "quick",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     warnings = [line.split("warning: ", 1)[1] for line in err.splitlines() if "warning: " in line]
     assert len(warnings) == 1 and "unreliable" in warnings[0]
@@ -223,7 +239,9 @@ def test_malformed_data_file(capsys, tmp_path):
 def test_analyze_json_on_course_checkpoint(capsys):
     if not COURSE_WEIGHTS.is_file():
         pytest.skip(f"course checkpoint not found at {COURSE_WEIGHTS} (CI provides it)")
-    code = main(["analyze", "--weights", str(COURSE_WEIGHTS), "--n", "1500", "--json"])
+    code = main(
+        ["analyze", "--weights", str(COURSE_WEIGHTS), "--n", "1500", "--search", "quick", "--json"]
+    )
     assert code == 0
     findings = json.loads(capsys.readouterr().out)
     assert findings["localisation"]["elevation_head"]["location"] == "2.0"
@@ -234,7 +252,7 @@ def test_analyze_rescores_saved_attack_results(capsys, tmp_path):
     course_best = "(" * 15 + ")" * 15 + ")(" + "(" * 4 + ")" * 4
     saved = tmp_path / "attack.json"
     saved.write_text(json.dumps([{"string": course_best, "label": False, "p_balanced": 0.9}]))
-    code = main(["analyze", "--n", "400", "--json", "--attack", str(saved)])
+    code = main(["analyze", "--n", "400", "--json", "--search", "quick", "--attack", str(saved)])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["adversarial_examples"]
     assert rows[0]["string"] == course_best and rows[0]["label"] is False
@@ -252,7 +270,19 @@ def test_analyze_rescores_saved_attack_results(capsys, tmp_path):
 def test_bad_attack_results(capsys, tmp_path, content, message):
     saved = tmp_path / "attack.json"
     saved.write_text(content)
-    code = main(["report", "--n", "400", "--attack", str(saved), "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "report",
+            "--n",
+            "400",
+            "--search",
+            "quick",
+            "--attack",
+            str(saved),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

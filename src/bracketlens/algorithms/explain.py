@@ -75,7 +75,7 @@ class Search:
     # (group, kind): their guards' bounds are tight enough to pass a model whose IIA is
     # 0.94, where 96 pairs need 0.97
     confirm_models: int = 4
-    confirm_test: int = 288
+    confirm_test: int = 576
     # screen a shared variable's models in groups of one core, each group's best locations
     # getting rotations (see _search): a wider search, and a slower one
     group_screens: bool = False

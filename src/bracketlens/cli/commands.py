@@ -138,9 +138,19 @@ def _run_analysis(
             weights=weights_label(args.weights),
             attack_strings=attack,
             progress=step,
+            search=_search(args),
         )
     _warn(warnings)  # with the results they qualify: a run that fails prints its error alone
     return analysis, warnings
+
+
+def _search(args: argparse.Namespace) -> Any:  # Search | None
+    """explain's search for a command that runs it (``--search``); None for one that does not."""
+    if not hasattr(args, "search"):
+        return None
+    from bracketlens.algorithms import Search
+
+    return Search.named(args.search)
 
 
 def weights_label(weights: str | None) -> str:
@@ -191,11 +201,11 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from bracketlens.algorithms import explain
+    from bracketlens.algorithms import Search, explain
 
     data = load_data(args)
     model = load_weights(args)
-    result = explain(model, data, seed=args.seed).to_json()
+    result = explain(model, data, seed=args.seed, search=Search.named(args.search)).to_json()
     if args.json:
         _print_json(result, indent=2)
         return 0

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
     _add_causal(p)
     _add_attack_results(p)
+    _add_search(p)
     p.set_defaults(func=cmd_analyze)
     _run_on_device(p)
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-png", action="store_true", help="skip the PNG export")
     _add_causal(p)
     _add_attack_results(p)
+    _add_search(p)
     p.set_defaults(func=cmd_report)
     _run_on_device(p)
 
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_weights(p)
     _add_data(p, DEFAULT_EXPLAIN_N)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_search(p)
     p.set_defaults(func=cmd_explain)
     _run_on_device(p)
 
@@ -222,6 +225,17 @@ def _add_weights(p: argparse.ArgumentParser) -> None:
         "--allow-nonfinite",
         action="store_true",
         help="load a checkpoint even if it holds NaN or infinite weights",
+    )
+
+
+def _add_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--search",
+        default="default",
+        choices=["default", "quick", "smoke"],
+        help="how hard explain looks: default (the registered and the grammar's causal "
+        "models, about 2 minutes on 2 cores), quick (the registered models, lightly: "
+        "seconds, and rarely a passing verdict) or smoke (the least that fills every field)",
     )
 
 
