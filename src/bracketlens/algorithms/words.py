@@ -39,6 +39,9 @@ def where_words(location: Location) -> str:
     p = location.positions
     if len(p) == 1:
         at = f"position {p[0]}"
+    elif p == tuple(range(p[0], p[-1] + 1)) and len(p) > 2 and p[0] <= 1:
+        # the position sets run to the end of the string: every position (past [start])
+        at = "every position" if p[0] == 0 else "every position past [start]"
     elif p == tuple(range(p[0], p[-1] + 1)) and len(p) > 2:
         at = f"positions {p[0]}-{p[-1]}"
     else:
@@ -61,13 +64,19 @@ def model_sentence(model: ModelScore, alignments: list[Alignment]) -> str:
     mine = [a for a in alignments if a.model == model.name and not a.trivial]
     parts = [
         f"{variable_words(model, a.variable)} ({where_words(a.location)}"
-        + (f", a {a.dim}-dimensional subspace" if a.dim else "")
+        + (f", {_article(a.dim)} {a.dim}-dimensional subspace" if a.dim else "")
         + ")"
         for a in mine
     ]
     count = _COUNT.get(len(parts), f"{len(parts)} things")
     body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return f"checks {count}: {body}" if parts else "checks nothing that is not its input"
+
+
+def _article(number: int) -> str:
+    """"an" before a number said with a vowel (8, 11, 18, 80-89), else "a"."""
+    said = str(number)
+    return "an" if said.startswith("8") or said in ("11", "18") else "a"
 
 
 def verdict(result: Explanation) -> str:
