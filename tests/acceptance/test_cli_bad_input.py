@@ -256,7 +256,7 @@ def test_weights_folder(capsys, tmp_path):
 
 
 def test_small_samples_state_the_minimum(capsys):
-    code, out, err = run(capsys, "analyze", "--n", "20", "--search", "quick", "--json")
+    code, out, err = run(capsys, "analyze", "--n", "20", "--json")
     assert code == 0
     assert "warning: the first half of the sample has only 1 " in err
     assert "at least 30 of each failure group in each half" in err

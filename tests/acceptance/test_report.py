@@ -239,9 +239,7 @@ def test_malformed_data_file(capsys, tmp_path):
 def test_analyze_json_on_course_checkpoint(capsys):
     if not COURSE_WEIGHTS.is_file():
         pytest.skip(f"course checkpoint not found at {COURSE_WEIGHTS} (CI provides it)")
-    code = main(
-        ["analyze", "--weights", str(COURSE_WEIGHTS), "--n", "1500", "--search", "quick", "--json"]
-    )
+    code = main(["analyze", "--weights", str(COURSE_WEIGHTS), "--n", "1500", "--json"])
     assert code == 0
     findings = json.loads(capsys.readouterr().out)
     assert findings["localisation"]["elevation_head"]["location"] == "2.0"
@@ -252,7 +250,7 @@ def test_analyze_rescores_saved_attack_results(capsys, tmp_path):
     course_best = "(" * 15 + ")" * 15 + ")(" + "(" * 4 + ")" * 4
     saved = tmp_path / "attack.json"
     saved.write_text(json.dumps([{"string": course_best, "label": False, "p_balanced": 0.9}]))
-    code = main(["analyze", "--n", "400", "--json", "--search", "quick", "--attack", str(saved)])
+    code = main(["analyze", "--n", "400", "--json", "--attack", str(saved)])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)["adversarial_examples"]
     assert rows[0]["string"] == course_best and rows[0]["label"] is False

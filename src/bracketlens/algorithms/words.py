@@ -74,7 +74,7 @@ def model_sentence(model: ModelScore, alignments: list[Alignment]) -> str:
 
 
 def _article(number: int) -> str:
-    """"an" before a number said with a vowel (8, 11, 18, 80-89), else "a"."""
+    """ "an" before a number said with a vowel (8, 11, 18, 80-89), else "a"."""
     said = str(number)
     return "an" if said.startswith("8") or said in ("11", "18") else "a"
 

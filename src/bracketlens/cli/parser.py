@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings JSON (default: summary)")
     _add_causal(p)
     _add_attack_results(p)
-    _add_search(p)
     p.set_defaults(func=cmd_analyze)
     _run_on_device(p)
 
