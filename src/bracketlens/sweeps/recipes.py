@@ -44,12 +44,12 @@ class Recipe:
         """
         train = {k: v for k, v in asdict(self.train).items() if k != "seed"}
         fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
-        if self.search != "default":  # absent for the default, so saved sweeps keep their hash
-            # here, not at the top: the sweep imports explain's package only where it is used
-            from bracketlens.algorithms.explain import Search
+        # here, not at the top: the sweep imports explain's package only where it is used
+        from bracketlens.algorithms.explain import Search
 
-            # its settings, not its name: a preset whose numbers change gets new results
-            fields["search"] = Search.named(self.search).settings()
+        # the search's settings, not its name: a preset whose numbers change (the default's
+        # too) gets new results
+        fields["search"] = Search.named(self.search).settings()
         from bracketlens.algorithms.conclude import hypotheses
 
         # the models tested and the guards they must clear: a verdict of "none" found
