@@ -40,7 +40,7 @@ def timed(args: list[str], threads: str = "1") -> dict[str, float]:
     """Wall seconds, CPU seconds and peak RSS (MiB) of ``bracketlens ARGS`` as a process.
 
     CPU time and peak RSS come from ``wait4``: the CPU time includes a child the command
-    started and reaped (``report`` runs ``explain`` in one beside the analysis), and the
+    started and reaped (``report`` runs ``discover``'s stage and half of ``explain`` in them), and the
     peak RSS is the larger of the two processes', not their sum.
     """
     env = dict(os.environ)

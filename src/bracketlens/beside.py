@@ -1,9 +1,11 @@
 """A stage that reads only the model and the strings, run in a child process beside the others.
 
-``report`` runs ``explain``'s search, which needs nothing the analysis computes.
+``report`` runs ``discover``'s stage, which needs nothing the analysis computes.
 On a machine with a second core it runs in a forked child while the parent runs
 the analysis: the command then takes about the longer of the two instead of their
-sum. The CPU time is the same, and so is the result.
+sum. The CPU time is the same, and so is the result. :func:`in_two_shares` splits
+work of independent items (``explain``'s variables) in two the same way: one share
+in a child, the other here.
 
 Fork, not spawn: the child starts with the model and the strings already in
 memory, and pays no second start-up. GNU OpenMP's thread pool does not survive a

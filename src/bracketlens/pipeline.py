@@ -29,9 +29,11 @@ and per-component means the page's own model runs on (one more pass), and "expla
 search as hard as ``bracketlens explain``; the library's default is a lighter search),
 and "discover" (10) the circuit found without a template
 (:mod:`bracketlens.discovery.stage`), on fewer pairs than ``bracketlens discover``'s.
-``explain`` and ``discover`` read only the model and the strings, so they
-start first, each in a child process where a second core allows
-(:mod:`bracketlens.beside`), and their results are collected last. A new stage adds a
+``discover`` reads only the model and the strings, so it starts first, in a child process
+where a second core allows (:mod:`bracketlens.beside`), and its result is collected after
+stage 8. ``explain`` runs last, in this process: its own search runs in two processes
+where there are two cores, which it could not do in a child beside the others (a daemonic
+child may not start processes of its own). A new stage adds a
 member to :class:`~bracketlens.plan.Stage`, a field to :class:`Analysis` and a line here.
 """
 
@@ -77,15 +79,7 @@ def run(
     plan = PassPlan.of(chosen)
     st.check_data(data)
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
-        # explain reads only the model and the strings: it runs beside stages 2 to 8
-        explained = (
-            stack.enter_context(Beside(explain, model, data, seed=seed,
-                                       search=search or Search.quick(),
-                                       device=next(model.parameters()).device.type))
-            if Stage.EXPLAIN in chosen
-            else None
-        )  # fmt: skip
-        # discovery, too, reads only the model and the strings: a second child beside them
+        # discovery reads only the model and the strings: a child beside stages 2 to 8
         discovered = (
             stack.enter_context(Beside(report_discovery, model, data, seed=seed,
                                        device=next(model.parameters()).device.type))
@@ -130,13 +124,13 @@ def run(
         if Stage.EXPLORER in chosen:
             step("the explorer's weights and means")
             result = st.explorer(result, model)
-        # collected in the reverse order of their starts: each gives back the threads it took
         if discovered is not None:
             step("the circuit, found without a template")
             result = replace(result, discovery=discovered.result())
-        if explained is not None:
-            step("what the model computes")
-            result = replace(result, explanation=explained.result())
+    if Stage.EXPLAIN in chosen:  # last: its search splits itself over two cores
+        step("what the model computes")
+        found = explain(model, data, seed=seed, search=search or Search.quick())
+        result = replace(result, explanation=found)
     return result
 
 

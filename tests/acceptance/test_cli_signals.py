@@ -39,10 +39,10 @@ def test_sigterm_during_the_write_leaves_no_temporary_folder(monkeypatch, tmp_pa
 
 @pytest.mark.skipif(
     sys.platform != "linux" or len(os.sched_getaffinity(0)) < 2,
-    reason="explain runs in a child only on Linux with two cores",
+    reason="the report's stages run in children only on Linux with two cores",
 )
 @pytest.mark.slow(minutes=1)
-def test_sigterm_ends_reports_explain_child_too(tmp_path):
+def test_sigterm_ends_the_reports_children_too(tmp_path):
     cmd = [
         sys.executable,
         "-m",
@@ -62,7 +62,7 @@ def test_sigterm_ends_reports_explain_child_too(tmp_path):
         while not (started := children(proc.pid)) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.2)
-        assert started, "explain's child did not start within two minutes"
+        assert started, "the report's child did not start within two minutes"
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -107,8 +107,9 @@ def test_no_fork_for_a_model_on_an_accelerator():
 
 @needs_fork
 def test_pipeline_explanation_is_the_same_forked_or_inline(monkeypatch, bundled_model):
-    """The report's explain stage gives the same findings in a child as in this process
-    (at one thread each: the rotation fits' rounding follows the thread count)."""
+    """The report's explain stage gives the same findings with its search split over two
+    processes as in this one alone (at one thread each: the rotation fits' rounding
+    follows the thread count)."""
     from bracketlens.data import evaluation_set
     from bracketlens.pipeline import run
 
