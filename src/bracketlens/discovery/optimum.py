@@ -32,7 +32,6 @@ from torch import Tensor
 from bracketlens.data.tokens import PAD
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.interventions.hooks import Hook
-from bracketlens.interventions.interchange import patch_rows
 from bracketlens.interventions.runner import Start, Stop, run_patched
 from bracketlens.model.names import act_name
 
@@ -148,29 +147,30 @@ def _last_layer(
     runs: Runs, early: Tensor, resid0: Tensor, heads0: Tensor
 ) -> tuple[Bool[Tensor, "subset component"], Float[Tensor, "subset row"]]:
     """Every circuit's ``m`` from the recorded last-block inputs: the heads' outputs at
-    position 0 summed as each circuit keeps them, then the MLP half from there."""
+    position 0 summed as each circuit keeps them, then the MLP half from there where
+    the circuit keeps the MLP, or the unembedding of the sum with its counterfactual
+    output where it does not."""
     graph, model, n = runs.graph, runs.model, len(runs.pairs)
-    last = graph.n_layers - 1
-    late = _subsets(graph.n_heads + 1)
+    last, heads = graph.n_layers - 1, graph.n_heads
+    late = _subsets(heads + 1)  # heads' bits, then the MLP's: index mlp * 2**heads + heads
     subsets = torch.cat([early.repeat_interleave(len(late), 0), late.repeat(len(early), 1)], dim=1)
     head_senders = [i for i, s in enumerate(graph.senders) if s.layer == last and s.kind == "head"]
     pair_all = torch.arange(n)
     corrupt_heads = _corrupt_of(runs, pair_all, head_senders)[:, 0]  # [row, head, d]
     corrupt_mlp = _corrupt_of(runs, pair_all, [len(graph.senders) - 1])[:, :1, 0]  # [row, 1, d]
     b_o = model.b_O[last].float()
-
-    def resid_mid(at: Tensor, width: int) -> Tensor:
-        prefix, suffix, rows = at // n // len(late), at // n % len(late), at % n
-        keep = late[suffix, : graph.n_heads, None]
-        heads = torch.where(keep, heads0[prefix, rows], corrupt_heads[rows])
-        return (resid0[prefix, rows] + heads.sum(1) + b_o)[:, None, :].to(model.W_E.dtype)
-
-    def per_batch(at: Tensor) -> list[tuple[str, Hook]]:
-        removed = ~late[at // n % len(late), -1]
-        return [(act_name("mlp_out", last), patch_rows(corrupt_mlp[at % n], removed[:, None]))]
-
-    tokens = runs.pairs.clean.repeat(len(subsets), 1)
-    start = Start.after(act_name("attn_out", last), resid_mid)  # the heads' outputs are set
-    logits = run_patched(model, tokens, per_batch=per_batch, start=start, batch_size=STEP_B_BATCH)
-    m = metric(logits, runs.pairs.sign.repeat(len(subsets))).view(len(subsets), n)
-    return subsets, m
+    # the last block computes position 0 alone: the first token is all a run reads
+    tokens = runs.pairs.clean[:, :1].repeat(len(early), 1)
+    sign = runs.pairs.sign.repeat(len(early))
+    m = torch.empty(len(early), 2, 2**heads, n)  # [prefix, MLP kept, heads kept, row]
+    for k, keep in enumerate(_subsets(heads)):
+        mixed = torch.where(keep[None, None, :, None], heads0, corrupt_heads)
+        mid = (resid0 + mixed.sum(2) + b_o).to(model.W_E.dtype).view(-1, 1, model.cfg.d_model)
+        starts = (  # the heads' outputs are set; without the MLP, its output too
+            Start.after(act_name("mlp_out", last), mid + corrupt_mlp.repeat(len(early), 1, 1)),
+            Start.after(act_name("attn_out", last), mid),
+        )
+        for mlp, start in enumerate(starts):
+            logits = run_patched(model, tokens, start=start, batch_size=STEP_B_BATCH)
+            m[:, mlp, k] = metric(logits, sign).view(len(early), n)
+    return subsets, m.view(len(subsets), n)
