@@ -58,30 +58,32 @@ def edge_hooks(
     """The hooks patching each row's ``cut`` edges from ``corrupt`` (one batch's rows).
 
     ``cut`` is 1 where an edge is patched, 0 where it is kept (fractions interpolate);
-    its position axis may be 1 wide (the same edges at every position).
+    its position axis may be 1 wide (the same edges at every position). Each sender's
+    (counterfactual - current) output is taken once, as the run passes it, and each
+    receiver's input moves by the ``cut``-weighted sum of those of the senders before it.
     """
-    current: list[Tensor] = []  # each sender's output in this run, [batch, pos, d_model]
+    weights = cut.permute(0, 3, 1, 2)  # [batch, pos, receiver, sender]: one matmul a position
+    diffs: list[Tensor] = []  # [batch, pos, sender, d_model], filled as the senders run
+    seen = [0]
 
     def record(head: int | None) -> Hook:
         def hook(act: Tensor, hook: object) -> Tensor:
-            current.append(act if head is None else act[:, :, head])
+            out = act if head is None else act[:, :, head]
+            s, width = seen[0], out.shape[1]
+            if s == 0:
+                diffs.append(act.new_zeros(len(act), width, len(sites.senders), act.shape[-1]))
+            diffs[0][:, :width, s] = corrupt[:, s, :width].to(act.dtype) - out
+            seen[0] += 1
             return act
 
         return hook
 
     def patch_in(indices: tuple[int, ...], has_head: bool) -> Hook:
         def hook(act: Tensor, hook: object) -> Tensor:
-            width = act.shape[1]
-            if indices[0] in sites.position_0:
-                width = 1
-            n = len(current)
-            diff = corrupt[:, :n, :width].to(act.dtype) - torch.stack(
-                [c[:, :width] for c in current], dim=1
-            )
-            weights = cut[:, list(indices), :n, :width].to(act.dtype)
-            if weights.shape[-1] != width:
-                weights = weights.expand(-1, -1, -1, width)
-            delta = torch.einsum("brsp,bspd->bprd", weights, diff)
+            width = 1 if indices[0] in sites.position_0 else act.shape[1]
+            n = seen[0]
+            w = weights[:, :width, list(indices), :n].to(act.dtype)
+            delta = w @ diffs[0][:, :width, :n]  # [batch, pos, receiver, d_model]
             if not has_head:
                 delta = delta[:, :, 0]
             if width == act.shape[1]:
