@@ -50,6 +50,70 @@ def split_inputs(model: torch.nn.Module) -> Iterator[None]:
         model.set_split_inputs(False)  # type: ignore[operator]
 
 
+class _EdgePatch:
+    """One batch's edge patching: the senders' (counterfactual - current) outputs as the
+    run passes them, and each receiver input's change from them.
+
+    A block's head inputs (queries, keys, values) read the same senders: where one
+    reads every position, the changes of it and of the block's later head inputs
+    that read every position too are taken in one product (the senders' outputs are
+    read once) and kept for those inputs.
+    """
+
+    def __init__(self, sites: EdgeSites, corrupt: Tensor, cut: Tensor) -> None:
+        self.sites, self.corrupt = sites, corrupt
+        self.weights = cut.permute(0, 3, 1, 2)  # [batch, pos, receiver, sender]
+        self.diffs: Tensor | None = None  # [batch, pos, sender, d_model]
+        self.seen = 0
+        self.ahead: dict[str, Tensor] = {}
+
+    def record(self, head: int | None) -> Hook:
+        def hook(act: Tensor, hook: object) -> Tensor:
+            out = act if head is None else act[:, :, head]
+            width = out.shape[1]
+            if self.diffs is None:
+                shape = (len(act), width, len(self.sites.senders), act.shape[-1])
+                self.diffs = act.new_zeros(shape)
+            diff = self.corrupt[:, self.seen, :width].to(act.dtype) - out
+            self.diffs[:, :width, self.seen] = diff
+            self.seen += 1
+            return act
+
+        return hook
+
+    def _change(
+        self, group: list[tuple[str, tuple[int, ...]]], width: int, dtype: torch.dtype
+    ) -> Tensor:
+        """The change of the first input of ``group`` (and, kept, of the others)."""
+        assert self.diffs is not None
+        if width != self.diffs.shape[1]:
+            group = group[:1]
+        indices = [r for _, idx in group for r in idx]
+        w = self.weights[:, :width, indices, : self.seen].to(dtype)
+        delta = w @ self.diffs[:, :width, : self.seen]  # [batch, pos, receiver, d_model]
+        parts = delta.split([len(idx) for _, idx in group], dim=2)
+        self.ahead |= {name: part for (name, _), part in zip(group[1:], parts[1:], strict=True)}
+        return parts[0]
+
+    def patch_in(self, group: list[tuple[str, tuple[int, ...]]], has_head: bool) -> Hook:
+        name, indices = group[0]
+
+        def hook(act: Tensor, hook: object) -> Tensor:
+            width = 1 if indices[0] in self.sites.position_0 else act.shape[1]
+            delta = self.ahead.pop(name, None)
+            if delta is None or delta.shape[1] != width:
+                delta = self._change(group, width, act.dtype)
+            if not has_head:
+                delta = delta[:, :, 0]
+            if width == act.shape[1]:
+                return act + delta
+            act = act.clone()
+            act[:, :width] += delta
+            return act
+
+        return hook
+
+
 def edge_hooks(
     sites: EdgeSites,
     corrupt: Float[Tensor, "batch sender pos d_model"],
@@ -62,45 +126,21 @@ def edge_hooks(
     (counterfactual - current) output is taken once, as the run passes it, and each
     receiver's input moves by the ``cut``-weighted sum of those of the senders before it.
     """
-    weights = cut.permute(0, 3, 1, 2)  # [batch, pos, receiver, sender]: one matmul a position
-    diffs: list[Tensor] = []  # [batch, pos, sender, d_model], filled as the senders run
-    seen = [0]
-
-    def record(head: int | None) -> Hook:
-        def hook(act: Tensor, hook: object) -> Tensor:
-            out = act if head is None else act[:, :, head]
-            s, width = seen[0], out.shape[1]
-            if s == 0:
-                diffs.append(act.new_zeros(len(act), width, len(sites.senders), act.shape[-1]))
-            diffs[0][:, :width, s] = corrupt[:, s, :width].to(act.dtype) - out
-            seen[0] += 1
-            return act
-
-        return hook
-
-    def patch_in(indices: tuple[int, ...], has_head: bool) -> Hook:
-        def hook(act: Tensor, hook: object) -> Tensor:
-            width = 1 if indices[0] in sites.position_0 else act.shape[1]
-            n = seen[0]
-            w = weights[:, :width, list(indices), :n].to(act.dtype)
-            delta = w @ diffs[0][:, :width, :n]  # [batch, pos, receiver, d_model]
-            if not has_head:
-                delta = delta[:, :, 0]
-            if width == act.shape[1]:
-                return act + delta
-            act = act.clone()
-            act[:, :width] += delta
-            return act
-
-        return hook
-
+    patch = _EdgePatch(sites, corrupt, cut)
     hooks: list[tuple[str, Hook]] = []
     sender_hooks = {name: [] for name, _ in sites.senders}  # type: dict[str, list[int | None]]
     for name, head in sites.senders:
         sender_hooks[name].append(head)
     for name, heads in sender_hooks.items():
-        hooks += [(name, record(h)) for h in heads]
-    hooks += [(name, patch_in(idx, has_head)) for name, idx, has_head in sites.receivers]
+        hooks += [(name, patch.record(h)) for h in heads]
+    for k, (name, indices, has_head) in enumerate(sites.receivers):
+        group = [(name, indices)]
+        block = name.rsplit(".", 1)[0]
+        for later, later_idx, later_head in sites.receivers[k + 1 :]:
+            if not (has_head and later_head and later.rsplit(".", 1)[0] == block):
+                break
+            group.append((later, later_idx))
+        hooks.append((name, patch.patch_in(group, has_head)))
     return hooks
 
 
