@@ -86,29 +86,35 @@ def test_the_empty_circuit_is_the_counterfactual_run(bundled_model: BracketTrans
     torch.testing.assert_close(runs.m_empty, metric(logits, runs.pairs.sign), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    # a value input, a query input (its change taken with the block's keys and values),
+    # and the last block's query at position 0 (taken alone)
+    ("head", "kind", "position"),
+    [("2.1", "v", 3), ("1.0", "q", 3), ("2.1", "q", 0)],
+)
 def test_patching_one_edge_equals_a_hooked_run_with_that_input_changed(
-    random_model: BracketTransformer,
+    random_model: BracketTransformer, head: str, kind: str, position: int
 ) -> None:
     model = copy.deepcopy(random_model).double()
     runs = _runs(model, n=450)
     graph = runs.graph
     sender = [s.name for s in graph.senders].index("mlp0")
-    receiver = next(i for i, r in enumerate(graph.receivers) if r.name == "2.1" and r.input == "v")
+    receiver = next(i for i, r in enumerate(graph.receivers) if r.name == head and r.input == kind)
     cut = torch.zeros(1, len(graph.receivers), len(graph.senders), runs.width)
-    cut[0, receiver, sender, 3] = 1.0
+    cut[0, receiver, sender, position] = 1.0
     patched = runs.m(cut)[0]
     names = [act_name("mlp_out", 0)]
     with torch.no_grad():
         _, clean = model.run_with_cache(runs.pairs.clean, names_filter=names)
         _, corrupt = model.run_with_cache(runs.pairs.corrupt, names_filter=names)
-    change = corrupt[names[0]][:, 3] - clean[names[0]][:, 3]
+    change = corrupt[names[0]][:, position] - clean[names[0]][:, position]
 
     def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
         act = act.clone()
-        act[:, 3, 1] += change
+        act[:, position, int(head[-1])] += change
         return act
 
-    hooks = [(act_name("v_input", 2), hook)]
+    hooks = [(act_name(f"{kind}_input", int(head[0])), hook)]
     with torch.no_grad(), split_inputs(model), model.hooks(fwd_hooks=hooks):
         logits = model(runs.pairs.clean)[:, 0]
     torch.testing.assert_close(patched, metric(logits, runs.pairs.sign), rtol=1e-6, atol=1e-6)
