@@ -95,26 +95,27 @@ def _grow(runs: Runs, rows: Tensor, resid: Tensor, layer: int) -> Tensor:
     The heads run once per prefix; their outputs are mixed with the counterfactual
     ones as each local subset keeps them, and the MLP runs only where it is kept."""
     graph, model = runs.graph, runs.model
-    n_prefix, n_rows, width = resid.shape[:3]
+    n_prefix, width = len(resid), resid.shape[2]
     tokens = runs.pairs.clean[rows, :width].repeat(n_prefix, 1)
-    flat = resid.flatten(0, 1)
-    clean = _heads_of(runs, tokens, flat, layer)
     heads = [i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "head"]
-    mlp = heads[-1] + 1
-    corrupt = _corrupt_of(runs, rows, heads)[:, :width].repeat(n_prefix, 1, 1, 1)
-    keeps = _subsets(len(heads))[:, None, None, :, None]
+    mlp = next(i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "mlp")
+    clean = _heads_of(runs, tokens, resid.flatten(0, 1), layer).view(
+        *resid.shape[:3], len(heads), -1
+    )
+    corrupt = _corrupt_of(runs, rows, heads)[:, :width]  # the same under every prefix
+    keeps = _subsets(len(heads))[:, None, None, None, :, None]
     b_o = model.b_O[layer]
-    mids = torch.stack([flat + (torch.where(k, clean, corrupt).sum(2) + b_o) for k in keeps])
+    # [heads kept, prefix, row, pos, d_model]
+    mids = torch.stack([resid + (torch.where(k, clean, corrupt).sum(3) + b_o) for k in keeps])
     kept = run_patched(
         model,
         tokens.repeat(len(keeps), 1),
-        start=Start(layer, mids.flatten(0, 1), mid=True),
+        start=Start(layer, mids.flatten(0, 2), mid=True),
         stop=Stop(layer + 1),
         batch_size=STEP_A_BATCH,
     )
-    corrupt_mlp = _corrupt_of(runs, rows, [mlp])[:, :width, 0].repeat(n_prefix, 1, 1)
-    out = torch.cat([mids + corrupt_mlp, kept.view_as(mids)])
-    return out.view(-1, n_rows, width, model.cfg.d_model)
+    corrupt_mlp = _corrupt_of(runs, rows, [mlp])[:, :width, 0]
+    return torch.cat([mids + corrupt_mlp, kept.view_as(mids)]).flatten(0, 1)
 
 
 @torch.no_grad()
