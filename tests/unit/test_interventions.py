@@ -97,7 +97,7 @@ def test_run_patched_stops_at_a_blocks_input_or_after_its_attention(random_model
     torch.testing.assert_close(mid_1 * real, cache[names[1]] * real, rtol=0, atol=1e-9)
     # past the last block's attention, the run computes position 0 alone
     mid_2 = run_patched(model, tokens, batch_size=2, stop=Stop(2, mid=True))
+    assert mid_2.shape == (len(tokens), 1, model.cfg.d_model)
     torch.testing.assert_close(mid_2[:, 0], cache[names[2]][:, 0], rtol=0, atol=1e-9)
-    assert mid_2[:, 1:].abs().max() == 0
     with pytest.raises(BracketLensError, match="cannot stop"):
         run_patched(model, tokens, start=Start(1, cache[names[0]], mid=True), stop=Stop(1))

@@ -145,15 +145,19 @@ def run_patched(
     alone (``class_only``): hooks there from the attention scores on see that
     position only, the only one the class logits read. With ``stop`` (:class:`Stop`),
     the run ends there and gives the residual stream at that point instead of logits,
-    ``[batch, seq, d_model]``: zeros past each batch's trimmed width, and position 0
-    alone after the last block's attention.
+    ``[batch, seq, d_model]`` (zeros past each batch's trimmed width), or
+    ``[batch, 1, d_model]`` after the last block's attention, which runs at position 0
+    alone.
     """
     begin = (0, False) if start is None else (start.layer, start.mid)
     dtype = next(model.parameters()).dtype
     out = torch.empty(len(tokens), 2, dtype=dtype)
     if stop is not None:
         _check_stop(model, begin, stop)
-        out = torch.zeros(*tokens.shape, model.cfg.d_model, dtype=dtype)
+        at_0 = stop.mid and stop.layer == model.cfg.n_layers - 1  # position 0 alone
+        out = torch.zeros(
+            len(tokens), 1 if at_0 else tokens.shape[1], model.cfg.d_model, dtype=dtype
+        )
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
         with model.hooks(fwd_hooks=[*hooks, *extra]):
