@@ -150,14 +150,7 @@ def run_patched(
     alone.
     """
     begin = (0, False) if start is None else (start.layer, start.mid)
-    dtype = next(model.parameters()).dtype
-    out = torch.empty(len(tokens), 2, dtype=dtype)
-    if stop is not None:
-        _check_stop(model, begin, stop)
-        at_0 = stop.mid and stop.layer == model.cfg.n_layers - 1  # position 0 alone
-        out = torch.zeros(
-            len(tokens), 1 if at_0 else tokens.shape[1], model.cfg.d_model, dtype=dtype
-        )
+    out = _output(model, tokens, begin, stop)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
         with model.hooks(fwd_hooks=[*hooks, *extra]):
@@ -175,12 +168,20 @@ def run_patched(
     return out
 
 
-def _check_stop(model: BracketTransformer, begin: tuple[int, bool], stop: Stop) -> None:
+def _output(
+    model: BracketTransformer, tokens: Tensor, begin: tuple[int, bool], stop: Stop | None
+) -> Tensor:
+    """What :func:`run_patched` fills: the class logits, or the residual stream at ``stop``."""
+    dtype = next(model.parameters()).dtype
+    if stop is None:
+        return torch.empty(len(tokens), 2, dtype=dtype)
     if not (begin <= tuple(stop) and 0 <= stop.layer < model.cfg.n_layers):
         raise BracketLensError(
             f"a run starting at {begin} cannot stop at {tuple(stop)}: stop at a block's input "
             "or after its attention, at or after the start"
         )
+    at_0 = stop.mid and stop.layer == model.cfg.n_layers - 1  # position 0 alone
+    return torch.zeros(len(tokens), 1 if at_0 else tokens.shape[1], model.cfg.d_model, dtype=dtype)
 
 
 def run_until(
