@@ -17,6 +17,8 @@ from bracketlens.discovery.pairs import EDITS, edit, make_pairs
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.edges import split_inputs
+from bracketlens.interventions.hooks import Hook
+from bracketlens.interventions.runner import run_patched
 from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
 
@@ -84,29 +86,35 @@ def test_the_empty_circuit_is_the_counterfactual_run(bundled_model: BracketTrans
     torch.testing.assert_close(runs.m_empty, metric(logits, runs.pairs.sign), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    # a value input, a query input (its change taken with the block's keys and values),
+    # and the last block's query at position 0 (taken alone)
+    ("head", "kind", "position"),
+    [("2.1", "v", 3), ("1.0", "q", 3), ("2.1", "q", 0)],
+)
 def test_patching_one_edge_equals_a_hooked_run_with_that_input_changed(
-    random_model: BracketTransformer,
+    random_model: BracketTransformer, head: str, kind: str, position: int
 ) -> None:
     model = copy.deepcopy(random_model).double()
     runs = _runs(model, n=450)
     graph = runs.graph
     sender = [s.name for s in graph.senders].index("mlp0")
-    receiver = next(i for i, r in enumerate(graph.receivers) if r.name == "2.1" and r.input == "v")
+    receiver = next(i for i, r in enumerate(graph.receivers) if r.name == head and r.input == kind)
     cut = torch.zeros(1, len(graph.receivers), len(graph.senders), runs.width)
-    cut[0, receiver, sender, 3] = 1.0
+    cut[0, receiver, sender, position] = 1.0
     patched = runs.m(cut)[0]
     names = [act_name("mlp_out", 0)]
     with torch.no_grad():
         _, clean = model.run_with_cache(runs.pairs.clean, names_filter=names)
         _, corrupt = model.run_with_cache(runs.pairs.corrupt, names_filter=names)
-    change = corrupt[names[0]][:, 3] - clean[names[0]][:, 3]
+    change = corrupt[names[0]][:, position] - clean[names[0]][:, position]
 
     def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
         act = act.clone()
-        act[:, 3, 1] += change
+        act[:, position, int(head[-1])] += change
         return act
 
-    hooks = [(act_name("v_input", 2), hook)]
+    hooks = [(act_name(f"{kind}_input", int(head[0])), hook)]
     with torch.no_grad(), split_inputs(model), model.hooks(fwd_hooks=hooks):
         logits = model(runs.pairs.clean)[:, 0]
     torch.testing.assert_close(patched, metric(logits, runs.pairs.sign), rtol=1e-6, atol=1e-6)
@@ -120,6 +128,57 @@ def test_node_circuits_equal_their_induced_edge_circuits(bundled_model: BracketT
     for i in (0, 37, 300, 511):
         cut = 1 - runs.graph.node_edges(subsets[i]).float()[None, :, :, None]
         torch.testing.assert_close(runs.m(cut)[0], m[i], rtol=0, atol=1e-4)
+
+
+def _replace(source: torch.Tensor, head: int | None) -> Hook:
+    """A hook setting an output (one head's, with ``head``) to ``source``, row by row."""
+
+    def hook(act: torch.Tensor, hook: object) -> torch.Tensor:
+        act = act.clone()
+        part = source[:, : act.shape[1]]
+        if head is None:
+            act[:] = part
+        else:
+            act[:, :, head] = part
+        return act
+
+    return hook
+
+
+def _node_patched_m(runs: Runs, kept: torch.Tensor) -> torch.Tensor:
+    """``m`` of every row with each removed component's output set to its counterfactual,
+    in one plain patched run to the logits."""
+    corrupt = runs.corrupt.expand(len(runs.pairs), -1, -1, -1)
+    removed = [s for s in range(1, len(runs.graph.senders)) if not kept[s - 1]]
+
+    def per_batch(rows: torch.Tensor) -> list[tuple[str, Hook]]:
+        senders = [runs.graph.senders[s] for s in removed]
+        return [
+            (sender.hook, _replace(corrupt[rows, s], sender.head))
+            for s, sender in zip(removed, senders, strict=True)
+        ]
+
+    return metric(run_patched(runs.model, runs.pairs.clean, per_batch=per_batch), runs.pairs.sign)
+
+
+@pytest.mark.parametrize(
+    ("ablation", "shape"),
+    # the course's layout (two early layers of two heads), and three early layers of one head
+    [
+        ("counterfactual", dict(n_layers=3, n_heads=2, d_head=4)),
+        ("mean", dict(n_layers=4, n_heads=1, d_head=8)),
+    ],
+)
+def test_node_circuits_equal_plain_node_patched_runs(ablation: str, shape: dict[str, int]) -> None:
+    model = BracketTransformer(ModelConfig(**shape, d_model=8, d_mlp=8))
+    model.init_weights(seed=2, std=1.5)
+    model = model.double()  # float64: the two computations agree to rounding
+    runs = _runs(model, n=420, ablation=ablation)
+    subsets, m = node_circuits_m(runs)
+    for i in (0, 5, 37, 170, 200, 255, len(subsets) - 1):
+        want = _node_patched_m(runs, subsets[i])
+        torch.testing.assert_close(m[i], want, rtol=0, atol=1e-9)
+    assert (m[0] - m[-1]).abs().max() > 1e-3  # the circuits differ
 
 
 def test_the_compiled_models_node_optimum_is_the_circuit_it_was_built_with() -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from bracketlens import BracketLensError
 from bracketlens.components import Component, all_components
-from bracketlens.data.tokens import tokenize
+from bracketlens.data.tokens import PAD, tokenize
 from bracketlens.interventions import patch, run_patched, set_at, zero
+from bracketlens.interventions.runner import Start, Stop
 from bracketlens.model.config import ModelConfig
+from bracketlens.model.names import act_name
 
 
 def test_component_labels_hooks_and_parsing() -> None:
@@ -77,3 +81,23 @@ def test_run_patched_is_a_plain_run_without_hooks_and_patches_per_batch(random_m
     torch.testing.assert_close(same, plain, atol=1e-5, rtol=1e-5)
     ablated = run_patched(random_model, tokens, [(name, zero())])
     assert (ablated - plain).abs().max() > 1e-3
+
+
+def test_run_patched_stops_at_a_blocks_input_or_after_its_attention(random_model) -> None:
+    model = copy.deepcopy(random_model).double()  # float64: the runs agree to rounding
+    tokens = tokenize(["(())", "()", ")(", "((()))", "(()"])
+    names = [act_name("resid_pre", 1), act_name("resid_mid", 1), act_name("resid_mid", 2)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=names)
+    real = (tokens != PAD)[:, :, None]
+    at_1 = run_patched(model, tokens, batch_size=2, stop=Stop(1))
+    torch.testing.assert_close(at_1 * real, cache[names[0]] * real, rtol=0, atol=1e-9)
+    start = Start(1, cache[names[0]])
+    mid_1 = run_patched(model, tokens, batch_size=2, start=start, stop=Stop(1, mid=True))
+    torch.testing.assert_close(mid_1 * real, cache[names[1]] * real, rtol=0, atol=1e-9)
+    # past the last block's attention, the run computes position 0 alone
+    mid_2 = run_patched(model, tokens, batch_size=2, stop=Stop(2, mid=True))
+    assert mid_2.shape == (len(tokens), 1, model.cfg.d_model)
+    torch.testing.assert_close(mid_2[:, 0], cache[names[2]][:, 0], rtol=0, atol=1e-9)
+    with pytest.raises(BracketLensError, match="cannot stop"):
+        run_patched(model, tokens, start=Start(1, cache[names[0]], mid=True), stop=Stop(1))

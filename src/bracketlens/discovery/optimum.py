@@ -6,13 +6,21 @@ component is patched, so its readers see its counterfactual output: the circuit'
 run is the model's with the removed components' outputs replaced (node patching).
 
 With ``k`` heads and MLPs there are ``2**k`` circuits (512 in the course
-architecture). They share work: the layers before the last depend only on which of
-their own components are kept, and the last layer's heads at position 0 then depend
-on nothing more. So the run is in two steps: one patched run per subset of the
-earlier components, which records the last block's input and its heads' outputs at
-position 0; then, for every subset of the last layer's components, only its MLP at
-position 0 runs, from the residual those outputs sum to
-(:class:`~bracketlens.interventions.Start` at the MLP half).
+architecture). They share work, so the run is in two steps, each through the runner
+(:func:`~bracketlens.interventions.runner.run_patched`):
+
+A. A prefix tree over the layers before the last. Block ``l``'s outputs depend only
+   on which components of blocks ``0..l`` are kept, so it runs once per subset of
+   those, from its input under each subset of the earlier ones: its heads once per
+   such input (the run stops after the attention, :class:`~.runner.Stop`), their
+   outputs mixed with the counterfactual ones as each subset of the block's heads
+   keeps them, and its MLP half only where the MLP is kept (the counterfactual
+   output is added where it is not). The last block's heads then run at position 0
+   once per subset of all the earlier components, and the run stops there.
+B. The last layer's heads at position 0 depend on nothing more, so for every subset
+   of the last layer's components only its MLP at position 0 runs, from the residual
+   the kept and counterfactual heads' outputs sum to (:class:`~.runner.Start` at
+   the MLP half).
 """
 
 from __future__ import annotations
@@ -21,15 +29,17 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from bracketlens.data.tokens import PAD
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.interventions.hooks import Hook
-from bracketlens.interventions.interchange import patch_rows
-from bracketlens.interventions.runner import Start, run_patched
+from bracketlens.interventions.runner import Start, Stop, run_patched
 from bracketlens.model.names import act_name
 
 MAX_COMPONENTS = 14  # 16,384 circuits: beyond, the optimum is not computed
 TIE = 1e-6  # faithfulness closer than this is a tie (zero-weight components give exact ties)
+STEP_A_BATCH = 1024  # rows a batch of step A runs (fewer, larger batches: less overhead)
 STEP_B_BATCH = 4096
+CHUNK_ROWS = 256  # pair rows step A holds residuals of at once, for every subset
 
 
 def _subsets(n: int) -> Bool[Tensor, "subset n"]:
@@ -47,28 +57,65 @@ def _corrupt_of(runs: Runs, rows: Tensor, senders: list[int]) -> Tensor:
     return runs.corrupt[rows[:, None], which].transpose(1, 2)
 
 
-def _node_hooks(
-    runs: Runs, pair_rows: Tensor, kept: Bool[Tensor, "row component"], layers: range
-) -> list[tuple[str, Hook]]:
-    """Hooks replacing each row's removed components of ``layers`` by their counterfactual."""
-    graph = runs.graph
-    hooks: list[tuple[str, Hook]] = []
-    width = runs.width
-    for layer in layers:
-        heads = [i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "head"]
-        source = _corrupt_of(runs, pair_rows, heads)
-        for h, s in enumerate(heads):
-            mask = (~kept[:, s - 1])[:, None].expand(-1, width)
-            hooks.append((act_name("result", layer), patch_rows(source, mask, head=h)))
-        mlp = next(i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "mlp")
-        mask = (~kept[:, mlp - 1])[:, None].expand(-1, width)
-        hooks.append(
-            (
-                act_name("mlp_out", layer),
-                patch_rows(_corrupt_of(runs, pair_rows, [mlp])[:, :, 0], mask),
-            )
-        )
-    return hooks
+def _into(buffer: Tensor, rows: Tensor) -> Hook:
+    """A hook copying its activation into ``buffer``'s ``rows`` (trimmed to its width)."""
+
+    def hook(act: Tensor, hook: object) -> Tensor:
+        buffer[rows, : act.shape[1]] = act
+        return act
+
+    return hook
+
+
+def _heads_of(runs: Runs, tokens: Tensor, resid: Tensor, layer: int) -> Tensor:
+    """Each head's output of block ``layer`` on every row entering it with ``resid``
+    (``[row, pos, d_model]``), ``[row, pos, head, d_model]``: the run stops after
+    the attention (at position 0 alone in the last block)."""
+    model, heads = runs.model, runs.graph.n_heads
+    width = 1 if layer == runs.graph.n_layers - 1 else tokens.shape[1]
+    out = torch.zeros(len(tokens), width, heads, model.cfg.d_model, dtype=resid.dtype)
+    hook = act_name("result", layer)
+    run_patched(
+        model,
+        tokens,
+        per_batch=lambda at: [(hook, _into(out, at))],
+        start=Start(layer, resid),
+        stop=Stop(layer, mid=True),
+        batch_size=STEP_A_BATCH,
+    )
+    return out
+
+
+def _grow(runs: Runs, rows: Tensor, resid: Tensor, layer: int) -> Tensor:
+    """The residual entering block ``layer + 1`` for every subset of the components up to
+    ``layer``, from ``resid`` (``[prefix, row, pos, d_model]``, one per subset of the
+    earlier ones): ``[subset, row, pos, d_model]``, subset ``local * n_prefix + prefix``,
+    with the block's own components as the bits of ``local``, heads first.
+
+    The heads run once per prefix; their outputs are mixed with the counterfactual
+    ones as each local subset keeps them, and the MLP runs only where it is kept."""
+    graph, model = runs.graph, runs.model
+    n_prefix, width = len(resid), resid.shape[2]
+    tokens = runs.pairs.clean[rows, :width].repeat(n_prefix, 1)
+    heads = [i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "head"]
+    mlp = next(i for i, s in enumerate(graph.senders) if s.layer == layer and s.kind == "mlp")
+    clean = _heads_of(runs, tokens, resid.flatten(0, 1), layer).view(
+        *resid.shape[:3], len(heads), -1
+    )
+    corrupt = _corrupt_of(runs, rows, heads)[:, :width]  # the same under every prefix
+    keeps = _subsets(len(heads))[:, None, None, None, :, None]
+    b_o = model.b_O[layer]
+    # [heads kept, prefix, row, pos, d_model]
+    mids = torch.stack([resid + (torch.where(k, clean, corrupt).sum(3) + b_o) for k in keeps])
+    kept = run_patched(
+        model,
+        tokens.repeat(len(keeps), 1),
+        start=Start(layer, mids.flatten(0, 2), mid=True),
+        stop=Stop(layer + 1),
+        batch_size=STEP_A_BATCH,
+    )
+    corrupt_mlp = _corrupt_of(runs, rows, [mlp])[:, :width, 0]
+    return torch.cat([mids + corrupt_mlp, kept.view_as(mids)]).flatten(0, 1)
 
 
 @torch.no_grad()
@@ -79,32 +126,21 @@ def node_circuits_m(
     ``m`` of every row with it."""
     graph, model, n = runs.graph, runs.model, len(runs.pairs)
     last = graph.n_layers - 1
-    n_comp = len(graph.senders) - 1
-    n_early = (graph.n_heads + 1) * last
-    early = _subsets(n_early)
-    resid0 = torch.empty(len(early), n, model.cfg.d_model)
-    heads0 = torch.empty(len(early), n, graph.n_heads, model.cfg.d_model)
-
-    def per_batch(at: Tensor) -> list[tuple[str, Hook]]:
-        pair_rows, prefix = at % n, at // n
-        kept = torch.ones(len(at), n_comp, dtype=torch.bool)
-        kept[:, :n_early] = early[prefix]
-
-        def keep_resid(act: Tensor, hook: object) -> Tensor:
-            resid0[prefix, pair_rows] = act[:, 0].float()
-            return act
-
-        def keep_heads(act: Tensor, hook: object) -> Tensor:
-            heads0[prefix, pair_rows] = act[:, 0].float()
-            return act
-
-        return [
-            *_node_hooks(runs, pair_rows, kept, range(last)),
-            (act_name("resid_pre", last), keep_resid),
-            (act_name("result", last), keep_heads),
-        ]
-
-    run_patched(model, runs.pairs.clean.repeat(len(early), 1), per_batch=per_batch)
+    early = _subsets((graph.n_heads + 1) * last)
+    dtype = model.W_E.dtype
+    resid0 = torch.empty(len(early), n, model.cfg.d_model, dtype=dtype)
+    heads0 = torch.empty(len(early), n, graph.n_heads, model.cfg.d_model, dtype=dtype)
+    lengths = (runs.pairs.clean != PAD).sum(-1)
+    # rows of similar length together: each chunk's residuals are trimmed to its longest
+    for rows in torch.argsort(lengths, stable=True).split(CHUNK_ROWS):
+        tokens = runs.pairs.clean[rows, : int(lengths[rows].max())]
+        resid = run_patched(model, tokens, stop=Stop(0))[None]
+        for layer in range(last):
+            resid = _grow(runs, rows, resid, layer)
+        flat = resid.flatten(0, 1)
+        heads = _heads_of(runs, tokens.repeat(len(resid), 1), flat, last)
+        heads0[:, rows] = heads[:, 0].view(len(resid), len(rows), graph.n_heads, -1)
+        resid0[:, rows] = resid[:, :, 0]
     return _last_layer(runs, early, resid0, heads0)
 
 
@@ -112,29 +148,30 @@ def _last_layer(
     runs: Runs, early: Tensor, resid0: Tensor, heads0: Tensor
 ) -> tuple[Bool[Tensor, "subset component"], Float[Tensor, "subset row"]]:
     """Every circuit's ``m`` from the recorded last-block inputs: the heads' outputs at
-    position 0 summed as each circuit keeps them, then the MLP half from there."""
+    position 0 summed as each circuit keeps them, then the MLP half from there where
+    the circuit keeps the MLP, or the unembedding of the sum with its counterfactual
+    output where it does not."""
     graph, model, n = runs.graph, runs.model, len(runs.pairs)
-    last = graph.n_layers - 1
-    late = _subsets(graph.n_heads + 1)
+    last, heads = graph.n_layers - 1, graph.n_heads
+    late = _subsets(heads + 1)  # heads' bits, then the MLP's: index mlp * 2**heads + heads
     subsets = torch.cat([early.repeat_interleave(len(late), 0), late.repeat(len(early), 1)], dim=1)
     head_senders = [i for i, s in enumerate(graph.senders) if s.layer == last and s.kind == "head"]
     pair_all = torch.arange(n)
     corrupt_heads = _corrupt_of(runs, pair_all, head_senders)[:, 0]  # [row, head, d]
     corrupt_mlp = _corrupt_of(runs, pair_all, [len(graph.senders) - 1])[:, :1, 0]  # [row, 1, d]
     b_o = model.b_O[last].float()
-
-    def resid_mid(at: Tensor, width: int) -> Tensor:
-        prefix, suffix, rows = at // n // len(late), at // n % len(late), at % n
-        keep = late[suffix, : graph.n_heads, None]
-        heads = torch.where(keep, heads0[prefix, rows], corrupt_heads[rows])
-        return (resid0[prefix, rows] + heads.sum(1) + b_o)[:, None, :].to(model.W_E.dtype)
-
-    def per_batch(at: Tensor) -> list[tuple[str, Hook]]:
-        removed = ~late[at // n % len(late), -1]
-        return [(act_name("mlp_out", last), patch_rows(corrupt_mlp[at % n], removed[:, None]))]
-
-    tokens = runs.pairs.clean.repeat(len(subsets), 1)
-    start = Start.after(act_name("attn_out", last), resid_mid)  # the heads' outputs are set
-    logits = run_patched(model, tokens, per_batch=per_batch, start=start, batch_size=STEP_B_BATCH)
-    m = metric(logits, runs.pairs.sign.repeat(len(subsets))).view(len(subsets), n)
-    return subsets, m
+    # the last block computes position 0 alone: the first token is all a run reads
+    tokens = runs.pairs.clean[:, :1].repeat(len(early), 1)
+    sign = runs.pairs.sign.repeat(len(early))
+    m = torch.empty(len(early), 2, 2**heads, n)  # [prefix, MLP kept, heads kept, row]
+    for k, keep in enumerate(_subsets(heads)):
+        mixed = torch.where(keep[None, None, :, None], heads0, corrupt_heads)
+        mid = (resid0 + mixed.sum(2) + b_o).to(model.W_E.dtype).view(-1, 1, model.cfg.d_model)
+        starts = (  # the heads' outputs are set; without the MLP, its output too
+            Start.after(act_name("mlp_out", last), mid + corrupt_mlp.repeat(len(early), 1, 1)),
+            Start.after(act_name("attn_out", last), mid),
+        )
+        for mlp, start in enumerate(starts):
+            logits = run_patched(model, tokens, start=start, batch_size=STEP_B_BATCH)
+            m[:, mlp, k] = metric(logits, sign).view(len(early), n)
+    return subsets, m.view(len(subsets), n)

@@ -50,38 +50,59 @@ def split_inputs(model: torch.nn.Module) -> Iterator[None]:
         model.set_split_inputs(False)  # type: ignore[operator]
 
 
-def edge_hooks(
-    sites: EdgeSites,
-    corrupt: Float[Tensor, "batch sender pos d_model"],
-    cut: Float[Tensor, "batch receiver sender pos"],
-) -> list[tuple[str, Hook]]:
-    """The hooks patching each row's ``cut`` edges from ``corrupt`` (one batch's rows).
+class _EdgePatch:
+    """One batch's edge patching: the senders' (counterfactual - current) outputs as the
+    run passes them, and each receiver input's change from them.
 
-    ``cut`` is 1 where an edge is patched, 0 where it is kept (fractions interpolate);
-    its position axis may be 1 wide (the same edges at every position).
+    A block's head inputs (queries, keys, values) read the same senders: where one
+    reads every position, the changes of it and of the block's later head inputs
+    that read every position too are taken in one product (the senders' outputs are
+    read once) and kept for those inputs.
     """
-    current: list[Tensor] = []  # each sender's output in this run, [batch, pos, d_model]
 
-    def record(head: int | None) -> Hook:
+    def __init__(self, sites: EdgeSites, corrupt: Tensor, cut: Tensor) -> None:
+        self.sites, self.corrupt = sites, corrupt
+        self.weights = cut.permute(0, 3, 1, 2)  # [batch, pos, receiver, sender]
+        self.diffs: Tensor | None = None  # [batch, pos, sender, d_model]
+        self.seen = 0
+        self.ahead: dict[str, Tensor] = {}
+
+    def record(self, head: int | None) -> Hook:
         def hook(act: Tensor, hook: object) -> Tensor:
-            current.append(act if head is None else act[:, :, head])
+            out = act if head is None else act[:, :, head]
+            width = out.shape[1]
+            if self.diffs is None:
+                shape = (len(act), width, len(self.sites.senders), act.shape[-1])
+                self.diffs = act.new_zeros(shape)
+            diff = self.corrupt[:, self.seen, :width].to(act.dtype) - out
+            self.diffs[:, :width, self.seen] = diff
+            self.seen += 1
             return act
 
         return hook
 
-    def patch_in(indices: tuple[int, ...], has_head: bool) -> Hook:
+    def _change(
+        self, group: list[tuple[str, tuple[int, ...]]], width: int, dtype: torch.dtype
+    ) -> Tensor:
+        """The change of the first input of ``group`` (and, kept, of the others)."""
+        assert self.diffs is not None
+        if width != self.diffs.shape[1]:
+            group = group[:1]
+        indices = [r for _, idx in group for r in idx]
+        w = self.weights[:, :width, indices, : self.seen].to(dtype)
+        delta = w @ self.diffs[:, :width, : self.seen]  # [batch, pos, receiver, d_model]
+        parts = delta.split([len(idx) for _, idx in group], dim=2)
+        self.ahead |= {name: part for (name, _), part in zip(group[1:], parts[1:], strict=True)}
+        return parts[0]
+
+    def patch_in(self, group: list[tuple[str, tuple[int, ...]]], has_head: bool) -> Hook:
+        name, indices = group[0]
+
         def hook(act: Tensor, hook: object) -> Tensor:
-            width = act.shape[1]
-            if indices[0] in sites.position_0:
-                width = 1
-            n = len(current)
-            diff = corrupt[:, :n, :width].to(act.dtype) - torch.stack(
-                [c[:, :width] for c in current], dim=1
-            )
-            weights = cut[:, list(indices), :n, :width].to(act.dtype)
-            if weights.shape[-1] != width:
-                weights = weights.expand(-1, -1, -1, width)
-            delta = torch.einsum("brsp,bspd->bprd", weights, diff)
+            width = 1 if indices[0] in self.sites.position_0 else act.shape[1]
+            delta = self.ahead.pop(name, None)
+            if delta is None or delta.shape[1] != width:
+                delta = self._change(group, width, act.dtype)
             if not has_head:
                 delta = delta[:, :, 0]
             if width == act.shape[1]:
@@ -92,13 +113,34 @@ def edge_hooks(
 
         return hook
 
+
+def edge_hooks(
+    sites: EdgeSites,
+    corrupt: Float[Tensor, "batch sender pos d_model"],
+    cut: Float[Tensor, "batch receiver sender pos"],
+) -> list[tuple[str, Hook]]:
+    """The hooks patching each row's ``cut`` edges from ``corrupt`` (one batch's rows).
+
+    ``cut`` is 1 where an edge is patched, 0 where it is kept (fractions interpolate);
+    its position axis may be 1 wide (the same edges at every position). Each sender's
+    (counterfactual - current) output is taken once, as the run passes it, and each
+    receiver's input moves by the ``cut``-weighted sum of those of the senders before it.
+    """
+    patch = _EdgePatch(sites, corrupt, cut)
     hooks: list[tuple[str, Hook]] = []
     sender_hooks = {name: [] for name, _ in sites.senders}  # type: dict[str, list[int | None]]
     for name, head in sites.senders:
         sender_hooks[name].append(head)
     for name, heads in sender_hooks.items():
-        hooks += [(name, record(h)) for h in heads]
-    hooks += [(name, patch_in(idx, has_head)) for name, idx, has_head in sites.receivers]
+        hooks += [(name, patch.record(h)) for h in heads]
+    for k, (name, indices, has_head) in enumerate(sites.receivers):
+        group = [(name, indices)]
+        block = name.rsplit(".", 1)[0]
+        for later, later_idx, later_head in sites.receivers[k + 1 :]:
+            if not (has_head and later_head and later.rsplit(".", 1)[0] == block):
+                break
+            group.append((later, later_idx))
+        hooks.append((name, patch.patch_in(group, has_head)))
     return hooks
 
 

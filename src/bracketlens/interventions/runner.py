@@ -11,8 +11,10 @@ attention pattern moves every position's mix, so it starts at the block's input.
 :func:`run_patched` runs many strings in batches with hooks, from a :class:`Start`;
 :func:`run_from` is the run itself, and, given the positions a patch changed and the
 base's activations, recomputes only those positions until an attention reads them.
-Ablations, resampling tests, path patching and explain's interchange interventions
-all run through these two functions.
+With a :class:`Stop`, :func:`run_patched` ends short of the logits (:func:`run_until`)
+and gives the residual stream there. Ablations, resampling tests, path patching,
+explain's interchange interventions and the node optimum all run through these
+functions.
 """
 
 from __future__ import annotations
@@ -110,6 +112,19 @@ class Start:
         return self.resid(rows, width)
 
 
+class Stop(NamedTuple):
+    """Where a batched patched run ends, short of the logits.
+
+    Attributes:
+        layer: the block whose input the run ends at (its ``hook_resid_pre`` fires).
+        mid: the run ends after that block's attention instead, at the value its
+            ``hook_resid_mid`` would see (the hook does not fire).
+    """
+
+    layer: int
+    mid: bool = False
+
+
 @torch.no_grad()
 def run_patched(
     model: BracketTransformer,
@@ -118,7 +133,8 @@ def run_patched(
     batch_size: int = DEFAULT_BATCH,
     per_batch: Callable[[Tensor], Sequence[tuple[str, Hook]]] | None = None,
     start: Start | None = None,
-) -> Float[Tensor, "batch 2"]:
+    stop: Stop | None = None,
+) -> Float[Tensor, "batch 2"] | Float[Tensor, "batch seq d_model"]:
     """Class logits (position 0) with ``hooks`` applied; ``per_batch(rows)`` adds batch-specific ones.
 
     Batches are grouped by length and their padding trimmed (pad keys are masked,
@@ -127,18 +143,66 @@ def run_patched(
     is lined up with the batch being run. With ``start`` (:class:`Start`), the run
     starts there instead of at the embeddings. The last block computes position 0
     alone (``class_only``): hooks there from the attention scores on see that
-    position only, the only one the class logits read.
+    position only, the only one the class logits read. With ``stop`` (:class:`Stop`),
+    the run ends there and gives the residual stream at that point instead of logits,
+    ``[batch, seq, d_model]`` (zeros past each batch's trimmed width), or
+    ``[batch, 1, d_model]`` after the last block's attention, which runs at position 0
+    alone.
     """
-    out = torch.empty(len(tokens), 2, dtype=next(model.parameters()).dtype)
+    begin = (0, False) if start is None else (start.layer, start.mid)
+    out = _output(model, tokens, begin, stop)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
         with model.hooks(fwd_hooks=[*hooks, *extra]):
-            if start is None:
+            if start is None and stop is None:
                 out[rows] = model.class_logits(batch)
+                continue
+            resid = (
+                model.embed_tokens(batch) if start is None else start.batch(rows, batch.shape[1])
+            )
+            if stop is None:
+                out[rows] = run_from(model, begin[0], resid, batch, mid=begin[1])
             else:
-                resid = start.batch(rows, batch.shape[1])
-                out[rows] = run_from(model, start.layer, resid, batch, mid=start.mid)
+                ended = run_until(model, begin[0], resid, batch, stop, mid=begin[1])
+                out[rows, : ended.shape[1]] = ended
     return out
+
+
+def _output(
+    model: BracketTransformer, tokens: Tensor, begin: tuple[int, bool], stop: Stop | None
+) -> Tensor:
+    """What :func:`run_patched` fills: the class logits, or the residual stream at ``stop``."""
+    dtype = next(model.parameters()).dtype
+    if stop is None:
+        return torch.empty(len(tokens), 2, dtype=dtype)
+    if not (begin <= tuple(stop) and 0 <= stop.layer < model.cfg.n_layers):
+        raise BracketLensError(
+            f"a run starting at {begin} cannot stop at {tuple(stop)}: stop at a block's input "
+            "or after its attention, at or after the start"
+        )
+    at_0 = stop.mid and stop.layer == model.cfg.n_layers - 1  # position 0 alone
+    return torch.zeros(len(tokens), 1 if at_0 else tokens.shape[1], model.cfg.d_model, dtype=dtype)
+
+
+def run_until(
+    model: BracketTransformer,
+    layer: int,
+    resid: Float[Tensor, "batch pos d_model"],
+    tokens: Int[Tensor, "batch pos"],
+    stop: Stop,
+    *,
+    mid: bool = False,
+) -> Float[Tensor, "batch pos d_model"]:
+    """The residual stream at ``stop`` of a run entering block ``layer`` (its MLP half with
+    ``mid``) with ``resid``; after the last block's attention, at position 0 alone."""
+    if mid and (layer, mid) == tuple(stop):
+        return resid  # it starts where it stops: nothing runs
+    resid = model.run_blocks(resid, tokens, layer, stop.layer, mid=mid, class_only=True)
+    block = cast(TransformerBlock, model.blocks[stop.layer])
+    if not stop.mid:
+        return block.hook_resid_pre(resid)
+    pad = tokens == model.cfg.pad_token_id
+    return block.first_half(resid, pad, 1 if stop.layer == model.cfg.n_layers - 1 else None)
 
 
 def run_from(

@@ -214,12 +214,23 @@ class TransformerBlock(nn.Module):
     ) -> Float[Tensor, "batch query d_model"]:
         """The block's output at every position, or at the first ``queries`` only: every
         hook after the attention pattern then sees those positions alone."""
+        return self.second_half(self.first_half(resid, pad, queries))
+
+    def first_half(
+        self,
+        resid: Float[Tensor, "batch pos d_model"],
+        pad: Bool[Tensor, "batch pos"],
+        queries: int | None = None,
+    ) -> Float[Tensor, "batch query d_model"]:
+        """The block up to its ``hook_resid_mid`` (which :meth:`second_half` fires): the
+        input hook, the attention and its residual connection, at every position or at
+        the first ``queries`` only."""
         resid = self.hook_resid_pre(resid)
         if self.split_inputs:
             attn_out = self.hook_attn_out(self._split_attention(resid, pad, queries))
         else:
             attn_out = self.hook_attn_out(self.attn(self.ln1(resid), pad, queries))
-        return self.second_half((resid if queries is None else resid[:, :queries]) + attn_out)
+        return (resid if queries is None else resid[:, :queries]) + attn_out
 
     def _split_attention(
         self,

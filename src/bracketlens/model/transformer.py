@@ -88,8 +88,7 @@ class BracketTransformer(HookedRootModule):
         With ``stop_at_layer`` (< ``n_layers``), the pass stops at that block's input:
         its ``hook_resid_pre`` fires and the residual is returned, not logits.
         """
-        tokens = self.hook_tokens(tokens)
-        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        resid = self.embed_tokens(tokens)
         if stop_at_layer is not None:
             if not 0 <= stop_at_layer < self.cfg.n_layers:
                 raise BracketLensError(
@@ -99,6 +98,12 @@ class BracketTransformer(HookedRootModule):
             block = cast(TransformerBlock, self.blocks[stop_at_layer])
             return block.hook_resid_pre(self.run_blocks(resid, tokens, 0, stop_at_layer))
         return self.forward_from(0, resid, tokens, class_only=class_only)
+
+    def embed_tokens(self, tokens: Int[Tensor, "batch pos"]) -> Float[Tensor, "batch pos d_model"]:
+        """The residual stream entering block 0, token plus position embeddings (``hook_tokens``
+        and the embedding hooks fire)."""
+        tokens = self.hook_tokens(tokens)
+        return self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
 
     def forward_from(
         self,
