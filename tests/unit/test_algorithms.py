@@ -44,6 +44,7 @@ SMALL = Search(
     das_dims=(1,),
     das_steps=5,
     confirm_test=48,
+    refine_steps=5,  # the refits run, briefly
 )
 
 

@@ -107,7 +107,7 @@ class Search:
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
                    das_dims=(1,), das_steps=5, generated="cores", confirm_models=0,
-                   refine_top=0)  # fmt: skip
+                   refine_top=0, spread=False)  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
