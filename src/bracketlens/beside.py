@@ -186,16 +186,17 @@ def in_two_shares(
     fn: Callable[[list[A]], list[B]],
     items: Sequence[A],
     cost: Callable[[A], float],
-    device: str = "cpu",
+    device: str | None = "cpu",
 ) -> list[B]:
     """``fn`` over ``items`` (one result per item, in order), the items split in two shares
     of about equal ``cost``: one share runs in a forked child (:class:`Beside`), the other
     here, at the same time.
 
     The results are those of ``fn(items)`` wherever each item's result depends only on
-    that item. Where no fork is safe (:func:`forkable`) every item runs here.
+    that item. Where no fork is safe (:func:`forkable`), or ``device`` is None (the caller
+    runs in parallel already), every item runs here.
     """
-    if len(items) < 2 or not forkable(device):
+    if len(items) < 2 or device is None or not forkable(device):
         return fn(list(items))
     shares: tuple[list[int], list[int]] = ([], [])
     load = [0.0, 0.0]

@@ -190,8 +190,8 @@ def test_explain_is_called_through_its_interface(monkeypatch):
         def to_json(self):
             return {"best_model": "none", "models": [{"name": "m", "iia": 0.4}], "variables": []}
 
-    def explain(model, data, seed=0, search=None):
-        calls.append((model, data, seed, search))
+    def explain(model, data, seed=0, search=None, split=True):
+        calls.append((model, data, seed, search, split))
         return Explanation()
 
     class Search:
@@ -204,9 +204,9 @@ def test_explain_is_called_through_its_interface(monkeypatch):
     fake.explain, fake.Search = explain, Search
     monkeypatch.setitem(sys.modules, "bracketlens.algorithms", fake)
     result = explain_model("model", "data", 7)
-    assert calls == [("model", "data", 7, "search default")]
-    explain_model("model", "data", 7, "smoke")
-    assert calls[-1][-1] == "search smoke"
+    assert calls == [("model", "data", 7, "search default", True)]
+    explain_model("model", "data", 7, "smoke", split=False)  # a Ray worker's seed
+    assert calls[-1][-2:] == ("search smoke", False)
     assert verdict_fields(result) == {"verdict": "none", "iia": 0.4, "passing": [],
                                       "combined": None, "closest": None, "variables": []}  # fmt: skip
 

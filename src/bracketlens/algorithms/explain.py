@@ -145,6 +145,7 @@ def explain(
     *,
     models: Sequence[str | CausalModel] | None = None,
     search: Search | None = None,
+    split: bool = True,
 ) -> Explanation:
     """Align every registered causal model with ``model`` on ``data`` and give the verdict.
 
@@ -153,6 +154,8 @@ def explain(
         search: how many pairs, locations and rotations to try (defaults fit the CLI's
             10,000 strings in well under two minutes on two cores).
         seed: seeds pair sampling, splits, rotations and controls.
+        split: run the search in two processes where there are two cores (the same
+            result); False where the caller runs several explains in parallel already.
     """
     search = search or Search()
     chosen = _resolve(models, search)
@@ -179,11 +182,12 @@ def explain(
     # model chooses among the fits on its own validation pairs. Two variables are one
     # where they take the same value on every string
     keys = list(dict.fromkeys(d[-1] for d in drawn))
-    founds = _search_all(model, data, drawn, keys, search, seed)
+    where = _device(model) if split else None  # None: one process
+    founds = _search_all(model, data, drawn, keys, search, seed, where)
     screens: list[ScreenMap] = [found.screen for found in founds]
     confirmed = _confirmed(drawn, keys, founds, tokens, search)
     if search.refine_top and confirmed:
-        founds = _refine_all(model, data, drawn, keys, founds, confirmed, search, seed)
+        founds = _refine_all(model, data, drawn, keys, founds, confirmed, search, seed, where)
         confirmed = _confirmed(drawn, keys, founds, tokens, search)
     searched = _by_model(drawn, keys, founds)
 
@@ -197,7 +201,7 @@ def explain(
         return out
 
     # each alignment depends only on its own pairs and fit: half of them in a second process
-    alignments = in_two_shares(confirm_share, searched, _confirm_cost(confirmed), _device(model))
+    alignments = in_two_shares(confirm_share, searched, _confirm_cost(confirmed), where)
     by_generator = frozenset(
         m.name
         for m in chosen
@@ -294,9 +298,11 @@ def _search_all(
     keys: list[tuple],
     search: Search,
     seed: int,
+    where: str | None,
 ) -> list[Candidates]:
     """:func:`_search` for each shared variable (``keys``), in two processes where there
-    are two cores: each variable's search depends only on its own pairs and seeds."""
+    are two cores (``where``: the model's device; None: one process): each variable's
+    search depends only on its own pairs and seeds."""
 
     def search_share(share: list[tuple]) -> list[Candidates]:
         out = []
@@ -315,7 +321,7 @@ def _search_all(
         pairs = sum(len(d[2].base) for d in drawn if d[-1] == key)
         return locations * len(search.das_dims) * search.das_steps / 50 + pairs / 6200
 
-    return in_two_shares(search_share, keys, cost, _device(model))
+    return in_two_shares(search_share, keys, cost, where)
 
 
 def _by_model(
@@ -352,6 +358,7 @@ def _refine_all(
     confirmed: frozenset[str],
     search: Search,
     seed: int,
+    where: str | None,
 ) -> list[Candidates]:
     """:func:`.refine.refine` for each shared variable of a confirmed model, in two processes
     where there are two cores; the other variables' candidates as they are."""
@@ -369,7 +376,7 @@ def _refine_all(
                 for i, members, wanted in share]  # fmt: skip
 
     out = list(founds)
-    done = in_two_shares(refine_share, todo, lambda item: len(item[2]), _device(model))
+    done = in_two_shares(refine_share, todo, lambda item: len(item[2]), where)
     for (i, _, _), found in zip(todo, done, strict=True):
         out[i] = found
     return out

@@ -156,7 +156,8 @@ def _submit_and_collect(
         task = ray.remote(run_seed).options(
             num_cpus=1, num_gpus=1 if gpus else 0, max_retries=MAX_RETRIES, name="bracketlens_seed"
         )
-        refs = {task.remote(seed, sweep.recipe, device): seed for seed in pending}
+        # the seeds run in parallel: each explain in its worker alone (split=False)
+        refs = {task.remote(seed, sweep.recipe, device, False): seed for seed in pending}
         try:
             while refs:
                 done, _ = ray.wait(list(refs), num_returns=1)

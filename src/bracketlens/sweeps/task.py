@@ -42,17 +42,26 @@ def localise_model(model: BracketTransformer, data: BracketDataset) -> Localisat
 
 
 def explain_model(
-    model: BracketTransformer, data: BracketDataset, seed: int, search: str = "default"
+    model: BracketTransformer,
+    data: BracketDataset,
+    seed: int,
+    search: str = "default",
+    split: bool = True,
 ) -> dict[str, Any]:
-    """``explain``'s JSON for this model (an error inside it is the task's, recorded in the row)."""
+    """``explain``'s JSON for this model (an error inside it is the task's, recorded in the row);
+    ``split``: its search in two processes where there are two cores (the same result)."""
     from bracketlens.algorithms import Search, explain
 
-    result: dict[str, Any] = explain(model, data, seed=seed, search=Search.named(search)).to_json()
+    found = explain(model, data, seed=seed, search=Search.named(search), split=split)
+    result: dict[str, Any] = found.to_json()
     return result
 
 
-def run_seed(seed: int, recipe: Recipe, device: str = "cpu") -> SeedResult:
-    """Train ``seed`` with ``recipe``, localise and explain it; errors become the row's."""
+def run_seed(seed: int, recipe: Recipe, device: str = "cpu", split: bool = True) -> SeedResult:
+    """Train ``seed`` with ``recipe``, localise and explain it; errors become the row's.
+
+    ``split``: explain's search in two processes (False where seeds run in parallel already).
+    """
     start = time.perf_counter()
     row = base_row(seed, recipe, device)
     state = None
@@ -61,7 +70,7 @@ def run_seed(seed: int, recipe: Recipe, device: str = "cpu") -> SeedResult:
             result = train(replace(recipe.train, seed=seed), progress=False, device=device)
             model = result.model
             state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            row |= _measure(model, result.record, seed, recipe)
+            row |= _measure(model, result.record, seed, recipe, split)
     except Exception as e:  # one seed's failure must not end the sweep; the row says why
         row["error"] = f"{type(e).__name__}: {e}"
     row["seconds"] = round(time.perf_counter() - start, 2)
@@ -94,13 +103,13 @@ def base_row(seed: int, recipe: Recipe, device: str) -> dict[str, Any]:
 
 
 def _measure(
-    model: BracketTransformer, record: dict[str, Any], seed: int, recipe: Recipe
+    model: BracketTransformer, record: dict[str, Any], seed: int, recipe: Recipe, split: bool
 ) -> dict[str, Any]:
     """Accuracy from the training record, then localisation and explanation on CPU."""
     model = model.cpu()  # the analysis code is CPU code; training alone uses --device
     data = evaluation_set(recipe.n_analysis, seed=ANALYSIS_SEED_OFFSET + seed)
     found = localise_model(model, data)
-    explanation = explain_model(model, data, seed, recipe.search)
+    explanation = explain_model(model, data, seed, recipe.search, split)
     held_out = record["held_out"]
     return {
         "accuracy": held_out["evaluation"]["accuracy"],
