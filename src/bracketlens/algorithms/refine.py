@@ -18,8 +18,10 @@ import numpy as np
 
 from bracketlens.algorithms.align import fit_basis
 from bracketlens.algorithms.choice import Candidates, Fit, choose
+from bracketlens.algorithms.confirm import trivial
 from bracketlens.algorithms.locations import pair_activations
 from bracketlens.algorithms.pairs import Pairs, concat
+from bracketlens.beside import in_two_shares
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.model.transformer import BracketTransformer
 
@@ -62,3 +64,41 @@ def refine(
                            seed=seed + 7919 * (j + 1) + dim, init=basis)  # fmt: skip
         refined.append((loc, dim, better))
     return choose(model, data, found.screen, [*found.fits, *refined], members)
+
+
+def refine_all(
+    model: BracketTransformer,
+    data: BracketDataset,
+    drawn: list[tuple],
+    keys: list[tuple],
+    founds: list[Candidates],
+    confirmed: frozenset[str],
+    search: Search,
+    seed: int,
+    where: str | None,
+) -> list[Candidates]:
+    """:func:`refine` for each shared variable of a confirmed model, in two processes where
+    there are two cores (``where``: the model's device; None: one process); the other
+    variables' candidates as they are.
+
+    ``drawn`` holds explain's (model, variable, pairs, values, shared key) per variable,
+    ``keys`` the shared keys in the order of ``founds``.
+    """
+    tokens = data.tokens.numpy()
+    todo = []
+    for i, (key, found) in enumerate(zip(keys, founds, strict=True)):
+        mine = [d for d in drawn if d[-1] == key]
+        wanted = [j for j, d in enumerate(mine) if d[0].name in confirmed
+                  and not trivial(found.chosen[j][0], d[3], tokens)]  # fmt: skip
+        if wanted:
+            todo.append((i, [d[2] for d in mine], wanted))
+
+    def refine_share(share: list[tuple[int, list[Pairs], list[int]]]) -> list[Candidates]:
+        return [refine(model, data, members, founds[i], wanted, search, seed)
+                for i, members, wanted in share]  # fmt: skip
+
+    out = list(founds)
+    done = in_two_shares(refine_share, todo, lambda item: len(item[2]), where)
+    for (i, _, _), found in zip(todo, done, strict=True):
+        out[i] = found
+    return out
