@@ -198,12 +198,13 @@ def in_two_shares(
     """
     if len(items) < 2 or device is None or not forkable(device):
         return fn(list(items))
+    costs = [cost(item) for item in items]
     shares: tuple[list[int], list[int]] = ([], [])
     load = [0.0, 0.0]
-    for i in sorted(range(len(items)), key=lambda i: -cost(items[i])):  # largest first
+    for i in sorted(range(len(items)), key=lambda i: -costs[i]):  # largest first
         side = 0 if load[0] <= load[1] else 1
         shares[side].append(i)
-        load[side] += cost(items[i])
+        load[side] += costs[i]
     out: list[Any] = [None] * len(items)
     with Beside(fn, [items[i] for i in shares[1]], device=device) as child:
         for i, value in zip(shares[0], fn([items[i] for i in shares[0]]), strict=True):

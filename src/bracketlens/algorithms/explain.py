@@ -186,15 +186,16 @@ def explain(
     # once, on the pairs of all of them (each pair with its own model's label); each
     # model chooses among the fits on its own validation pairs. Two variables are one
     # where they take the same value on every string
-    keys = list(dict.fromkeys(d[-1] for d in drawn))
+    # the drawn variables of each shared variable, in order of first appearance
+    shared = [[d for d in drawn if d[-1] == key] for key in dict.fromkeys(d[-1] for d in drawn)]
     where = _device(model) if split else None  # None: one process
-    founds = _search_all(model, data, drawn, keys, search, seed, where)
+    founds = _search_all(model, data, shared, search, seed, where)
     screens: list[ScreenMap] = [found.screen for found in founds]
-    confirmed = _confirmed(drawn, keys, founds, tokens, search)
+    confirmed = _confirmed(shared, founds, tokens, search)
     if search.refine_top and confirmed:
-        founds = refine_all(model, data, drawn, keys, founds, confirmed, search, seed, where)
-        confirmed = _confirmed(drawn, keys, founds, tokens, search)
-    searched = _by_model(drawn, keys, founds)
+        founds = refine_all(model, data, shared, founds, confirmed, search, seed, where)
+        confirmed = _confirmed(shared, founds, tokens, search)
+    searched = _by_model(shared, founds)
 
     def confirm_share(share: list[tuple[tuple, Candidates, int]]) -> list[Alignment]:
         out = []
@@ -299,49 +300,48 @@ def _search(
 def _search_all(
     model: BracketTransformer,
     data: BracketDataset,
-    drawn: list[tuple],
-    keys: list[tuple],
+    shared: list[list[tuple]],
     search: Search,
     seed: int,
     where: str | None,
 ) -> list[Candidates]:
-    """:func:`_search` for each shared variable (``keys``), in two processes where there
-    are two cores (``where``: the model's device; None: one process): each variable's
-    search depends only on its own pairs and seeds."""
+    """:func:`_search` for each shared variable (``shared``: its drawn variables, one per
+    model that has it), in two processes where there are two cores (``where``: the
+    model's device; None: one process): each variable's search depends only on its own
+    pairs and seeds."""
 
-    def search_share(share: list[tuple]) -> list[Candidates]:
+    def search_share(share: list[list[tuple]]) -> list[Candidates]:
         out = []
-        for key in share:
-            mine = [d for d in drawn if d[-1] == key]
+        for mine in share:
             cores = [_core(d[0], d[1]) if search.group_screens else frozenset() for d in mine]
             out.append(_search(model, data, mine[0][0], mine[0][1], [d[2] for d in mine],
                                cores, search, seed))  # fmt: skip
         return out
 
-    def cost(key: tuple) -> float:
+    def cost(mine: list[tuple]) -> float:
         """Seconds, about, on the bundled model: Adam steps of every rotation, then every
         pair through the screen and the validation runs (one location for a per-position
         variable)."""
-        locations = 1 if key[2] is not None else search.das_top + model.cfg.n_layers - 1
-        pairs = sum(len(d[2].base) for d in drawn if d[-1] == key)
+        per_position = mine[0][1].position is not None
+        locations = 1 if per_position else search.das_top + model.cfg.n_layers - 1
+        pairs = sum(len(d[2].base) for d in mine)
         return locations * len(search.das_dims) * search.das_steps / 50 + pairs / 6200
 
-    return in_two_shares(search_share, keys, cost, where)
+    return in_two_shares(search_share, shared, cost, where)
 
 
 def _by_model(
-    drawn: list[tuple], keys: list[tuple], founds: list[Candidates]
+    shared: list[list[tuple]], founds: list[Candidates]
 ) -> list[tuple[tuple, Candidates, int]]:
     """(drawn variable, its shared variable's candidates, its index among their models)."""
     out: list[tuple[tuple, Candidates, int]] = []
-    for key, found in zip(keys, founds, strict=True):
-        out += [(d, found, j) for j, d in enumerate(d for d in drawn if d[-1] == key)]
+    for mine, found in zip(shared, founds, strict=True):
+        out += [(d, found, j) for j, d in enumerate(mine)]
     return out
 
 
 def _confirmed(
-    drawn: list[tuple],
-    keys: list[tuple],
+    shared: list[list[tuple]],
     founds: list[Candidates],
     tokens: np.ndarray,
     search: Search,
@@ -349,7 +349,7 @@ def _confirmed(
     """The models confirmed on more test pairs: the best validation scores."""
     return confirmed_models(
         [(d[0].name, found.score[j], trivial(found.chosen[j][0], d[3], tokens))
-         for d, found, j in _by_model(drawn, keys, founds)],
+         for d, found, j in _by_model(shared, founds)],
         search.confirm_models,
     )  # fmt: skip
 

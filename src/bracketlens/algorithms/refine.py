@@ -69,8 +69,7 @@ def refine(
 def refine_all(
     model: BracketTransformer,
     data: BracketDataset,
-    drawn: list[tuple],
-    keys: list[tuple],
+    shared: list[list[tuple]],
     founds: list[Candidates],
     confirmed: frozenset[str],
     search: Search,
@@ -81,13 +80,12 @@ def refine_all(
     there are two cores (``where``: the model's device; None: one process); the other
     variables' candidates as they are.
 
-    ``drawn`` holds explain's (model, variable, pairs, values, shared key) per variable,
-    ``keys`` the shared keys in the order of ``founds``.
+    ``shared`` holds, for each shared variable in the order of ``founds``, explain's
+    (model, variable, pairs, values, shared key) of each model that has it.
     """
     tokens = data.tokens.numpy()
     todo = []
-    for i, (key, found) in enumerate(zip(keys, founds, strict=True)):
-        mine = [d for d in drawn if d[-1] == key]
+    for i, (mine, found) in enumerate(zip(shared, founds, strict=True)):
         wanted = [j for j, d in enumerate(mine) if d[0].name in confirmed
                   and not trivial(found.chosen[j][0], d[3], tokens)]  # fmt: skip
         if wanted:
