@@ -41,6 +41,8 @@ class Candidates:
     validation_iia: tuple[float, ...]  # per model: that fit's kind-mean IIA on its validation
     score: tuple[float, ...]  # per model: that fit's worst margin on its validation
     fit_scores: tuple[tuple[float, ...], ...] = ()  # per model: every fit's score
+    # per fit: which of every model's validation pairs (concatenated) it gets right
+    correct: tuple[np.ndarray, ...] = ()
 
 
 def top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Location]:
@@ -93,16 +95,22 @@ def choose(
     screen_map: ScreenMap,
     fits: list[Fit],
     members: list[Pairs],
+    known: tuple[np.ndarray, ...] = (),
 ) -> Candidates:
     """Each model's choice among ``fits`` on its own validation pairs (``members``: the
-    pairs of each model that has the variable), by :func:`choice_score`."""
+    pairs of each model that has the variable), by :func:`choice_score`.
+
+    ``known``: the validation outcomes of the first fits, from an earlier choice on the
+    same pairs (:attr:`Candidates.correct`); only the fits after them are run.
+    """
     # every model's validation pairs through one pass per fit, then scored model by model
     vals = [m.in_split("validation") for m in members]
     full = concat(vals)
+    new = fits[len(known) :]
     acts = pair_activations(model, data.tokens, full.base, full.source,
-                            [loc.site for loc, _, _ in fits])  # fmt: skip
-    correct = [outcome(model, acts, loc, basis).predicted == full.label
-               for loc, _, basis in fits]  # fmt: skip
+                            [loc.site for loc, _, _ in new])  # fmt: skip
+    correct = [*known, *(outcome(model, acts, loc, basis).predicted == full.label
+                         for loc, _, basis in new)]  # fmt: skip
     ends = np.cumsum([len(v) for v in vals])
     chosen, iias, scores, every = [], [], [], []
     for val_m, end in zip(vals, ends, strict=True):
@@ -114,7 +122,7 @@ def choose(
         scores.append(float(mine[best]))
         every.append(tuple(mine))
     return Candidates(screen_map, tuple(fits), tuple(chosen), tuple(iias), tuple(scores),
-                      tuple(every))  # fmt: skip
+                      tuple(every), tuple(correct))  # fmt: skip
 
 
 def choice_score(correct: np.ndarray, pairs: Pairs) -> float:
