@@ -53,6 +53,7 @@ from bracketlens.algorithms.generate import default_models, found_by_generator
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS
 from bracketlens.algorithms.locations import Site, pair_activations
 from bracketlens.algorithms.pairs import PairCounts, Pairs, concat, sample_pairs, string_splits
+from bracketlens.algorithms.probes import probe_map
 from bracketlens.algorithms.refine import refine_all
 from bracketlens.algorithms.result import Alignment, Explanation, ScreenMap
 from bracketlens.beside import in_two_shares
@@ -91,6 +92,9 @@ class Search:
     # per model and variable (0: none), and with how many more steps
     refine_top: int = 2
     refine_steps: int = 90
+    # the probe map (:mod:`.probes`): linear probes of the grammar's variables at every
+    # single-position site, for the reader; it steers nothing
+    probes: bool = True
 
     @classmethod
     def quick(cls) -> Search:
@@ -112,7 +116,7 @@ class Search:
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
                    das_dims=(1,), das_steps=5, generated="cores", confirm_models=0,
-                   refine_top=0, spread=False)  # fmt: skip
+                   refine_top=0, spread=False, probes=False)  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
@@ -216,7 +220,8 @@ def explain(
         and not m.generated
         and found_by_generator(m)
     )
-    return conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
+    result = conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
+    return replace(result, probes=probe_map(model, data, seed)) if search.probes else result
 
 
 def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:

@@ -11,6 +11,7 @@ from torch import Tensor
 from bracketlens.algorithms.guards import Guard
 from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS
+from bracketlens.algorithms.probes import ProbeMap
 from bracketlens.data.truth import FailureGroup
 from bracketlens.stats import Estimate, bootstrap
 
@@ -204,6 +205,7 @@ class Explanation:
     closest: dict[str, object] | None = None
     budget: dict[str, object] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)  # the generator's counts
+    probes: ProbeMap | None = None  # what each single-position site linearly decodes
 
     @property
     def verdict(self) -> str:
@@ -225,6 +227,7 @@ class Explanation:
             "variables": [a.to_json() for a in self.variables],
             "split": [dict(s) for s in self.split],
             "screen": [s.to_json() for s in self.screens],
+            "probes": None if self.probes is None else self.probes.to_json(),
             "seed": self.seed,
             "n": self.n,
             "threshold": THRESHOLD,

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from bracketlens.algorithms.pairs import KINDS
+from bracketlens.algorithms.probes import BALANCED_ACCURACY, R2, ProbeMap
 from bracketlens.algorithms.result import ScreenMap
 from bracketlens.plots._style import finish
 
@@ -48,3 +49,58 @@ def iia_heatmaps(screen: ScreenMap) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     title = f"{screen.variable} ({screen.model}): IIA of whole-vector patches by hook and position"
     return finish(fig, title, height=120 + 22 * len(screen.sites))
+
+
+def probe_heatmaps(probes: ProbeMap) -> go.Figure:
+    """The probe map: how well a linear probe reads each variable at each hook.
+
+    Two rows of panels, integers (R²) above booleans (balanced accuracy); three columns:
+    position 0 (``[start]``, where the class is read), position 1 (the first paren),
+    and the best other position (named on hover). Hooks run left to right in forward
+    order; grey cells have too few strings to score.
+    """
+    single = probes.scores[:, :, :2]
+    rest = probes.scores[:, :, 2:]
+    filled = np.where(np.isnan(rest), -np.inf, rest)
+    where = filled.argmax(-1)
+    best = np.take_along_axis(filled, where[..., None], -1)[..., 0]
+    best = np.where(np.isneginf(best), np.nan, best)
+    panels = [(single[..., 0], None), (single[..., 1], None), (best, where + 2)]
+    rows = [(R2, "R²"), (BALANCED_ACCURACY, "balanced accuracy")]
+    fig = make_subplots(
+        rows=2,
+        cols=3,
+        shared_xaxes=True,
+        shared_yaxes="rows",
+        row_heights=[sum(k == kind for k in probes.kinds) for kind, _ in rows],
+        subplot_titles=["at position 0", "at position 1", "at the best other position"],
+        vertical_spacing=0.04,
+        horizontal_spacing=0.02,
+    )
+    for r, (kind, label) in enumerate(rows, start=1):
+        chosen = [i for i, k in enumerate(probes.kinds) if k == kind]
+        names = [probes.variables[i] for i in chosen]
+        for c, (grid, positions) in enumerate(panels, start=1):
+            z = grid[chosen]
+            text = (np.full(z.shape, "") if positions is None
+                    else np.char.add("@", positions[chosen].astype(str)))  # fmt: skip
+            fig.add_trace(
+                go.Heatmap(
+                    z=[[None if np.isnan(x) else round(float(x), 3) for x in row] for row in z],
+                    x=list(probes.sites),
+                    y=names,
+                    text=text.tolist(),
+                    zmin=0.5 if kind == BALANCED_ACCURACY else 0,
+                    zmax=1,
+                    colorscale="Viridis",
+                    showscale=c == 3,
+                    colorbar={"title": label, "len": 0.45, "y": 0.78 if r == 1 else 0.22},
+                    hovertemplate=f"%{{y}} at %{{x}} %{{text}}: {label} %{{z:.2f}}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(tickangle=-60, row=2)
+    title = f"What a linear probe reads where ({probes.n_strings} strings, 30% held out)"
+    return finish(fig, title, height=220 + 24 * len(probes.variables))

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 from bracketlens.analysis import Analysis
 from bracketlens.data.tokens import MAX_PARENS
-from bracketlens.plots.algorithms import iia_heatmaps
+from bracketlens.plots.algorithms import iia_heatmaps, probe_heatmaps
 from bracketlens.plots.attribution import component_histograms, group_scatter, length_histogram
 from bracketlens.plots.circuits import attention_bars, group_bars, neuron_explorer, ranked_bars
 from bracketlens.plots.discovery import DRAWN_EDGES, circuit_graph, faithfulness_curves
@@ -177,11 +177,20 @@ def negative_figures(f: Analysis) -> list[Figure]:
 
 
 def algorithm_figures(f: Analysis) -> list[Figure]:
-    """Where each variable aligns: IIA over (hook, position) per pair kind."""
+    """What each site decodes (the probe map), and where each variable aligns: IIA over
+    (hook, position) per pair kind."""
     screens = () if f.explanation is None else f.explanation.screens
     caption = ("Whole-vector interchange at each hook and position, on validation pairs: "
                "bright cells carry the variable for that kind of pair.")  # fmt: skip
-    return [Figure(f"iia_{s.variable}", caption, iia_heatmaps(s)) for s in screens]
+    probes = None if f.explanation is None else f.explanation.probes
+    figs = [] if probes is None else [Figure(
+        "probe_map",
+        "Linear probes of each variable at each hook, fitted on 70% of the strings and "
+        "scored on the rest: what is decodable where. Interchange interventions, below and "
+        "in the verdict, say what the model uses.",
+        probe_heatmaps(probes),
+    )]  # fmt: skip
+    return figs + [Figure(f"iia_{s.variable}", caption, iia_heatmaps(s)) for s in screens]
 
 
 def discovery_figures(f: Analysis) -> list[Figure]:

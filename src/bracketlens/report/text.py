@@ -296,11 +296,25 @@ def _algorithm(f: Analysis) -> str:
         "when the 95% bound of every guard clears on at least 40 test pairs: IIA &ge; 0.9 "
         "overall and per pair kind, &ge; 0.85 on telling pairs (whose label is not the "
         "source's own), a control as strong as the patch &le; 0.6, null flips &le; 0.05. "
-        "The report runs a lighter search than <code>bracketlens explain</code>.</p>"
+        + _search_words(e)
+        + "</p>"
         + _table(_MODEL_HEADER, _model_rows(e))
         + _table(_ALIGNMENT_HEADER, rows)
         + fallback
     )
+
+
+def _search_words(e: Explanation) -> str:
+    """Whether the report looked as hard as ``bracketlens explain``, and the probe map."""
+    from bracketlens.algorithms.explain import Search
+
+    same = e.budget == Search().settings()
+    words = (" The search is <code>bracketlens explain</code>'s own." if same else
+             " The search is lighter than <code>bracketlens explain</code>'s.")  # fmt: skip
+    if e.probes is not None:
+        words += (" The probe map below shows what a linear probe reads at each hook: "
+                  "decodable is not the same as used, which the interventions test.")  # fmt: skip
+    return words
 
 
 _MODEL_HEADER = ["model", "rule", "passes", "IIA [95% CI]", "telling IIA", "smallest margin"]
