@@ -24,8 +24,8 @@ from bracketlens.data.tokens import tokenize
 
 def _targets(y: np.ndarray, kinds: tuple[str, ...], rng: np.random.Generator) -> _Targets:
     """Targets over ``y`` ``[strings, positions, variables]``, 30% of strings scored."""
-    scored = np.broadcast_to((rng.random(len(y)) < 0.3)[:, None], y.shape[:2])
-    return _Targets.of(y, kinds, ~scored, scored.copy())
+    held_out = rng.random(len(y)) < 0.3
+    return _Targets.of(y, kinds, np.ones(y.shape[:2], bool), held_out)
 
 
 def test_a_probe_reads_what_is_linear_in_the_activation_and_nothing_else() -> None:
@@ -52,10 +52,11 @@ def test_too_few_strings_at_a_position_leaves_it_unscored() -> None:
     n = 600
     y = rng.integers(0, 3, size=(n, 2, 1)).astype(np.float64)
     x = rng.normal(size=(n, 2, 4)) + y
-    scored = np.broadcast_to((rng.random(n) < 0.3)[:, None], (n, 2)).copy()
-    fit = ~scored
-    fit[np.flatnonzero(fit[:, 1])[MIN_FIT - 1 :], 1] = False  # position 1: one string short
-    scores = _Targets.of(y, (R2,), fit, scored).scores(
+    held_out = rng.random(n) < 0.3
+    real = np.ones((n, 2), bool)
+    # position 1: one fitted string short of a fit (the others end before it)
+    real[np.flatnonzero(~held_out)[MIN_FIT - 1 :], 1] = False
+    scores = _Targets.of(y, (R2,), real, held_out).scores(
         torch.from_numpy(x).transpose(0, 1).contiguous()
     )
     assert np.isnan(scores[0, 1]) and not np.isnan(scores[0, 0])

@@ -106,7 +106,7 @@ def probe_map(
     names, kinds, values = probe_targets(tokens.numpy())
     held_out = rng.random(len(take)) < HELD_OUT
     real = (tokens != PAD).numpy()
-    targets = _Targets.of(values, kinds, real & ~held_out[:, None], real & held_out[:, None])
+    targets = _Targets.of(values, kinds, real, held_out)
     hooks = sites(model.cfg)
     acts = get_activations(model, tokens, list(dict.fromkeys(s.hook for s in hooks)))
     scores = np.stack([targets.scores(_site_acts(acts, site)) for site in hooks], axis=1)
@@ -153,49 +153,63 @@ def _site_acts(acts: dict[str, torch.Tensor], site: Site) -> torch.Tensor:
     act = acts[site.hook]
     if site.head is not None:
         act = act[:, :, site.head]
-    return act.transpose(0, 1).double().contiguous()
+    return act.transpose(0, 1).double()
 
 
 @dataclass(frozen=True)
 class _Targets:
-    """The probed values and masks, positions first, and what every site's fit shares."""
+    """The probed values, positions first, split into the fitted and the scored strings,
+    with what every site's fit shares."""
 
-    y: torch.Tensor  # [positions, strings, variables] float64
-    fit: torch.Tensor  # [positions, strings, 1] float64 0/1: the strings fitted
-    scored: torch.Tensor  # [positions, strings, 1] float64 0/1: the strings scored
+    fit: torch.Tensor  # [strings fitted] indices
+    scored: torch.Tensor  # [strings scored] indices
+    y_fit: torch.Tensor  # [positions, fitted, variables] float64, 0 where the string ends
+    y_scored: torch.Tensor  # [positions, scored, variables]
+    in_fit: torch.Tensor  # [positions, fitted, 1] float64: the string reaches the position
+    in_scored: torch.Tensor  # [positions, scored, 1]
     is_r2: torch.Tensor  # [variables] bool
-    count: torch.Tensor  # [positions, 1] fitted strings
-    y_mean: torch.Tensor  # [positions, variables] over the fitted strings
 
     @classmethod
     def of(
-        cls, values: np.ndarray, kinds: tuple[str, ...], fit: np.ndarray, scored: np.ndarray
+        cls, values: np.ndarray, kinds: tuple[str, ...], real: np.ndarray, held_out: np.ndarray
     ) -> _Targets:
+        """``values`` ``[strings, positions, variables]``; ``real`` ``[strings, positions]``:
+        the string reaches the position; ``held_out`` ``[strings]``: scored, not fitted."""
         y = torch.from_numpy(np.ascontiguousarray(values.transpose(1, 0, 2)))
-        w_fit = torch.from_numpy(fit.T.astype(np.float64))[..., None]
-        count = w_fit.sum(1)
-        is_r2 = torch.tensor([k == R2 for k in kinds])
-        y_mean = (w_fit * y).sum(1) / count.clamp(min=1)
-        scored_t = torch.from_numpy(scored.T.astype(np.float64))[..., None]
-        return cls(y, w_fit, scored_t, is_r2, count, y_mean)
+        inside = torch.from_numpy(real.T.astype(np.float64))[..., None]
+        fit = torch.from_numpy(np.flatnonzero(~held_out))
+        scored = torch.from_numpy(np.flatnonzero(held_out))
+        return cls(fit, scored, y[:, fit] * inside[:, fit], y[:, scored], inside[:, fit],
+                   inside[:, scored], torch.tensor([k == R2 for k in kinds]))  # fmt: skip
 
     def scores(self, x: torch.Tensor) -> np.ndarray:
         """Held-out scores ``[variables, positions]`` of ridge probes of ``x``
         (``[positions, strings, d]``), one per position."""
-        xf = x * self.fit
-        x_mean = xf.sum(1) / self.count.clamp(min=1)
+        xf = x[:, self.fit] * self.in_fit
+        count = self.in_fit.sum(1)  # [positions, 1]
+        x_mean = xf.sum(1) / count.clamp(min=1)
+        y_mean = self.y_fit.sum(1) / count.clamp(min=1)
         xt = xf.transpose(1, 2)
-        gram = xt @ x - self.count[..., None] * x_mean[:, :, None] * x_mean[:, None, :]
-        cross = xt @ self.y - self.count[..., None] * x_mean[:, :, None] * self.y_mean[:, None]
+        xy = xt @ self.y_fit  # [positions, d, variables]: sums of x over each target
+        gram = xt @ xf - count[..., None] * x_mean[:, :, None] * x_mean[:, None, :]
+        cross = xy - count[..., None] * x_mean[:, :, None] * y_mean[:, None]
         d = x.shape[-1]
         ridge = RIDGE * gram.diagonal(dim1=1, dim2=2).sum(-1) / d + 1e-12
         weights = torch.linalg.solve(gram + ridge[:, None, None] * torch.eye(d, dtype=x.dtype),
-                                     cross)  # fmt: skip
-        offset = self.y_mean - (x_mean[:, None] @ weights)[:, 0]
-        predicted = x @ weights + offset[:, None]  # [positions, strings, variables]
-        score = torch.where(self.is_r2, _r2(self.y, predicted, self.scored),
-                            _balanced_accuracy(self.y, predicted, self.fit, self.scored))  # fmt: skip
-        enough = (self.count[:, 0] >= MIN_FIT) & (self.scored.sum(1)[:, 0] >= MIN_SCORED)
+                                     cross)  # fmt: skip  # [positions, d, variables]
+        offset = y_mean - (x_mean[:, None] @ weights)[:, 0]  # [positions, variables]
+        predicted = x[:, self.scored] @ weights + offset[:, None]
+        # booleans: the classes' mean predictions on the fitted strings, from the sums of x
+        n_pos = self.y_fit.sum(1)
+        n_neg = count - n_pos
+        mean_pos = (xy * weights).sum(1) / n_pos.clamp(min=1) + offset
+        mean_neg = ((xf.sum(1)[..., None] - xy) * weights).sum(1) / n_neg.clamp(min=1) + offset
+        accuracy = _balanced_accuracy(self.y_scored, predicted, self.in_scored,
+                                      (mean_pos + mean_neg) / 2)  # fmt: skip
+        enough_classes = torch.minimum(n_pos, n_neg) >= MIN_CLASS
+        score = torch.where(self.is_r2, _r2(self.y_scored, predicted, self.in_scored),
+                            torch.where(enough_classes, accuracy, torch.nan))  # fmt: skip
+        enough = (count[:, 0] >= MIN_FIT) & (self.in_scored.sum(1)[:, 0] >= MIN_SCORED)
         return torch.where(enough[:, None], score, torch.nan).T.numpy()
 
 
@@ -209,18 +223,14 @@ def _r2(y: torch.Tensor, predicted: torch.Tensor, scored: torch.Tensor) -> torch
 
 
 def _balanced_accuracy(
-    y: torch.Tensor, predicted: torch.Tensor, fit: torch.Tensor, scored: torch.Tensor
+    y: torch.Tensor, predicted: torch.Tensor, scored: torch.Tensor, threshold: torch.Tensor
 ) -> torch.Tensor:
-    """Balanced accuracy ``[positions, variables]`` on the scored strings, thresholded
-    half-way between the classes' mean predictions on the fitted strings (NaN: too few
-    strings of a class). ``y`` is 0/1 here."""
-    negative = 1 - y
-    counts = [(fit * y).sum(1), (fit * negative).sum(1),
-              (scored * y).sum(1), (scored * negative).sum(1)]  # fmt: skip
-    mean_pos = (predicted * fit * y).sum(1) / counts[0].clamp(min=1)
-    mean_neg = (predicted * fit * negative).sum(1) / counts[1].clamp(min=1)
-    said = (predicted > ((mean_pos + mean_neg) / 2)[:, None]).double()
-    hits_pos = (said * y * scored).sum(1) / counts[2].clamp(min=1)
-    hits_neg = ((1 - said) * negative * scored).sum(1) / counts[3].clamp(min=1)
-    enough = torch.stack(counts).amin(0) >= MIN_CLASS
-    return torch.where(enough, (hits_pos + hits_neg) / 2, torch.nan)
+    """Balanced accuracy ``[positions, variables]`` of ``predicted > threshold`` on the
+    scored strings (``y`` is 0/1; NaN: too few scored strings of a class)."""
+    positive, negative = y * scored, (1 - y) * scored
+    said = (predicted > threshold[:, None]).double()
+    n_pos, n_neg = positive.sum(1), negative.sum(1)
+    hits = (said * positive).sum(1) / n_pos.clamp(min=1)
+    rejections = ((1 - said) * negative).sum(1) / n_neg.clamp(min=1)
+    enough = torch.minimum(n_pos, n_neg) >= MIN_CLASS
+    return torch.where(enough, (hits + rejections) / 2, torch.nan)
