@@ -37,7 +37,13 @@ from bracketlens.discovery.scores import edge_scores
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.pipeline import run
 from bracketlens.plan import COMMAND_STAGES
-from bracketlens.planted.circuits import CircuitSpec, strict_nodes, true_components, true_edges
+from bracketlens.planted.circuits import (
+    EDGE_RULE,
+    CircuitSpec,
+    strict_nodes,
+    true_components,
+    true_edges,
+)
 from bracketlens.planted.score import (
     auroc,
     component_truth,
@@ -311,8 +317,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "planted_models": sum(r["kind"] == "planted" for r in rows),
         "accepted": len(used),
-        "true_edges": "edges between true nodes that the high-level graph "
-        "uses (SIIT constrains nodes, not edges)",
+        "true_edges": EDGE_RULE,
     }
     for name in DETECTORS:
         for key in ("edge_auroc", "node_auroc", "edge_auroc_traced", "cmd"):
