@@ -39,8 +39,10 @@ def test_planted_circuit_is_accepted_and_eap_ig_ranks_its_edges_above_the_strict
     true = true_edges(spec, runs.graph, runs.width) & live
     strict = strict_edges(spec, runs.graph, runs.width) & live
     both = true | strict
-    # measured 0.87: EAP-IG gives some strict edges (head 1.1 away from position 0)
-    # scores above many true ones, though patching them moves the answer little
+    # measured 0.962 (0.957 against every live edge): the true edges it ranks lowest sit
+    # at positions few pairs edit (head 2.1's values past position 30), the strict ones
+    # it ranks highest leave head 1.1 at position 7, whose resample effect (0.27) is
+    # within SIIT's bound (0.35) but not zero
     score = auroc(scores[both], true[both])
-    assert score is not None and score >= 0.8
+    assert score is not None and score >= 0.94
     assert float(scores[true].mean()) >= 10 * float(scores[strict].mean())
