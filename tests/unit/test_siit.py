@@ -86,6 +86,13 @@ def test_two_sided_tallies_carry_nothing_where_their_side_is_empty():
     assert _has(edges, "0.1", "mlp0", "mlp", 0) and not _has(edges, "0.1", "mlp0", "mlp", 41)
 
 
+def test_the_last_position_of_shorter_tokens_carries_nothing():
+    # strings of at most 8 parens: position 9 only ever holds [end] or padding
+    edges = true_edges(course("c", 0, "1.1", "2.1", read=0, seed=0), GRAPH, width=10)
+    assert _has(edges, "embed", "0.0", "v", 8) and not _has(edges, "embed", "0.0", "v", 9)
+    assert _has(edges, "0.0", "mlp0", "mlp", 8) and not _has(edges, "0.0", "mlp0", "mlp", 9)
+
+
 def test_compiled_spec_reads_where_it_was_built_to():
     edges = true_edges(compiled_spec(), GRAPH)
     assert _has(edges, "2.0", "logits", "logits", 0) and _has(edges, "2.1", "logits", "logits", 0)

@@ -33,9 +33,9 @@ Strict interchange intervention training constrains nodes, not edges, and a node
 several positions is interchanged at all of them at once: a planted head may read
 its parent at any of them, so its true edges do not follow ``reads``. A hand-built
 circuit (``built``) reads exactly where it was built to, and its true edges do.
-The tokens differ only at the parens (positions 1 to 40): [start] and the [end]-only
-last position carry nothing, nor does a prefix tally at [start] or a suffix tally at
-the last position.
+The tokens differ only at the parens: [start] and the last position (which only
+ever holds [end] or padding) carry nothing, nor does a prefix tally at [start] or a
+suffix tally at the last position.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from jaxtyping import Bool
 from torch import Tensor
 
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS, Tokens
-from bracketlens.data.tokens import MAX_PARENS, N_CTX
+from bracketlens.data.tokens import N_CTX
 from bracketlens.discovery.graph import Graph
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import ModelConfig
@@ -321,13 +321,14 @@ def _at(positions: tuple[int, ...] | None, width: int) -> list[int]:
 
 def _varies(node: HighNode | None, width: int) -> set[int]:
     """The positions where ``node``'s value (None: the tokens') can differ between two
-    strings of one length: the parens for the tokens; a tally's positions but the one
-    whose prefix or suffix is empty; every position of any other node."""
+    strings of one length, on tokens ``width`` wide (the longest string and its [start]
+    and [end]): the parens for the tokens; a tally's positions but the one whose prefix
+    or suffix is empty; every position of any other node."""
     if node is None:
-        return set(range(1, min(MAX_PARENS + 1, width)))
+        return set(range(1, width - 1))
     at = set(_at(node.positions, width))
     if not node.parents:
-        at -= {0} if node.variable.startswith("prefix") else {N_CTX - 1}
+        at -= {0} if node.variable.startswith("prefix") else {width - 1}
     return at
 
 
