@@ -37,7 +37,14 @@ from bracketlens.discovery.scores import edge_scores
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.pipeline import run
 from bracketlens.plan import COMMAND_STAGES
-from bracketlens.planted.circuits import CircuitSpec, strict_nodes, true_components, true_edges
+from bracketlens.planted.circuits import (
+    EDGE_RULE,
+    CircuitSpec,
+    strict_edges,
+    strict_nodes,
+    true_components,
+    true_edges,
+)
 from bracketlens.planted.score import (
     auroc,
     component_truth,
@@ -76,7 +83,9 @@ def _ranked(
     order = torch.argsort(flat, descending=True, stable=True)
     n = len(flat)
     counts = (
-        list(range(n + 1)) if level == "component" else [max(1, round(f * n)) for f in FRACTIONS]
+        [*COMPONENT_BUDGETS, n]
+        if level == "component"
+        else [max(1, round(f * n)) for f in FRACTIONS]
     )
     cut = torch.ones(len(counts), *edges.shape)
     kept_flat, kept_nodes = [], []
@@ -96,6 +105,13 @@ def _ranked(
         "node_auroc_traced": _r(traced_auroc(kept_nodes, nodes)),
         "cmd": _r(_cmd([k / n for k in counts], f.tolist())),
     }
+
+
+def _against(scores: Tensor, truth: Tensor, strict: Tensor) -> float | None:
+    """Edge AUROC of the true edges against the strict ones alone (the edges out of a
+    node SIIT trains to do nothing, or into a component outside the circuit)."""
+    both = truth | strict
+    return auroc(scores[both].abs(), truth[both])
 
 
 def _acdc(runs: Runs, chosen: Tensor, truth: Tensor, nodes: Tensor) -> dict[str, Any]:
@@ -123,20 +139,21 @@ def _acdc(runs: Runs, chosen: Tensor, truth: Tensor, nodes: Tensor) -> dict[str,
 
 
 def circuit_edges(graph: Graph, roles: dict[str, Any]) -> Tensor:
-    """The course's template as component-level edges, from ``circuit``'s roles: the
-    embeddings into the tally head, the tally into MLP 0, MLP 0 into each reader's
-    inputs, and the readers into the logits."""
+    """The course's template as component-level edges, from ``circuit``'s roles, read as
+    the true edges are (values, not the queries and keys that pick positions): the
+    embeddings into the tally head's values, the tally into MLP 0, MLP 0 into each
+    reader's values, and the readers into the logits."""
     names = {s.name: i for i, s in enumerate(graph.senders)}
     kept = torch.zeros_like(graph.upstream)
     tally = roles.get("tally_head")
     readers = [roles.get(k) for k in ("elevation_head", "negative_head")]
     readers = [r for r in readers if r in names]
     for r, rec in enumerate(graph.receivers):
-        if tally in names and rec.name == tally:
+        if tally in names and rec.name == tally and rec.input == "v":
             kept[r, names["embed"]] = True
         if tally in names and rec.name == "mlp0":
             kept[r, names[tally]] = True
-        if rec.name in readers:
+        if rec.name in readers and rec.input == "v":
             kept[r, names["mlp0"]] = True
         if rec.input == "logits":
             for h in readers:
@@ -202,7 +219,8 @@ def _site_component(site: Any) -> str | None:
 def _explain(model: BracketTransformer, spec: CircuitSpec, n: int) -> dict[str, Any]:
     """explain's default search: is each planted reader's variable named there, and
     what does it name at strict nodes."""
-    result = explain(model, evaluation_set(n, seed=0), seed=0)
+    # one process: the benchmark scores models in parallel itself (the same result)
+    result = explain(model, evaluation_set(n, seed=0), seed=0, split=False)
     named = [a for a in result.variables if a.passes]
     where = {(a.variable, _site_component(a.location.site), a.location.positions) for a in named}
     planted = [
@@ -231,6 +249,14 @@ def _explain(model: BracketTransformer, spec: CircuitSpec, n: int) -> dict[str, 
     }
 
 
+def _runs(model: BracketTransformer, n: int) -> tuple[Runs, Tensor, Tensor]:
+    """``discover``'s runs on ``n`` evaluation strings: the runs, the rows circuits are
+    chosen on, and the live position-level edges."""
+    pairs = make_pairs(evaluation_set(n, seed=0), 0)
+    runs = Runs.build(model, pairs, "counterfactual", 0)
+    return runs, halves(pairs, 0)[0], runs.graph.live((pairs.clean != PAD).any(0))
+
+
 def score_model(
     path: Path,
     spec: CircuitSpec,
@@ -240,15 +266,15 @@ def score_model(
     record: Any,
     n: int,
     explain_n: int,
+    reference_n: int,
 ) -> dict[str, Any]:
-    """One row of the table: every detector on the model at ``path``."""
+    """One row of the table: every detector on the model at ``path``; EAP and EAP-IG on
+    ``n`` strings' pairs, exact patching, ACDC and ``circuit`` on ``reference_n``'s."""
     model = load_model(str(path))
-    pairs = make_pairs(evaluation_set(n, seed=0), 0)
-    runs = Runs.build(model, pairs, "counterfactual", 0)
-    chosen, _ = halves(pairs, 0)
+    runs, chosen, live = _runs(model, n)
     graph = runs.graph
-    live = graph.live((pairs.clean != PAD).any(0))
     truth = true_edges(spec, graph, runs.width)
+    strict = strict_edges(spec, graph, runs.width)
     nodes = component_truth(graph, true_components(spec))
     detectors: dict[str, Any] = {}
     seconds: dict[str, float] = {}
@@ -263,7 +289,10 @@ def score_model(
     for method in ("eap", "eap-ig"):
         scores = edge_scores(runs, chosen, method, live)
         detectors[method] = _ranked(runs, scores, live, truth & live, nodes, "position")
+        detectors[method]["edge_auroc_strict"] = _r(_against(scores, truth, strict & live))
         timed(method)
+    if reference_n != n:
+        runs, chosen, _ = _runs(model, reference_n)
     comp = graph.upstream[:, :, None]
     comp_truth = truth.any(-1)
     exact = edge_scores(runs, chosen, "exact", comp)
@@ -271,11 +300,13 @@ def score_model(
     timed("exact")
     detectors["acdc"] = _acdc(runs, chosen, comp_truth, nodes)
     timed("acdc")
-    detectors["circuit"] = _circuit(model, runs, n, comp_truth, nodes)
+    detectors["circuit"] = _circuit(model, runs, reference_n, comp_truth, nodes)
     timed("circuit")
     optimum = _optimum(model, spec)
     timed("optimum")
-    explained = _explain(model, spec, explain_n)
+    explained = (
+        _explain(model, spec, explain_n) if explain_n else {"recall": None, "false_positives": None}
+    )
     timed("explain")
     row = {
         "model": spec.name,
@@ -311,20 +342,21 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "planted_models": sum(r["kind"] == "planted" for r in rows),
         "accepted": len(used),
-        "true_edges": "edges between true nodes that the high-level graph "
-        "uses (SIIT constrains nodes, not edges)",
+        "true_edges": EDGE_RULE,
     }
     for name in DETECTORS:
-        for key in ("edge_auroc", "node_auroc", "edge_auroc_traced", "cmd"):
+        for key in ("edge_auroc", "edge_auroc_strict", "node_auroc", "edge_auroc_traced", "cmd"):
             vals = [
-                r["detectors"][name][key] for r in used if r["detectors"][name][key] is not None
+                r["detectors"][name][key] for r in used if r["detectors"][name].get(key) is not None
             ]
             if vals:
                 out[f"{name}.{key}"] = {"mean": _r(sum(vals) / len(vals)), "min": _r(min(vals))}
     hits = [r["explain"]["recall"] for r in used if r["explain"]["recall"] is not None]
     out["explain"] = {
         "recall": _r(sum(hits) / len(hits)) if hits else None,
-        "false_positives": sum(r["explain"]["false_positives"] for r in used),
+        "false_positives": sum(r["explain"]["false_positives"] or 0 for r in used)
+        if hits
+        else None,
     }
     return out
 
@@ -347,7 +379,7 @@ def table(out: dict[str, Any]) -> str:
             f"{r['model']:<14} {acc:>6.3f} {'yes' if r['accepted'] else 'NO':<3} "
             + " ".join(f"{c:<22}" for c in cells)
             + f" {_fmt(r['optimum'].get('jaccard')):<9} recall {_fmt(ex['recall'])},"
-            f" {ex['false_positives']} false"
+            f" {ex['false_positives'] if ex['false_positives'] is not None else '-'} false"
         )
         if "planting" in r:
             p = r["planting"]

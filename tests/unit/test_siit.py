@@ -1,5 +1,7 @@
 """Planted circuits: the specs' true edges, the SIIT losses' patches, ACDC and AUROC."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from bracketlens.discovery.pairs import make_pairs
 from bracketlens.discovery.runs import Runs
 from bracketlens.model.transformer import BracketTransformer, ModelConfig
 from bracketlens.planted.circuits import (
+    EDGE_RULE,
     compiled_spec,
     counterfactual,
     course,
@@ -19,9 +22,11 @@ from bracketlens.planted.circuits import (
     strict_edges,
     strict_nodes,
     true_components,
+    true_edge_names,
     true_edges,
     two_sided,
     write_circuits,
+    written_edges,
 )
 from bracketlens.planted.score import auroc, components_of, node_scores, traced_auroc
 from bracketlens.planted.siit import Masks, SIITConfig, _patched, _site, _Stepper
@@ -36,40 +41,65 @@ def _edge(graph, sender, receiver, inp):
     return r, s
 
 
-def test_course_true_edges_follow_the_high_level_graph():
+def _has(edges, sender, receiver, inp, pos):
+    return bool(edges[(*_edge(GRAPH, sender, receiver, inp), pos)])
+
+
+def test_course_true_edges_carry_the_high_level_variables():
     spec = course("c", tally=0, elevation="1.1", negative="2.0", read=1, seed=0)
     edges = true_edges(spec, GRAPH)
     for sender, receiver, inp, pos in [
-        ("embed", "0.0", "q", 5),
-        ("embed", "0.0", "k", 0),
+        ("embed", "0.0", "v", 5),
+        ("embed", "0.0", "v", 40),
         ("0.0", "mlp0", "mlp", 7),
-        ("mlp0", "1.1", "k", 1),
+        ("0.0", "mlp0", "mlp", 0),  # the suffix from position 0 is the whole string
         ("mlp0", "1.1", "v", 1),
+        ("mlp0", "1.1", "v", 2),  # MLP 0 is one node at every position: read anywhere
         ("mlp0", "2.0", "v", 9),
-        ("mlp0", "2.0", "q", 0),
         ("1.1", "mlp2", "mlp", 0),
         ("2.0", "mlp2", "mlp", 0),
         ("mlp2", "logits", "logits", 0),
     ]:
-        assert edges[(*_edge(GRAPH, sender, receiver, inp), pos)], (sender, receiver, inp, pos)
+        assert _has(edges, sender, receiver, inp, pos), (sender, receiver, inp, pos)
     for sender, receiver, inp, pos in [
-        ("mlp0", "1.1", "v", 2),  # the elevation head reads the read position only
-        ("mlp0", "1.1", "q", 0),
+        ("embed", "0.0", "q", 5),  # queries and keys choose positions: no variable
+        ("embed", "0.0", "k", 5),
+        ("mlp0", "1.1", "k", 1),
+        ("mlp0", "2.0", "q", 0),
+        ("embed", "0.0", "v", 0),  # [start] is the same in every string
+        ("embed", "0.0", "v", 41),  # the last position only ever holds [end]
+        ("0.0", "mlp0", "mlp", 41),  # the suffix from [end] is empty
         ("1.1", "logits", "logits", 0),  # the readers reach the logits through MLP 2
         ("embed", "mlp0", "mlp", 3),  # the flags read the tally, not the tokens
         ("0.0", "mlp2", "mlp", 0),
     ]:
-        assert not edges[(*_edge(GRAPH, sender, receiver, inp), pos)], (sender, receiver, inp)
+        assert not _has(edges, sender, receiver, inp, pos), (sender, receiver, inp, pos)
+    assert not edges[[r for r, x in enumerate(GRAPH.receivers) if x.input in ("q", "k")]].any()
     assert true_components(spec) == ["0.0", "1.1", "2.0", "mlp0", "mlp2"]
     # no edge into or out of a component outside the circuit
     assert not edges[:, [i for i, s in enumerate(GRAPH.senders) if s.name in ("0.1", "mlp1")]].any()
 
 
-def test_compiled_spec_reads_the_tests_through_the_unembedding():
+def test_two_sided_tallies_carry_nothing_where_their_side_is_empty():
+    edges = true_edges(two_sided("t", 0, "1.0", "2.1", seed=0), GRAPH)
+    assert not _has(edges, "0.0", "mlp0", "mlp", 0) and _has(edges, "0.0", "mlp0", "mlp", 41)
+    assert _has(edges, "0.1", "mlp0", "mlp", 0) and not _has(edges, "0.1", "mlp0", "mlp", 41)
+
+
+def test_the_last_position_of_shorter_tokens_carries_nothing():
+    # strings of at most 8 parens: position 9 only ever holds [end] or padding
+    edges = true_edges(course("c", 0, "1.1", "2.1", read=0, seed=0), GRAPH, width=10)
+    assert _has(edges, "embed", "0.0", "v", 8) and not _has(edges, "embed", "0.0", "v", 9)
+    assert _has(edges, "0.0", "mlp0", "mlp", 8) and not _has(edges, "0.0", "mlp0", "mlp", 9)
+
+
+def test_compiled_spec_reads_where_it_was_built_to():
     edges = true_edges(compiled_spec(), GRAPH)
-    assert edges[(*_edge(GRAPH, "2.0", "logits", "logits"), 0)]
-    assert edges[(*_edge(GRAPH, "0.1", "mlp0", "mlp"), 30)]
-    assert not edges[(*_edge(GRAPH, "0.1", "mlp0", "mlp"), 10)]  # 0.0 tallies positions 1-20
+    assert _has(edges, "2.0", "logits", "logits", 0) and _has(edges, "2.1", "logits", "logits", 0)
+    assert _has(edges, "0.1", "mlp0", "mlp", 30) and not _has(edges, "0.1", "mlp0", "mlp", 10)
+    assert _has(edges, "embed", "0.1", "v", 30) and not _has(edges, "embed", "0.1", "v", 10)
+    assert _has(edges, "mlp0", "2.0", "v", 1) and not _has(edges, "mlp0", "2.0", "v", 2)
+    assert _has(edges, "mlp0", "2.1", "v", 2)
     assert true_components(compiled_spec()) == ["0.0", "0.1", "2.0", "2.1", "mlp0"]
 
 
@@ -122,6 +152,16 @@ def test_suite_file_is_written_once_and_read_back(tmp_path):
     assert any(s.node("elevation_zero").layer == 1 for s in specs if s.kind == "course")
     path = write_circuits(specs, tmp_path / "suite.json")
     assert read_circuits(path) == specs
+    written = written_edges(path)
+    assert all(written[s.name] == true_edge_names(s, GRAPH) for s in specs)
+    assert json.loads(path.read_text())[0]["edge_rule"] == EDGE_RULE
+    # a suite file without the hand-built flag reads as trained circuits
+    rows = json.loads(path.read_text())
+    for row in rows:
+        del row["built"]
+    path.write_text(json.dumps(rows))
+    read = read_circuits(path)
+    assert read == specs and not any(s.built for s in read)
     with pytest.raises(BracketLensError, match="circuits are fixed"):
         write_circuits(specs, path)
 

@@ -17,11 +17,25 @@ positions. Two algorithms, each in many layouts:
 
 The readers' variables are explain's grammar atoms (``elevation_zero``,
 ``suffix_positive``, ``prefix_negative``), so the planted IIA and explain's measure
-the same variable. Strict interchange intervention training constrains nodes, not
-edges: the *true edges* are the edges of the discovery graph between true nodes
-that the high-level graph uses (a parent's output at a position its child reads,
-into the child's query, key and value there, or its MLP input; the combining node
-into the logits at position 0).
+the same variable. The *true edges* (:data:`EDGE_RULE`) are the edges of the
+discovery graph that carry a variable of the high-level graph:
+
+- a parent's output into a child head's values, at every position where the
+  parent's value can differ between two strings of one length (the pairs discovery
+  patches from have one length): a head's queries and keys choose the positions
+  it reads, and the high-level graph fixes those by position (a tally its prefix or
+  suffix, a reader position 0, its read position or every position), so they carry
+  no variable;
+- a parent's output into a child MLP at the MLP's own positions;
+- the combining node into the logits at position 0.
+
+Strict interchange intervention training constrains nodes, not edges, and a node at
+several positions is interchanged at all of them at once: a planted head may read
+its parent at any of them, so its true edges do not follow ``reads``. A hand-built
+circuit (``built``) reads exactly where it was built to, and its true edges do.
+The tokens differ only at the parens: [start] and the last position (which only
+ever holds [end] or padding) carry nothing, nor does a prefix tally at [start] or a
+suffix tally at the last position.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ from torch import Tensor
 
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS, Tokens
 from bracketlens.data.tokens import N_CTX
-from bracketlens.discovery.graph import INPUTS, Graph
+from bracketlens.discovery.graph import Graph
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import ModelConfig
 
@@ -49,6 +63,15 @@ RULE_ATOMS = {
     "two_sided": ("prefix_negative", "suffix_positive"),
 }
 ALL = None  # a node at every position
+EDGE_RULE = (
+    "the edges that carry a variable of the high-level graph: a parent's output into a "
+    "child head's values at every position where the parent's value can differ between "
+    "two strings of one length (a hand-built circuit: where it reads), into a child MLP "
+    "at its own positions, and the combining node into the logits. A head's queries and "
+    "keys choose positions, which the high-level graph fixes, so they carry no variable; "
+    "SIIT constrains nodes, not edges, so a planted head may read its parent at any of "
+    "the parent's positions"
+)
 
 
 @dataclass(frozen=True)
@@ -96,12 +119,18 @@ class HighNode:
 
 @dataclass(frozen=True)
 class CircuitSpec:
-    """One planted circuit: the algorithm, its nodes in forward order, and the seed."""
+    """One circuit: the algorithm, its nodes in forward order, and the seed.
+
+    ``built``: the weights were set by hand (the compiled model), so each head reads
+    exactly its ``reads`` positions; a trained circuit's heads may read their parents
+    at any of the parents' positions.
+    """
 
     name: str
     kind: str
     nodes: tuple[HighNode, ...]
     seed: int
+    built: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -116,6 +145,7 @@ class CircuitSpec:
             "kind": self.kind,
             "seed": self.seed,
             "nodes": [asdict(n) for n in self.nodes],
+            "built": self.built,
         }
 
     @classmethod
@@ -124,7 +154,8 @@ class CircuitSpec:
         for n in row["nodes"]:  # type: ignore[attr-defined]
             fields = {k: tuple(v) if isinstance(v, list) else v for k, v in n.items()}
             nodes.append(HighNode(**fields))  # type: ignore[arg-type]
-        return cls(str(row["name"]), str(row["kind"]), tuple(nodes), int(row["seed"]))  # type: ignore[call-overload]
+        built = bool(row.get("built", False))
+        return cls(str(row["name"]), str(row["kind"]), tuple(nodes), int(row["seed"]), built)  # type: ignore[call-overload]
 
 
 def course(
@@ -162,21 +193,22 @@ def two_sided(
 
 def compiled_spec() -> CircuitSpec:
     """The hand-compiled model's circuit, from its construction (:mod:`bracketlens.compiled`):
-    heads 0.0 and 0.1 tally the suffixes at positions 1-20 and 21-41, MLP 0 tests each,
-    head 2.0 reads the test at position 1, head 2.1 averages the others, and the
-    unembedding combines them (layer 1 and MLP 2 are empty)."""
+    heads 0.0 and 0.1 tally the suffixes at positions 1-20 and 21-41 (so 0.1 reads
+    positions 21 on), MLP 0 tests each, head 2.0 reads the test at position 1, head 2.1
+    averages the others, and the unembedding combines them (layer 1 and MLP 2 are
+    empty)."""
     atoms = RULE_ATOMS["course"]
     short, long = tuple(range(1, 21)), tuple(range(21, N_CTX))
     nodes = (
         HighNode("suffix_tally_short", "0.0", short, (), ALL, atoms),
-        HighNode("suffix_tally_long", "0.1", long, (), ALL, atoms),
+        HighNode("suffix_tally_long", "0.1", long, (), long, atoms),
         HighNode(
             "suffix_flags", "mlp0", ALL, ("suffix_tally_short", "suffix_tally_long"), ALL, atoms
         ),
         HighNode("elevation_zero", "2.0", (0,), ("suffix_flags",), (1,), atoms[:1]),
         HighNode("suffix_positive", "2.1", (0,), ("suffix_flags",), ALL, atoms[1:]),
     )
-    return CircuitSpec("compiled", "course", nodes, seed=0)
+    return CircuitSpec("compiled", "course", nodes, seed=0, built=True)
 
 
 def draw_circuits(seed: int) -> list[CircuitSpec]:
@@ -208,14 +240,24 @@ def write_circuits(specs: Sequence[CircuitSpec], path: str | os.PathLike[str]) -
     graph = Graph.of(ModelConfig())
     rows = []
     for s in specs:
-        edges = true_edges(s, graph).nonzero().tolist()
-        named = [_edge_name(graph, r, snd, p) for r, snd, p in edges]
         rows.append(
             s.to_json()
-            | {"true_nodes": true_components(s), "true_edges": named, "rule": rule_text(s.kind)}
+            | {
+                "true_nodes": true_components(s),
+                "true_edges": true_edge_names(s, graph),
+                "edge_rule": EDGE_RULE,
+                "rule": rule_text(s.kind),
+            }
         )
     path.write_text(json.dumps(rows, indent=1))
     return path
+
+
+def written_edges(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """Each circuit's true edges as ``suite.json`` recorded them (its specs give them
+    again by :func:`true_edges`; a file written under another edge rule differs)."""
+    rows = json.loads(Path(path).read_text())
+    return {str(row["name"]): list(row.get("true_edges", [])) for row in rows}
 
 
 def read_circuits(path: str | os.PathLike[str]) -> list[CircuitSpec]:
@@ -231,10 +273,14 @@ def rule_text(kind: str) -> str:
     return f"{a} AND NOT {b}" if kind == "course" else f"NOT {a} AND NOT {b}"
 
 
-def _edge_name(graph: Graph, r: int, s: int, p: int) -> str:
-    rec = graph.receivers[r]
-    inp = "" if rec.input in ("mlp", "logits") else f".{rec.input}"
-    return f"{graph.senders[s].name}->{rec.name}{inp}@{p}"
+def true_edge_names(spec: CircuitSpec, graph: Graph) -> list[str]:
+    """The true edges, named ``sender->receiver[.input]@position`` as ``suite.json`` has them."""
+    out = []
+    for r, s, p in true_edges(spec, graph).nonzero().tolist():
+        rec = graph.receivers[r]
+        inp = "" if rec.input in ("mlp", "logits") else f".{rec.input}"
+        out.append(f"{graph.senders[s].name}->{rec.name}{inp}@{p}")
+    return out
 
 
 # --- the high-level model ---
@@ -273,26 +319,33 @@ def _at(positions: tuple[int, ...] | None, width: int) -> list[int]:
     return list(range(width)) if positions is None else [p for p in positions if p < width]
 
 
+def _varies(node: HighNode | None, width: int) -> set[int]:
+    """The positions where ``node``'s value (None: the tokens') can differ between two
+    strings of one length, on tokens ``width`` wide (the longest string and its [start]
+    and [end]): the parens for the tokens; a tally's positions but the one whose prefix
+    or suffix is empty; every position of any other node."""
+    if node is None:
+        return set(range(1, width - 1))
+    at = set(_at(node.positions, width))
+    if not node.parents:
+        at -= {0} if node.variable.startswith("prefix") else {width - 1}
+    return at
+
+
 def true_edges(spec: CircuitSpec, graph: Graph, width: int = N_CTX) -> Bool[Tensor, "r s pos"]:
-    """The position-level edges the high-level graph uses (module docstring)."""
+    """The position-level edges that carry a variable of the high-level graph
+    (:data:`EDGE_RULE`, module docstring)."""
     out = torch.zeros(len(graph.receivers), len(graph.senders), width, dtype=torch.bool)
     sender = {s.name: i for i, s in enumerate(graph.senders)}
     for node in spec.nodes:
         parents: list[HighNode | None] = [spec.node(p) for p in node.parents] or [None]
         own = set(_at(node.positions, width))
+        read = set(_at(node.reads, width)) if spec.built else set(range(width))
+        r = graph.receivers_of(node.layer, "mlp" if node.is_mlp else "v")[node.head or 0]
         for parent in parents:
             s = sender["embed"] if parent is None else sender[parent.component]
-            have = set(range(width)) if parent is None else set(_at(parent.positions, width))
-            for p in sorted(set(_at(node.reads, width)) & have):
-                for r, rec in enumerate(graph.receivers):
-                    if rec.name != node.component:
-                        continue
-                    if (
-                        (rec.input == "mlp" and p in own)
-                        or rec.input in INPUTS[1:]
-                        or (rec.input == "q" and p in own)
-                    ):
-                        out[r, s, p] = True
+            at = _varies(parent, width) & (own if node.is_mlp else read)
+            out[r, s, sorted(at)] = True
     for top in _tops(spec):
         out[graph.logits_receiver(), sender[top.component], 0] = True
     return out & graph.upstream[:, :, None]

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.generate import evaluation_set, training_set
+from bracketlens.data.tokens import MAX_PARENS
 from bracketlens.interventions.hooks import Hook
 from bracketlens.interventions.runner import run_patched
 from bracketlens.model.names import act_name
@@ -53,7 +54,8 @@ STRICT_BOUND = 0.05
 
 @dataclass(frozen=True)
 class SIITConfig:
-    """The recipe: ``batch_size`` rows in each of the four groups of a step."""
+    """The recipe: ``batch_size`` rows in each of the four groups of a step, on
+    strings of 2 to ``max_parens`` parens (training and held out)."""
 
     steps: int = 1500
     batch_size: int = 64
@@ -63,6 +65,7 @@ class SIITConfig:
     clip: float = 1.0
     n_train: int = 30_000
     n_eval: int = 1_000
+    max_parens: int = MAX_PARENS
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ def train_circuit(spec: CircuitSpec, cfg: SIITConfig | None = None) -> PlantedCi
     cfg = cfg or SIITConfig()
     seed_everything(spec.seed)
     start = time.perf_counter()
-    data = _long_enough(training_set(cfg.n_train, seed=spec.seed))
+    data = _within(training_set(cfg.n_train, seed=spec.seed), cfg.max_parens)
     model = BracketTransformer()
     model.init_weights(seed=spec.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
@@ -159,7 +162,7 @@ def train_circuit(spec: CircuitSpec, cfg: SIITConfig | None = None) -> PlantedCi
         schedule.step()
     model.eval()
     model.requires_grad_(False)
-    held_out = evaluation_set(cfg.n_eval, seed=spec.seed + 1_000_003)
+    held_out = held_out_set(cfg, spec.seed + 1_000_003)
     record = {
         "circuit": spec.to_json(),
         "siit_config": asdict(cfg),
@@ -236,6 +239,18 @@ class _Stepper:
 def _long_enough(data: BracketDataset) -> BracketDataset:
     """Strings of two or more parens (positions 0 to 3 hold a token)."""
     return data[data.seq_length >= 2]
+
+
+def _within(data: BracketDataset, max_parens: int) -> BracketDataset:
+    """Strings of 2 to ``max_parens`` parens."""
+    return _long_enough(data[data.seq_length <= max_parens])
+
+
+def held_out_set(cfg: SIITConfig, seed: int) -> BracketDataset:
+    """About ``cfg.n_eval`` evaluation strings of 2 to ``cfg.max_parens`` parens (drawn
+    from enough evaluation strings that the length limit leaves that many)."""
+    scale = -(-MAX_PARENS // max(2, cfg.max_parens))
+    return _within(evaluation_set(cfg.n_eval * scale, seed=seed), cfg.max_parens)
 
 
 # --- measurement ---
