@@ -15,6 +15,7 @@ from bracketlens.discovery.graph import Graph
 from bracketlens.discovery.optimum import node_circuits_m
 from bracketlens.discovery.pairs import EDITS, edit, make_pairs
 from bracketlens.discovery.runs import Runs, metric
+from bracketlens.discovery.single import single_edge_m
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions.edges import split_inputs
 from bracketlens.interventions.hooks import Hook
@@ -197,3 +198,36 @@ def test_a_random_model_has_no_faithfulness() -> None:
     assert out["circuit"] is None and out["cpr"] is None and out["optimum"] is None
     assert all(b["faithfulness"] is None for b in out["budgets"])  # type: ignore[attr-defined]
     assert "below" in str(out["faithfulness_null_reason"])
+
+
+def test_single_edge_runs_equal_patching_each_edge_alone(random_model: BracketTransformer) -> None:
+    model = copy.deepcopy(random_model).double()  # float64: the two runs agree to rounding
+    runs = Runs.build(
+        model, make_pairs(evaluation_set(100, seed=3), minimum=20), "counterfactual", 0
+    )
+    rows = torch.zeros(len(runs.pairs), dtype=torch.bool)
+    rows[::2] = True
+    for width in (1, runs.width):  # component level, position level
+        edges = _one_edge_per_receiver(runs.graph, width)
+        where = edges.nonzero()
+        cut = torch.zeros(len(where), *edges.shape, dtype=torch.float64)
+        cut[torch.arange(len(where)), where[:, 0], where[:, 1], where[:, 2]] = 1.0
+        want = runs.m(cut, rows)[:, rows].mean(1)
+        got = single_edge_m(runs, rows, edges)[edges]
+        # the metric is taken in float32 (values about 1): rounding at 1e-6
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=1e-5)
+        assert (want - runs.m_model[rows].mean()).abs().max() > 1e-3  # the edges matter
+        unmoved = single_edge_m(runs, rows, edges, scale=0.0)[edges]
+        base = runs.m_model[rows].double().mean().expand_as(unmoved)
+        torch.testing.assert_close(unmoved, base, rtol=0, atol=1e-5)
+
+
+def _one_edge_per_receiver(graph: Graph, width: int) -> torch.Tensor:
+    """One edge into every receiver input (its latest sender), at position 0 for the last
+    layer's query and MLP and the logits, elsewhere at one of positions 0 to 5."""
+    edges = torch.zeros(len(graph.receivers), len(graph.senders), width, dtype=torch.bool)
+    for r, rec in enumerate(graph.receivers):
+        at_0 = rec.input == "logits" or (rec.layer == graph.n_layers - 1 and rec.input != "k")
+        p = 0 if at_0 or width == 1 else r % 6
+        edges[r, int(graph.upstream[r].nonzero()[-1]), p] = True
+    return edges
