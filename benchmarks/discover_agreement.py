@@ -170,6 +170,22 @@ def kind_of(eap: float, exact: float) -> str:
     return "within 2x: a rank shift among edges of similar size"
 
 
+def spread(runs: Runs) -> dict[str, float]:
+    """Each sender's share of (row, position) pairs away from the edit whose output moves
+    by more than 10% of its size between the clean and the counterfactual run: where a
+    patched edge carries the edit's effect."""
+    moved = torch.zeros(len(runs.graph.senders))
+    count = 0
+    for rows in torch.arange(len(runs.pairs)).split(512):
+        tokens = runs.pairs.clean[rows]
+        clean = sender_outputs(runs.model, runs.sites, tokens)
+        far = (runs.corrupt[rows] - clean).norm(dim=-1) > 0.1 * clean.norm(dim=-1)
+        away = (tokens != PAD) & (tokens == runs.pairs.corrupt[rows])  # [row, pos]
+        moved += (far & away[:, None]).sum((0, 2))
+        count += int(away.sum())
+    return {snd.name: round(float(moved[s] / count), 3) for s, snd in enumerate(runs.graph.senders)}
+
+
 def level_report(runs: Runs, level: str, top: int, seed: int) -> dict[str, object]:
     chosen, _ = halves(runs.pairs, seed)
     edges = _edges(runs, level)
@@ -213,6 +229,7 @@ def main() -> None:
     pairs = make_pairs(evaluation_set(args.n, seed=args.seed), args.seed)
     runs = Runs.build(model, pairs, "counterfactual", args.seed)
     out: dict[str, object] = {"n_pairs": pairs.n_pairs, "fractions_of_mib": list(FRACTIONS)}
+    out["moved_away_from_the_edit"] = spread(runs)
     for level in args.levels.split(","):
         out[level] = level_report(runs, level, args.top, args.seed)
     print(json.dumps(out, indent=1))

@@ -17,7 +17,7 @@ from bracketlens.discovery.pairs import EDITS, edit, make_pairs
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.discovery.single import single_edge_m
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions.edges import split_inputs
+from bracketlens.interventions.edges import edge_hooks, split_inputs
 from bracketlens.interventions.hooks import Hook
 from bracketlens.interventions.runner import run_patched
 from bracketlens.model.config import ModelConfig
@@ -231,3 +231,33 @@ def _one_edge_per_receiver(graph: Graph, width: int) -> torch.Tensor:
         p = 0 if at_0 or width == 1 else r % 6
         edges[r, int(graph.upstream[r].nonzero()[-1]), p] = True
     return edges
+
+
+def test_edge_patching_is_differentiable_in_the_cut() -> None:
+    model = BracketTransformer(ModelConfig(n_layers=2, n_heads=2, d_head=4, d_model=8, d_mlp=8))
+    model.init_weights(seed=1, std=1.0)
+    model = model.double().requires_grad_(False)
+    runs = Runs.build(
+        model, make_pairs(evaluation_set(60, seed=3), minimum=10), "counterfactual", 0
+    )
+    tokens, corrupt = runs.pairs.clean[:12], runs.corrupt[:12]
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(len(runs.graph.receivers), len(runs.graph.senders), runs.width, generator=gen)
+    base = base.double()
+
+    def m_of(cut: torch.Tensor) -> torch.Tensor:
+        hooks = edge_hooks(runs.sites, corrupt, cut[None].expand(len(tokens), -1, -1, -1))
+        with split_inputs(model), model.hooks(fwd_hooks=hooks):
+            logits = model(tokens, class_only=True)[:, 0]  # float64 (the metric rounds to float32)
+            return (runs.pairs.sign[:12] * (logits[:, 1] - logits[:, 0])).sum()
+
+    cut = base.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(m_of(cut), cut)
+    r, s, p = 9, 1, 2  # layer 1 head 0's value input from head 0.0 at position 2
+    step = torch.zeros_like(base)
+    step[r, s, p] = 1e-6
+    with torch.no_grad():
+        slope = (m_of(base + step) - m_of(base - step)) / 2e-6
+    torch.testing.assert_close(grad[r, s, p], slope, rtol=1e-5, atol=1e-7)
+    assert abs(float(slope)) > 1e-3
