@@ -10,6 +10,9 @@ at position level (the live edges). For each level it prints:
 
 - Spearman's rho of each gradient method's signed scores against exact's, over every
   edge and over the edges that are in the top 10% by absolute score of either;
+- each sender's share of positions away from the edit whose output the edit moves by
+  more than 10% (where a patched edge carries part of the edit), and f of the
+  circuits of every live edge before a position (what leaving out late positions costs);
 - faithfulness of each method's top edges at MIB's budgets and at 30% and 40% (position
   level; every tenth edge count at component level), on both halves, so that a
   method's ranking can be told apart from what any ranking of single edges needs;
@@ -18,7 +21,7 @@ at position level (the live edges). For each level it prints:
   Each is diagnosed by ``m`` along the straight path from the clean run to the edge
   patched alone (scale 0.25, 0.5, 0.75 of the sender's difference; EAP is the slope
   at 0, exact the value at 1), and by the size of the change at the receiver's input
-  against the input itself (what the receiver's LayerNorm divides by).
+  against the input itself where there is one (what the receiver's LayerNorm divides by).
 """
 
 from __future__ import annotations
@@ -107,7 +110,8 @@ def describe(runs: Runs, edges: Tensor, index: Tensor, level: str) -> list[str]:
 
 def input_sizes(runs: Runs, rows: Tensor, edges: Tensor, picked: Tensor) -> list[float]:
     """For each picked edge: mean |sender's difference| / mean |receiver's input| over the
-    rows where the edge's position is a real token (all positions at component level)."""
+    rows and positions (the edge's, or every one at component level) where the string has
+    a token and the sender's output changes."""
     tokens = runs.pairs.clean[rows]
     names = [act_name(h, i) for i in range(runs.graph.n_layers) for h in ("resid_pre", "resid_mid")]
     names.append(act_name("resid_post", runs.graph.n_layers - 1))
@@ -123,8 +127,9 @@ def input_sizes(runs: Runs, rows: Tensor, edges: Tensor, picked: Tensor) -> list
         hook = "resid_post" if rec.input == "logits" else hook
         x = cache[act_name(hook, layer)]
         at = slice(None) if edges.shape[-1] == 1 else slice(p, p + 1)
-        mask = real[:, at]
-        d, xs = diff[:, s, at].norm(dim=-1)[mask], x[:, at].norm(dim=-1)[mask]
+        size = diff[:, s, at].norm(dim=-1)
+        mask = real[:, at] & (size > 1e-6)  # where the sender's output changes at all
+        d, xs = size[mask], x[:, at].norm(dim=-1)[mask]
         sizes.append(float(d.mean() / xs.mean()))
     return sizes
 
@@ -143,7 +148,8 @@ def disagreements(
     only = torch.zeros_like(edges)
     only[where[:, 0], where[:, 1], where[:, 2]] = True
     base = runs.m_model[chosen].double().mean()
-    path = {a: (single_edge_m(runs, chosen, only, a) - base)[only] for a in SCALES}
+    at = (where[:, 0], where[:, 1], where[:, 2])  # in the order of ``picked``
+    path = {a: (single_edge_m(runs, chosen, only, a) - base)[at] for a in SCALES}
     sizes = input_sizes(runs, chosen.nonzero()[:, 0], edges, picked)
     names = describe(runs, edges, picked, level)
     rows = []
@@ -184,6 +190,22 @@ def spread(runs: Runs) -> dict[str, float]:
         moved += (far & away[:, None]).sum((0, 2))
         count += int(away.sum())
     return {snd.name: round(float(moved[s] / count), 3) for s, snd in enumerate(runs.graph.senders)}
+
+
+def by_position(runs: Runs) -> dict[str, list[float]]:
+    """f of the circuits of every live edge before position ``P``, for a series of ``P``:
+    how much a circuit loses by leaving out the last positions whole."""
+    edges = _edges(runs, "position")
+    stops = [*range(6, runs.width, 4), runs.width]
+    cuts = []
+    for stop in stops:
+        kept = edges.clone()
+        kept[:, :, stop:] = False
+        cuts.append((~kept).float())
+    f = runs.faithfulness(runs.m(torch.stack(cuts)))[0]
+    share = [float(edges[:, :, :stop].sum() / edges.sum()) for stop in stops]
+    return {"positions_below": stops, "fraction": [round(x, 3) for x in share],
+            "faithfulness": [round(float(x), 3) for x in f]}  # fmt: skip
 
 
 def level_report(runs: Runs, level: str, top: int, seed: int) -> dict[str, object]:
@@ -230,6 +252,7 @@ def main() -> None:
     runs = Runs.build(model, pairs, "counterfactual", args.seed)
     out: dict[str, object] = {"n_pairs": pairs.n_pairs, "fractions_of_mib": list(FRACTIONS)}
     out["moved_away_from_the_edit"] = spread(runs)
+    out["every_edge_before_a_position"] = by_position(runs)
     for level in args.levels.split(","):
         out[level] = level_report(runs, level, args.top, args.seed)
     print(json.dumps(out, indent=1))

@@ -12,7 +12,7 @@ other edge (counterfactual ablation, the same patching as :meth:`Runs.m`, differ
 through the kept/patched weights), and moves the logits along the gradient of ``f``
 through a sigmoid (a straight-through estimate, as in edge pruning, Bhaskar et al.,
 2024). The best circuit met is scored on both halves through the runner, beside EAP-IG's
-own circuit of that size and exact single-edge patching's.
+own circuit of that size (and exact single-edge patching's, when the search starts there).
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ def main() -> None:
     edges = _edges(runs, "position")
     k = round(args.fraction * int(edges.sum()))
     started = time.perf_counter()
-    scores = {m: edge_scores(runs, chosen, m, edges) for m in ("eap-ig", "exact")}
+    methods = dict.fromkeys(("eap-ig", args.init))  # exact's scores only to start from them
+    scores = {m: edge_scores(runs, chosen, m, edges) for m in methods}
     found = search(runs, chosen.nonzero()[:, 0], edges, scores[args.init], k, args.steps)
     cuts = [
         _cuts(torch.argsort(s[edges].abs(), descending=True), edges, [k])[0]
@@ -111,9 +112,7 @@ def main() -> None:
            "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     for half, rows in (("chosen", chosen), ("held_out", scored)):
         f = runs.faithfulness(m, rows)[0].tolist()
-        out[half] = dict(
-            zip(("eap-ig", "exact", "searched"), (round(x, 3) for x in f), strict=True)
-        )
+        out[half] = dict(zip([*scores, "searched"], (round(x, 3) for x in f), strict=True))
     where = found.nonzero()
     out["searched_by_layer_of_receiver"] = {
         name: int(sum(runs.graph.receivers[r].name.startswith(name) for r in where[:, 0].tolist()))
