@@ -15,8 +15,9 @@ from bracketlens.discovery.graph import Graph
 from bracketlens.discovery.optimum import node_circuits_m
 from bracketlens.discovery.pairs import EDITS, edit, make_pairs
 from bracketlens.discovery.runs import Runs, metric
+from bracketlens.discovery.single import single_edge_m
 from bracketlens.errors import BracketLensError
-from bracketlens.interventions.edges import split_inputs
+from bracketlens.interventions.edges import edge_hooks, split_inputs
 from bracketlens.interventions.hooks import Hook
 from bracketlens.interventions.runner import run_patched
 from bracketlens.model.config import ModelConfig
@@ -197,3 +198,66 @@ def test_a_random_model_has_no_faithfulness() -> None:
     assert out["circuit"] is None and out["cpr"] is None and out["optimum"] is None
     assert all(b["faithfulness"] is None for b in out["budgets"])  # type: ignore[attr-defined]
     assert "below" in str(out["faithfulness_null_reason"])
+
+
+def test_single_edge_runs_equal_patching_each_edge_alone(random_model: BracketTransformer) -> None:
+    model = copy.deepcopy(random_model).double()  # float64: the two runs agree to rounding
+    runs = Runs.build(
+        model, make_pairs(evaluation_set(100, seed=3), minimum=20), "counterfactual", 0
+    )
+    rows = torch.zeros(len(runs.pairs), dtype=torch.bool)
+    rows[::2] = True
+    for width in (1, runs.width):  # component level, position level
+        edges = _one_edge_per_receiver(runs.graph, width)
+        where = edges.nonzero()
+        cut = torch.zeros(len(where), *edges.shape, dtype=torch.float64)
+        cut[torch.arange(len(where)), where[:, 0], where[:, 1], where[:, 2]] = 1.0
+        want = runs.m(cut, rows)[:, rows].mean(1)
+        got = single_edge_m(runs, rows, edges)[edges]
+        # the metric is taken in float32 (values about 1): rounding at 1e-6
+        torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=1e-5)
+        assert (want - runs.m_model[rows].mean()).abs().max() > 1e-3  # the edges matter
+        unmoved = single_edge_m(runs, rows, edges, scale=0.0)[edges]
+        base = runs.m_model[rows].double().mean().expand_as(unmoved)
+        torch.testing.assert_close(unmoved, base, rtol=0, atol=1e-5)
+
+
+def _one_edge_per_receiver(graph: Graph, width: int) -> torch.Tensor:
+    """One edge into every receiver input (its latest sender), at position 0 for the last
+    layer's query and MLP and the logits, elsewhere at one of positions 0 to 5."""
+    edges = torch.zeros(len(graph.receivers), len(graph.senders), width, dtype=torch.bool)
+    for r, rec in enumerate(graph.receivers):
+        at_0 = rec.input == "logits" or (rec.layer == graph.n_layers - 1 and rec.input != "k")
+        p = 0 if at_0 or width == 1 else r % 6
+        edges[r, int(graph.upstream[r].nonzero()[-1]), p] = True
+    return edges
+
+
+def test_edge_patching_is_differentiable_in_the_cut() -> None:
+    model = BracketTransformer(ModelConfig(n_layers=2, n_heads=2, d_head=4, d_model=8, d_mlp=8))
+    model.init_weights(seed=1, std=1.0)
+    model = model.double().requires_grad_(False)
+    runs = Runs.build(
+        model, make_pairs(evaluation_set(60, seed=3), minimum=10), "counterfactual", 0
+    )
+    tokens, corrupt = runs.pairs.clean[:12], runs.corrupt[:12]
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(len(runs.graph.receivers), len(runs.graph.senders), runs.width, generator=gen)
+    base = base.double()
+
+    def m_of(cut: torch.Tensor) -> torch.Tensor:
+        hooks = edge_hooks(runs.sites, corrupt, cut[None].expand(len(tokens), -1, -1, -1))
+        with split_inputs(model), model.hooks(fwd_hooks=hooks):
+            logits = model(tokens, class_only=True)[:, 0]  # float64 (the metric rounds to float32)
+            return (runs.pairs.sign[:12] * (logits[:, 1] - logits[:, 0])).sum()
+
+    cut = base.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(m_of(cut), cut)
+    r, s, p = 9, 1, 2  # layer 1 head 0's value input from head 0.0 at position 2
+    step = torch.zeros_like(base)
+    step[r, s, p] = 1e-6
+    with torch.no_grad():
+        slope = (m_of(base + step) - m_of(base - step)) / 2e-6
+    torch.testing.assert_close(grad[r, s, p], slope, rtol=1e-5, atol=1e-7)
+    assert abs(float(slope)) > 1e-3

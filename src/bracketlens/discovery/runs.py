@@ -105,19 +105,20 @@ class Runs:
             )
         graph = Graph.of(model.cfg)
         sites = sites_of(graph)
+        m_model = metric(run_patched(model, pairs.clean), pairs.sign)
         if ablation == "mean":
             outs = sender_outputs(model, sites, pairs.clean)
             real = (pairs.clean != PAD).float()[:, None, :, None]
             corrupt = (outs * real).sum(0, keepdim=True) / real.sum(0, keepdim=True).clamp(min=1)
-        else:
-            tokens = (
-                pairs.corrupt if ablation == "counterfactual" else _resample_tokens(pairs, seed)
-            )
-            corrupt = sender_outputs(model, sites, tokens)
-        m_model = metric(run_patched(model, pairs.clean), pairs.sign)
-        runs = cls(model, graph, sites, pairs, ablation, corrupt, m_model, m_model)
-        every = torch.ones(1, len(graph.receivers), len(graph.senders), 1)
-        return cls(model, graph, sites, pairs, ablation, corrupt, m_model, runs.m(every)[0])
+            runs = cls(model, graph, sites, pairs, ablation, corrupt, m_model, m_model)
+            every = torch.ones(1, len(graph.receivers), len(graph.senders), 1)
+            return cls(model, graph, sites, pairs, ablation, corrupt, m_model, runs.m(every)[0])
+        tokens = pairs.corrupt if ablation == "counterfactual" else _resample_tokens(pairs, seed)
+        corrupt = sender_outputs(model, sites, tokens)
+        # every edge patched from another string's run is that string's run: each receiver
+        # reads the sum of that run's outputs, which is its residual stream
+        m_empty = metric(run_patched(model, tokens), pairs.sign)
+        return cls(model, graph, sites, pairs, ablation, corrupt, m_model, m_empty)
 
     @property
     def width(self) -> int:

@@ -19,6 +19,7 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from bracketlens.discovery.runs import Runs, metric, sender_outputs
+from bracketlens.discovery.single import single_edge_m
 from bracketlens.interventions.edges import split_inputs
 from bracketlens.interventions.hooks import Hook
 from bracketlens.model.predict import iter_batches
@@ -112,13 +113,8 @@ def exact_scores(
 ) -> Float[Tensor, "receiver sender pos"]:
     """The change of the mean metric over ``rows`` when each of ``edges`` alone is
     patched (a position axis 1 wide: the edge at every position at once)."""
-    where = edges.nonzero()
-    cut = torch.zeros(len(where), *edges.shape)
-    cut[torch.arange(len(where)), where[:, 0], where[:, 1], where[:, 2]] = 1.0
-    m = runs.m(cut, rows)[:, rows].mean(1) - runs.m_model[rows].mean()
-    out = torch.zeros(edges.shape)
-    out[where[:, 0], where[:, 1], where[:, 2]] = m
-    return out
+    m = single_edge_m(runs, rows, edges) - runs.m_model[rows].double().mean()
+    return (m * edges).float()
 
 
 def edge_scores(

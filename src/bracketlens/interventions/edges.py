@@ -75,6 +75,8 @@ class _EdgePatch:
                 shape = (len(act), width, len(self.sites.senders), act.shape[-1])
                 self.diffs = act.new_zeros(shape)
             diff = self.corrupt[:, self.seen, :width].to(act.dtype) - out
+            if torch.is_grad_enabled():  # earlier receivers' changes read the old entries
+                self.diffs = self.diffs.clone()
             self.diffs[:, :width, self.seen] = diff
             self.seen += 1
             return act
