@@ -58,6 +58,11 @@ def test_recipe_hash_is_stable_and_tracks_what_changes_the_result(monkeypatch):
         Search, "named", classmethod(lambda cls, n: replace(named(n), das_steps=31))
     )
     assert get_recipe("short").hash != short
+    # but not the probe map's switch: it steers nothing, and a row does not hold the map
+    monkeypatch.setattr(
+        Search, "named", classmethod(lambda cls, n: replace(named(n), probes=False))
+    )
+    assert get_recipe("short").hash == short
     monkeypatch.undo()
     assert get_recipe("short").hash == short == "97a9874cc47babfd"
     assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)

@@ -48,8 +48,9 @@ class Recipe:
         from bracketlens.algorithms.explain import Search
 
         # the search's settings, not its name: a preset whose numbers change (the default's
-        # too) gets new results
-        fields["search"] = Search.named(self.search).settings()
+        # too) gets new results; the probe map steers nothing and a row does not hold it
+        settings = Search.named(self.search).settings()
+        fields["search"] = {k: v for k, v in settings.items() if k != "probes"}
         from bracketlens.algorithms.conclude import hypotheses
 
         # the models tested and the guards they must clear: a verdict of "none" found
