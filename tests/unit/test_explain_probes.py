@@ -115,3 +115,16 @@ def test_the_probe_figure_has_a_panel_per_kind_and_position_with_the_best_named(
     assert best_other.z[0][1] == pytest.approx(0.8) and best_other.text[0][1] == "@4"
     assert best_other.z[0][0] is None  # no score past position 1 there
     assert fig.data[4].z[0] == [0.9, 0.9, 0.9]  # booleans at position 1
+
+
+def test_the_report_says_whether_its_search_was_explain_s_own() -> None:
+    from types import SimpleNamespace
+
+    from bracketlens.algorithms.conclude import budget
+    from bracketlens.algorithms.explain import Search
+    from bracketlens.report.text import _search_words
+
+    own = _search_words(SimpleNamespace(budget=budget(Search()), probes=None))
+    lighter = _search_words(SimpleNamespace(budget=budget(Search.quick()), probes=None))
+    assert "own" in own and "lighter" not in own
+    assert "lighter" in lighter

@@ -306,9 +306,10 @@ def _algorithm(f: Analysis) -> str:
 
 def _search_words(e: Explanation) -> str:
     """Whether the report looked as hard as ``bracketlens explain``, and the probe map."""
+    from bracketlens.algorithms.conclude import budget
     from bracketlens.algorithms.explain import Search
 
-    same = e.budget == Search().settings()
+    same = e.budget == budget(Search())  # the form explain records its search in
     words = (" The search is <code>bracketlens explain</code>'s own." if same else
              " The search is lighter than <code>bracketlens explain</code>'s.")  # fmt: skip
     if e.probes is not None:
