@@ -69,13 +69,14 @@ class ProbeMap:
         s, p = np.unravel_index(np.nanargmax(grid), grid.shape)
         return self.sites[s], int(p), float(grid[s, p])
 
-    def by_site(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each (variable, hook)'s best score over positions and that position (-1: none)."""
-        filled = np.where(np.isnan(self.scores), -np.inf, self.scores)
+    def by_site(self, first: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Each (variable, hook)'s best score over the positions from ``first`` on, and that
+        position (-1: none scored)."""
+        filled = np.where(np.isnan(self.scores[..., first:]), -np.inf, self.scores[..., first:])
         position = filled.argmax(-1)
         best = np.take_along_axis(filled, position[..., None], -1)[..., 0]
         empty = np.isneginf(best)
-        return np.where(empty, np.nan, best), np.where(empty, -1, position)
+        return np.where(empty, np.nan, best), np.where(empty, -1, position + first)
 
     def to_json(self) -> dict[str, object]:
         best, position = self.by_site()

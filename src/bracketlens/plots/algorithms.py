@@ -60,12 +60,8 @@ def probe_heatmaps(probes: ProbeMap) -> go.Figure:
     order; grey cells have too few strings to score.
     """
     single = probes.scores[:, :, :2]
-    rest = probes.scores[:, :, 2:]
-    filled = np.where(np.isnan(rest), -np.inf, rest)
-    where = filled.argmax(-1)
-    best = np.take_along_axis(filled, where[..., None], -1)[..., 0]
-    best = np.where(np.isneginf(best), np.nan, best)
-    panels = [(single[..., 0], None), (single[..., 1], None), (best, where + 2)]
+    best, where = probes.by_site(first=2)
+    panels = [(single[..., 0], None), (single[..., 1], None), (best, where)]
     rows = [(R2, "R²"), (BALANCED_ACCURACY, "balanced accuracy")]
     fig = make_subplots(
         rows=2,
@@ -82,8 +78,8 @@ def probe_heatmaps(probes: ProbeMap) -> go.Figure:
         names = [probes.variables[i] for i in chosen]
         for c, (grid, positions) in enumerate(panels, start=1):
             z = grid[chosen]
-            text = (np.full(z.shape, "") if positions is None
-                    else np.char.add("@", positions[chosen].astype(str)))  # fmt: skip
+            at = np.full(z.shape, -1) if positions is None else positions[chosen]
+            text = np.where(at >= 0, np.char.add("@", at.astype(str)), "")
             fig.add_trace(
                 go.Heatmap(
                     z=[[None if np.isnan(x) else round(float(x), 3) for x in row] for row in z],
