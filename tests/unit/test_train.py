@@ -8,7 +8,7 @@ from bracketlens.weights.resolve import load_model
 
 TINY = {
     "n_train": 3000,
-    "steps": 150,
+    "steps": 80,
     "batch_size": 64,
     "warmup": 10,
     "n_eval": 500,
@@ -36,7 +36,7 @@ def test_train_to_file_records_the_run(tmp_path):
     out = tmp_path / "m.safetensors"
     train_to_file(TrainConfig(seed=1, **TINY), out, progress=False, command="bracketlens train")
     side = read_sidecar(out)
-    assert side["seed"] == 1 and side["steps"] == 150
+    assert side["seed"] == 1 and side["steps"] == 80
     assert side["command"] == "bracketlens train"
     assert "training_set(n=3000, seed=1)" in side["data_recipe"]
     load_model(out)
