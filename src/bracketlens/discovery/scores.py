@@ -103,7 +103,9 @@ def gradient_scores(
             diff = (corrupt - clean).float()
             grad = torch.zeros(len(idx), len(graph.receivers), batch.shape[1], clean.shape[-1])
             for a in alphas:
-                override = None if method == "eap" else clean + a * diff
+                # the inputs variant moves the embeddings alone: interpolate only them
+                mix = slice(0, 1) if method == "eap-ig" else slice(None)
+                override = None if method == "eap" else clean[:, mix] + a * diff[:, mix]
                 _gradients(runs, rows_b, batch, override, method == "eap-ig", grad, len(alphas))
             scores = torch.einsum("bspd,brpd->rsp", diff, grad)
             total[:, :, : batch.shape[1]] += scores
