@@ -6,6 +6,11 @@ measures their faithfulness (MIB's definition, m averaged over pairs before the
 ratio), reports the smallest budget whose f reaches 0.95 on that half, and scores
 that circuit on the other half. Beside it, the exact node optimum (:mod:`.optimum`)
 and the method's gap to it.
+
+On a machine with a second core the work runs in two processes
+(:mod:`bracketlens.beside`): the node optimum, which needs no scores, in a child
+while the edges are scored here, and the patched runs at the budgets with their rows
+in two shares (:mod:`.shares`). The numbers are those of one process.
 """
 
 from __future__ import annotations
