@@ -6,14 +6,22 @@ measures their faithfulness (MIB's definition, m averaged over pairs before the
 ratio), reports the smallest budget whose f reaches 0.95 on that half, and scores
 that circuit on the other half. Beside it, the exact node optimum (:mod:`.optimum`)
 and the method's gap to it.
+
+On a machine with a second core the work runs in two processes
+(:mod:`bracketlens.beside`): the node optimum, which needs no scores, in a child
+while the edges are scored here, and the patched runs at the budgets with their rows
+in two shares (:mod:`.shares`). The numbers are those of one process.
 """
 
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from bracketlens.beside import Beside
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import PAD
 from bracketlens.discovery.optimum import MAX_COMPONENTS, TIE, node_circuits_m
@@ -21,6 +29,7 @@ from bracketlens.discovery.pairs import EDITS, halves, make_pairs
 from bracketlens.discovery.result import Budget, Circuit, Discovery, EdgeRow, Optimum, SizeRow
 from bracketlens.discovery.runs import Runs
 from bracketlens.discovery.scores import METHODS, edge_scores
+from bracketlens.discovery.shares import m_in_two
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
 
@@ -98,18 +107,22 @@ def discover(
         return Discovery(**common, budgets=rows, cpr=None, cmd=None, circuit=None,  # type: ignore[arg-type]
                          circuit_reason=reason, faithfulness_reason=reason, optimum=None,
                          by_edit={}, span=span)  # fmt: skip
-    scores = edge_scores(runs, chosen, method, edges)
-    order = torch.argsort(scores[edges].abs(), descending=True, stable=True)
-    m = runs.m(_cuts(order, edges, [k for _, k in budgets]))
-    f_all, f_chosen, f_scored = (runs.faithfulness(m, r)[0] for r in (None, chosen, scored))
-    rows = [Budget(fr, k, float(f)) for (fr, k), f in zip(budgets, f_all, strict=True)]
-    x, curve = [b.fraction for b in rows], f_all.tolist()
-    pick = [i for i, (fr, _) in enumerate(budgets) if fr <= 0.5 and f_chosen[i] >= TARGET]
-    circuit = None
-    if pick:
-        top = order[: budgets[pick[0]][1]]
-        held = (float(f_chosen[pick[0]]), float(f_scored[pick[0]]))
-        circuit = _circuit(runs, scores, edges, top, level, *held)
+    # the node optimum needs no scores: it runs in a child (where one can) meanwhile
+    nodes = _node_run(runs) if optimum else None
+    with nodes if nodes is not None else nullcontext():
+        scores = edge_scores(runs, chosen, method, edges)
+        order = torch.argsort(scores[edges].abs(), descending=True, stable=True)
+        m = m_in_two(runs, _cuts(order, edges, [k for _, k in budgets]))
+        f_all, f_chosen, f_scored = (runs.faithfulness(m, r)[0] for r in (None, chosen, scored))
+        rows = [Budget(fr, k, float(f)) for (fr, k), f in zip(budgets, f_all, strict=True)]
+        x, curve = [b.fraction for b in rows], f_all.tolist()
+        pick = [i for i, (fr, _) in enumerate(budgets) if fr <= 0.5 and f_chosen[i] >= TARGET]
+        circuit = None
+        if pick:
+            top = order[: budgets[pick[0]][1]]
+            held = (float(f_chosen[pick[0]]), float(f_scored[pick[0]]))
+            circuit = _circuit(runs, scores, edges, top, level, *held)
+        node_m = None if nodes is None else nodes.result()
     return Discovery(
         **common,  # type: ignore[arg-type]
         budgets=rows,
@@ -118,10 +131,18 @@ def discover(
         circuit=circuit,
         circuit_reason=None if circuit else NO_CIRCUIT,
         faithfulness_reason=None,
-        optimum=_optimum(runs, scores, edges) if optimum else None,
+        optimum=None if node_m is None else _optimum(runs, scores, edges, *node_m),
         by_edit={e: runs.faithfulness(m, pairs.edit == k)[0].tolist() for k, e in enumerate(EDITS)},
         span=span,
     )
+
+
+def _node_run(runs: Runs) -> Beside[tuple[Tensor, Tensor]] | None:
+    """The node optimum's runs, started beside this process; None where the model has
+    too many components for it."""
+    if len(runs.graph.senders) - 1 > MAX_COMPONENTS:
+        return None
+    return Beside(node_circuits_m, runs, device=str(runs.model.W_E.device))
 
 
 def _null_reason(span: float) -> str | None:
@@ -166,12 +187,11 @@ def _component_order(name: str) -> tuple[int, int]:
     return (int(layer), int(head))
 
 
-def _optimum(runs: Runs, scores: Tensor, edges: Tensor) -> Optimum | None:
+def _optimum(
+    runs: Runs, scores: Tensor, edges: Tensor, subsets: Tensor, m: Tensor
+) -> Optimum | None:
     graph = runs.graph
     comps = [s.name for s in graph.senders[1:]]
-    if len(comps) > MAX_COMPONENTS:
-        return None
-    subsets, m = node_circuits_m(runs)
     f, span = runs.faithfulness(m)
     if _null_reason(span):
         return None

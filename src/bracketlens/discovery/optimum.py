@@ -103,10 +103,13 @@ def _grow(runs: Runs, rows: Tensor, resid: Tensor, layer: int) -> Tensor:
         *resid.shape[:3], len(heads), -1
     )
     corrupt = _corrupt_of(runs, rows, heads)[:, :width]  # the same under every prefix
-    keeps = _subsets(len(heads))[:, None, None, None, :, None]
+    keeps = _subsets(len(heads))
     b_o = model.b_O[layer]
-    # [heads kept, prefix, row, pos, d_model]
-    mids = torch.stack([resid + (torch.where(k, clean, corrupt).sum(3) + b_o) for k in keeps])
+    # [MLP kept, heads kept, prefix, row, pos, d_model], filled in place
+    out = torch.empty(2, len(keeps), *resid.shape, dtype=resid.dtype)
+    mids = out[1]
+    for i, keep in enumerate(keeps):
+        torch.add(resid, _mixed(clean, corrupt, keep) + b_o, out=mids[i])
     kept = run_patched(
         model,
         tokens.repeat(len(keeps), 1),
@@ -115,7 +118,20 @@ def _grow(runs: Runs, rows: Tensor, resid: Tensor, layer: int) -> Tensor:
         batch_size=STEP_A_BATCH,
     )
     corrupt_mlp = _corrupt_of(runs, rows, [mlp])[:, :width, 0]
-    return torch.cat([mids + corrupt_mlp, kept.view_as(mids)]).flatten(0, 1)
+    torch.add(mids, corrupt_mlp, out=out[0])
+    mids.copy_(kept.view_as(mids))
+    return out.flatten(0, 2)
+
+
+def _mixed(clean: Tensor, corrupt: Tensor, keep: Tensor) -> Tensor:
+    """The sum of a block's head outputs (``[..., head, d_model]``), each clean where
+    ``keep`` says, counterfactual elsewhere (``corrupt`` broadcasts over the leading axes
+    of ``clean``), summed head by head: no tensor of every head's choice."""
+    heads = [clean[..., h, :] if keep[h] else corrupt[..., h, :] for h in range(len(keep))]
+    total = heads[0].expand(*clean.shape[:-2], clean.shape[-1])
+    for term in heads[1:]:
+        total = total + term
+    return total
 
 
 @torch.no_grad()
@@ -165,8 +181,8 @@ def _last_layer(
     sign = runs.pairs.sign.repeat(len(early))
     m = torch.empty(len(early), 2, 2**heads, n)  # [prefix, MLP kept, heads kept, row]
     for k, keep in enumerate(_subsets(heads)):
-        mixed = torch.where(keep[None, None, :, None], heads0, corrupt_heads)
-        mid = (resid0 + mixed.sum(2) + b_o).to(model.W_E.dtype).view(-1, 1, model.cfg.d_model)
+        mid = (resid0 + _mixed(heads0, corrupt_heads, keep) + b_o).to(model.W_E.dtype)
+        mid = mid.view(-1, 1, model.cfg.d_model)
         starts = (  # the heads' outputs are set; without the MLP, its output too
             Start.after(act_name("mlp_out", last), mid + corrupt_mlp.repeat(len(early), 1, 1)),
             Start.after(act_name("attn_out", last), mid),

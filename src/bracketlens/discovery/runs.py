@@ -133,13 +133,17 @@ class Runs:
         edges patched (1: patched)."""
         picked = torch.arange(len(self.pairs)) if rows is None else rows.nonzero()[:, 0]
         n = len(picked)
+        lengths = (self.pairs.clean != PAD).sum(-1)
         out = torch.full((len(cut), len(self.pairs)), float("nan"))
         for first in range(0, len(cut), CIRCUITS_PER_RUN):
             chunk = cut[first : first + CIRCUITS_PER_RUN]
             tokens = self.pairs.clean[picked].repeat(len(chunk), 1)
 
             def per_batch(at: Tensor, chunk: Tensor = chunk) -> list[tuple[str, Hook]]:
-                source = self.corrupt if len(self.corrupt) == 1 else self.corrupt[picked[at % n]]
+                # the batch's width alone: the runner trims its padding the same way
+                width = int(lengths[picked[at % n]].max())
+                source = self.corrupt[:, :, :width]
+                source = source if len(source) == 1 else source[picked[at % n]]
                 return edge_hooks(self.sites, source.expand(len(at), -1, -1, -1), chunk[at // n])
 
             with split_inputs(self.model):

@@ -34,10 +34,13 @@ def _gradients(
     batch: Tensor,
     override: Float[Tensor, "batch sender pos d_model"] | None,
     to_embed: bool,
-) -> Float[Tensor, "batch receiver pos d_model"]:
-    """d(sum of m)/d(each receiver's input), with the senders' outputs ``override`` (all,
-    or with ``to_embed`` the embeddings alone) where given."""
-    sites, width = runs.sites, batch.shape[1]
+    into: Float[Tensor, "batch receiver pos d_model"],
+    steps: int,
+) -> None:
+    """Add d(sum of m)/d(each receiver's input), divided by ``steps``, to ``into``, with
+    the senders' outputs ``override`` (all, or with ``to_embed`` the embeddings alone)
+    where given."""
+    sites = runs.sites
     deltas: list[tuple[tuple[int, ...], bool, Tensor]] = []
 
     def add_delta(indices: tuple[int, ...], has_head: bool) -> Hook:
@@ -71,11 +74,10 @@ def _gradients(
     with torch.enable_grad(), runs.model.hooks(fwd_hooks=hooks):
         m = metric(runs.model(batch, class_only=True)[:, 0], runs.pairs.sign[rows])
         grads = torch.autograd.grad(m.sum(), [d for _, _, d in deltas])
-    out = torch.zeros(len(batch), len(runs.graph.receivers), width, runs.model.cfg.d_model)
     for (indices, has_head, _), g in zip(deltas, grads, strict=True):
         for k, r in enumerate(indices):
-            out[:, r, : g.shape[1]] = (g[:, :, k] if has_head else g).float()
-    return out
+            # into the running sum: no batch-sized gradient table per step
+            into[:, r, : g.shape[1]] += (g[:, :, k] if has_head else g).float() / steps
 
 
 def gradient_scores(
@@ -101,8 +103,10 @@ def gradient_scores(
             diff = (corrupt - clean).float()
             grad = torch.zeros(len(idx), len(graph.receivers), batch.shape[1], clean.shape[-1])
             for a in alphas:
-                override = None if method == "eap" else clean + a * diff
-                grad += _gradients(runs, rows_b, batch, override, method == "eap-ig") / len(alphas)
+                # the inputs variant moves the embeddings alone: interpolate only them
+                mix = slice(0, 1) if method == "eap-ig" else slice(None)
+                override = None if method == "eap" else clean[:, mix] + a * diff[:, mix]
+                _gradients(runs, rows_b, batch, override, method == "eap-ig", grad, len(alphas))
             scores = torch.einsum("bspd,brpd->rsp", diff, grad)
             total[:, :, : batch.shape[1]] += scores
     return total * upstream[:, :, :, 0] / len(picked)
