@@ -145,13 +145,25 @@ def test_a_damaged_entry_is_computed_again_with_one_warning(
     assert stored_explain(bundled_model, data, 0, SEARCH, store).stored_at == str(path)  # mended
 
 
-def test_an_unwritable_store_still_gives_the_result(tmp_path, bundled_model, data, calls, found):
+def test_an_unusable_store_still_gives_the_result(tmp_path, bundled_model, data, calls, found):
     blocker = tmp_path / "a file"
     blocker.write_text("")
     store = ExplainStore(blocker / "explain")  # a folder under a file can be neither
-    with pytest.warns(StoreWarning, match="cannot store") as caught:
+    with pytest.warns(StoreWarning, match="cannot read") as caught:
         result = stored_explain(bundled_model, data, 0, SEARCH, store)
-    assert len(caught) == 1 and result is found
+    assert len(caught) == 1 and result is found and calls == [0]
+
+
+def test_a_store_that_cannot_be_written_still_gives_the_result(
+    monkeypatch, tmp_path, bundled_model, data, calls, found
+) -> None:
+    def refuse(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(store_module, "atomic_write_text", refuse)
+    with pytest.warns(StoreWarning, match="cannot store") as caught:
+        result = stored_explain(bundled_model, data, 0, SEARCH, ExplainStore(tmp_path))
+    assert len(caught) == 1 and result is found and calls == [0]
 
 
 def test_the_folder_is_the_variable_else_xdg_else_home(monkeypatch, tmp_path) -> None:

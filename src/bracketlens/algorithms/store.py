@@ -114,14 +114,16 @@ class ExplainStore:
         return self.root / f"{key}.json"
 
     def read(self, key: str) -> Explanation | None:
-        """The stored result of ``key`` (its ``stored_at`` set), or None: absent or unusable."""
+        """The stored result of ``key`` (its ``stored_at`` set), or None: absent or damaged
+        (said in a warning).
+
+        Raises:
+            OSError: the folder or the entry cannot be read.
+        """
         path = self.path(key)
         try:
             text = path.read_text()
         except FileNotFoundError:
-            return None
-        except OSError as e:
-            _warn(f"cannot read the stored explain result {path} ({e}); computing it")
             return None
         try:
             entry = json.loads(text)
@@ -166,16 +168,21 @@ def stored_explain(
 
     ``store=None`` neither reads nor writes. A restricted search has no key: it is computed.
     """
+    if store is None:
+        return explain(model, data, seed=seed, search=search)
     try:
-        key = None if store is None else explain_key(model, data, seed, search)
-    except BracketLensError:
-        key = None
-    found = None if store is None or key is None else store.read(key)
+        key = explain_key(model, data, seed, search)
+    except BracketLensError:  # a restricted search has no settings, so no key
+        return explain(model, data, seed=seed, search=search)
+    try:
+        found = store.read(key)
+    except OSError as e:  # one warning, and no write to a store that cannot be read
+        _warn(f"cannot read explain's result store {store.root} ({e}); computing the result")
+        return explain(model, data, seed=seed, search=search)
     if found is not None:
         return found
     result = explain(model, data, seed=seed, search=search)
-    if store is not None and key is not None:
-        store.write(key, result)
+    store.write(key, result)
     return result
 
 
