@@ -207,6 +207,7 @@ def stored_case(tmp: Path, threads: str) -> dict:
         "baseline": {"command": "evaluate --n 5000 --json", **base},
         "runs": runs,
         "wall_ratios": {name: round(r["wall_s"] / base["wall_s"], 2) for name, r in runs.items()},
+        "stored_entry_bytes": [p.stat().st_size for p in sorted(second.glob("*.json"))],
         "targets": {"time_ratio": 3.0},
     }
 
