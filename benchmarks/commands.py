@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/commands.py [--only analyze-5000,analyze-100000,report,circuit]
        [--course-dir ../shared/arena] [--repeat 3] [--threads 1|default]
+       python benchmarks/commands.py --only report-stored [--threads 1|default]
 
 Each case runs the baseline (``bracketlens evaluate`` on the same data: start-up
 plus one forward pass, the floor a user sees) and then the command, each as its
@@ -12,8 +13,12 @@ each run's CPU time), with the ratios of the medians and their targets:
 
 - ``analyze`` on the first 5,000 course strings: time <= 2x, peak RSS <= 1.5x;
 - ``analyze`` on all 100,000 course strings: time <= 3x, peak RSS <= 2 GB;
-- ``report --no-png`` on the bundled model, 5,000 strings: time <= 3x (and the
-  rendering floor: writing the page with its figures, timed in-process);
+- ``report --no-png --no-cache`` on the bundled model, 5,000 strings: time <= 3x (and
+  the rendering floor: writing the page with its figures, timed in-process);
+- ``report-stored``: the same ``report`` with explain's result store (in a temporary
+  folder), once: evaluate, then report with the store empty (it searches and stores),
+  then report again (it reuses); in a second empty store, ``explain --n 5000`` and then
+  report (it reuses explain's result). Each run once, in that order;
 - ``circuit`` at 10,000 strings: time <= 3x.
 
 On a machine shared with other work, wall times are noisy; CPU times less so.
@@ -36,14 +41,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_COURSE = ROOT.parent / "shared" / "arena"
 
 
-def timed(args: list[str], threads: str = "1") -> dict[str, float]:
+def timed(args: list[str], threads: str = "1", store: str | None = None) -> dict[str, float]:
     """Wall seconds, CPU seconds and peak RSS (MiB) of ``bracketlens ARGS`` as a process.
 
     CPU time and peak RSS come from ``wait4``: the CPU time includes a child the command
     started and reaped (``report`` runs ``discover``'s stage and half of ``explain`` in them), and the
-    peak RSS is the larger of the two processes', not their sum.
+    peak RSS is the larger of the two processes', not their sum. ``store`` is explain's
+    result store (``BRACKETLENS_CACHE_DIR``); by default a fresh empty folder.
     """
     env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as empty:
+        env["BRACKETLENS_CACHE_DIR"] = store or empty
+        return _timed(args, threads, env)
+
+
+def _timed(args: list[str], threads: str, env: dict[str, str]) -> dict[str, float]:
     if threads == "1":
         env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     else:
@@ -148,12 +160,22 @@ def main() -> None:
             report = case(
                 "report --no-png, bundled model, 5,000 strings",
                 ["evaluate", "--n", "5000", "--json"],
-                ["report", "--n", "5000", "--no-png", "--out", str(Path(tmp) / "report")],
+                [
+                    "report",
+                    "--n",
+                    "5000",
+                    "--no-png",
+                    "--no-cache",
+                    "--out",
+                    str(Path(tmp) / "report"),
+                ],
                 {"time_ratio": 3.0},
                 args.repeat,
                 args.threads,
             )
             out.append({**report, "rendering_floor": render_floor(5000)})
+        if "report-stored" in chosen:
+            out.append(stored_case(Path(tmp), args.threads))
         if "circuit" in chosen:
             out.append(
                 case(
@@ -166,6 +188,28 @@ def main() -> None:
                 )
             )
     print(json.dumps({"machine": machine(), "threads": args.threads, "cases": out}, indent=2))
+
+
+def stored_case(tmp: Path, threads: str) -> dict:
+    """``report`` with explain's result store: empty, then holding its own result, then
+    holding ``explain``'s (each process once, against evaluate on the same strings)."""
+    report = ["report", "--n", "5000", "--no-png", "--out", str(tmp / "report-stored")]
+    first, second = tmp / "store-report", tmp / "store-explain"
+    base = timed(["evaluate", "--n", "5000", "--json"], threads)
+    cold = timed(report, threads, str(first))
+    warm = timed(report, threads, str(first))
+    explained = timed(["explain", "--n", "5000", "--json"], threads, str(second))
+    after = timed(report, threads, str(second))
+    runs = {"report, empty store": cold, "report, its own result stored": warm,
+            "explain --n 5000": explained, "report after explain": after}  # fmt: skip
+    return {
+        "case": "report --no-png with explain's result store, bundled model, 5,000 strings",
+        "baseline": {"command": "evaluate --n 5000 --json", **base},
+        "runs": runs,
+        "wall_ratios": {name: round(r["wall_s"] / base["wall_s"], 2) for name, r in runs.items()},
+        "stored_entry_bytes": [p.stat().st_size for p in sorted(second.glob("*.json"))],
+        "targets": {"time_ratio": 3.0},
+    }
 
 
 def machine() -> dict[str, object]:

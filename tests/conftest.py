@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     quick = next((i for i, item in enumerate(items) if _minutes(item) < 0), None)
     if quick is not None and quick > 1:
         items.insert(1, items.pop(quick))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _explain_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """explain's result store in a folder of the test session's, never the user's cache
+    (command-line processes that tests start inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRACKETLENS_CACHE_DIR", str(tmp_path_factory.mktemp("explain-store")))
+        yield
 
 
 @pytest.fixture(autouse=True)

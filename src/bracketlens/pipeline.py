@@ -44,7 +44,8 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from bracketlens import stages as st
-from bracketlens.algorithms import Search, explain
+from bracketlens.algorithms.explain import Search
+from bracketlens.algorithms.store import ExplainStore, stored_explain
 from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
 from bracketlens.beside import Beside
@@ -68,11 +69,14 @@ def run(
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
     search: Search | None = None,
+    store: ExplainStore | None = None,
 ) -> Analysis:
     """Run the analysis on ``data``: localisation always, then the ``stages`` asked for.
 
     ``search`` is explain's (default :meth:`Search.quick`: seconds, the registered models
     alone; the commands pass ``--search``, whose default is :class:`Search`'s own).
+    ``store`` holds explain's results (:mod:`bracketlens.algorithms.store`): one found
+    there is reused, one computed is kept there; None neither reads nor writes.
     """
     step = progress or (lambda _: None)
     chosen = parse_stages(stages)
@@ -129,7 +133,7 @@ def run(
             result = replace(result, discovery=discovered.result())
     if Stage.EXPLAIN in chosen:  # last: its search splits itself over two cores
         step("what the model computes")
-        found = explain(model, data, seed=seed, search=search or Search.quick())
+        found = stored_explain(model, data, seed, search or Search.quick(), store)
         result = replace(result, explanation=found)
     return result
 
@@ -149,10 +153,12 @@ def analyze(
     attack_strings: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
     search: Search | None = None,
+    store: ExplainStore | None = None,
 ) -> Analysis:
     """What ``bracketlens report`` renders: the analysis, ``explain`` and the explorer.
 
-    ``search`` is explain's, as in :func:`run` (``bracketlens report`` passes ``Search()``).
+    ``search`` and ``store`` are explain's, as in :func:`run` (``bracketlens report``
+    passes ``Search()`` and the store of :func:`~bracketlens.algorithms.store.store_dir`).
     """
     return run(
         model,
@@ -164,4 +170,5 @@ def analyze(
         attack_strings=attack_strings,
         progress=progress,
         search=search,
+        store=store,
     )

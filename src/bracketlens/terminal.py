@@ -109,10 +109,14 @@ def findings_summary(findings: Analysis) -> None:
     """What the model computes in one sentence (explain's verdict), then the headline
     numbers of an analysis, as one table."""
     if findings.explanation is not None:
+        from bracketlens.algorithms.store import reuse_note
         from bracketlens.algorithms.words import course_verdict
 
         _console.print(f"[bold]{findings.explanation.verdict}[/]")
         _console.print(course_verdict(findings.explanation))
+        note = reuse_note(findings.explanation)
+        if note is not None:
+            _console.print(note, markup=False, highlight=False)
     loc = findings.localisation
     e = findings.elevation
     table = Table("finding", "value", title="bracketlens analysis")

@@ -292,3 +292,21 @@ def test_a_written_report_is_recognised_as_one_and_may_be_replaced(report_dir):
     assert is_report_findings(report_dir / "findings.json")
     assert is_report_page(report_dir / "index.html")
     check_report_dir(report_dir)  # raises for a folder a report may not replace
+
+
+def test_a_second_report_reuses_explains_result_and_says_so(report_dir, tmp_path, capsys):
+    """The fixture's report stored explain's result (in the session's store); the same
+    weights, strings, seed and search read it back, and the page and terminal say so."""
+    capsys.readouterr()
+    out = tmp_path / "again"
+    argv = ["report", "--n", "1500", "--seed", "3", "--search", "quick", "--no-png"]
+    assert main([*argv, "--out", str(out)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "Reused explain's result for these weights, data and search, stored" in said
+    first = json.loads((report_dir / "findings.json").read_text())["explanation"]
+    again = json.loads((out / "findings.json").read_text())["explanation"]
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
+    html = (out / "index.html").read_text()
+    assert html_escape("Reused explain's result for these weights, data and search") in html
+    first_page = (report_dir / "index.html").read_text()
+    assert html_escape("Reused explain's result") not in first_page

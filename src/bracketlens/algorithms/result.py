@@ -206,6 +206,7 @@ class Explanation:
     budget: dict[str, object] = field(default_factory=dict)
     generated: dict[str, int] = field(default_factory=dict)  # the generator's counts
     probes: ProbeMap | None = None  # what each single-position site linearly decodes
+    stored_at: str | None = None  # the file it was read from (:mod:`.store`); None: computed
 
     @property
     def verdict(self) -> str:

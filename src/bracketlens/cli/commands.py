@@ -139,6 +139,7 @@ def _run_analysis(
             attack_strings=attack,
             progress=step,
             search=_search(args),
+            store=_store(args),
         )
     _warn(warnings)  # with the results they qualify: a run that fails prints its error alone
     return analysis, warnings
@@ -151,6 +152,15 @@ def _search(args: argparse.Namespace) -> Any:  # Search | None
     from bracketlens.algorithms import Search
 
     return Search.named(args.search)
+
+
+def _store(args: argparse.Namespace) -> Any:  # ExplainStore | None
+    """explain's result store, unless ``--no-cache`` (or the command has no such flag)."""
+    if getattr(args, "no_cache", True):
+        return None
+    from bracketlens.algorithms.store import ExplainStore, store_dir
+
+    return ExplainStore(store_dir())
 
 
 def weights_label(weights: str | None) -> str:
@@ -201,11 +211,16 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from bracketlens.algorithms import Search, explain
+    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.store import reuse_note, stored_explain
 
     data = load_data(args)
     model = load_weights(args)
-    result = explain(model, data, seed=args.seed, search=Search.named(args.search)).to_json()
+    found = stored_explain(model, data, args.seed, Search.named(args.search), _store(args))
+    note = reuse_note(found)
+    if note is not None:  # on stderr: the JSON is the same, stored or computed
+        print(f"bracketlens: {note}", file=sys.stderr)
+    result = found.to_json()
     if args.json:
         _print_json(result, indent=2)
         return 0

@@ -236,6 +236,13 @@ def _add_search(p: argparse.ArgumentParser) -> None:
         "models, about 2 minutes on 2 cores), quick (the registered models, lightly: "
         "seconds, and rarely a passing verdict) or smoke (the least that fills every field)",
     )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="neither reuse nor keep explain's result (kept by default in "
+        "$BRACKETLENS_CACHE_DIR, else $XDG_CACHE_HOME/bracketlens/explain, else "
+        "~/.cache/bracketlens/explain, keyed by the weights, strings, seed and search)",
+    )
 
 
 def _add_causal(p: argparse.ArgumentParser) -> None:

@@ -268,6 +268,7 @@ def _algorithm(f: Analysis) -> str:
     """explain's verdict, the course's algorithm as one hypothesis, the models ranked, and
     the alignments of the passing (or closest) models; where localisation found no role,
     its locations."""
+    from bracketlens.algorithms.store import reuse_note
     from bracketlens.algorithms.words import COURSE, course_verdict
 
     e = f.explanation
@@ -286,9 +287,11 @@ def _algorithm(f: Analysis) -> str:
                 f"interchange interventions the variables sit at: "
                 f"{html.escape('; '.join(f'{k} at {v}' for k, v in found.items()))}.</p>"
                 if missing and found else "")  # fmt: skip
+    note = reuse_note(e)
     return (
         f"<p><b>{html.escape(e.verdict)}</b></p><p>{html.escape(course_verdict(e))}</p>"
-        "<p>Each variable of each causal model (the registered ones and those generated "
+        + ("" if note is None else f'<p class="note">{html.escape(note)}</p>')
+        + "<p>Each variable of each causal model (the registered ones and those generated "
         "from a grammar of bracket variables) is patched from a source string into a base "
         "string at every hook and position (interchange interventions; rotations at the best "
         "few), chosen on validation pairs and scored on test pairs: IIA is the share of pairs "

@@ -46,16 +46,13 @@ class Recipe:
         fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
         # here, not at the top: the sweep imports explain's package only where it is used
         from bracketlens.algorithms.explain import Search
+        from bracketlens.algorithms.store import search_fields
 
         # the search's settings, not its name: a preset whose numbers change (the default's
-        # too) gets new results; the probe map steers nothing and a row does not hold it
-        settings = Search.named(self.search).settings()
-        fields["search"] = {k: v for k, v in settings.items() if k != "probes"}
-        from bracketlens.algorithms.conclude import hypotheses
-
-        # the models tested and the guards they must clear: a verdict of "none" found
-        # with fewer models or other guards is not this recipe's verdict
-        fields["hypotheses"] = hypotheses()
+        # too) gets new results; and the models tested and the guards they must clear: a
+        # verdict of "none" found with fewer models or other guards is not this recipe's.
+        # The probe map steers nothing and a row does not hold it
+        fields |= search_fields(Search.named(self.search), probes=False)
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

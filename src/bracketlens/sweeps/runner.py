@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bracketlens.atomic import atomic_write_text
 from bracketlens.errors import BracketLensError
 from bracketlens.sweeps.cluster import check_address, init_ray
 from bracketlens.sweeps.recipes import Recipe
 from bracketlens.sweeps.store import (
-    atomic_write_text,
     check_out,
     prepare_out,
     reusable_row,

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bracketlens.atomic import atomic_write_text
 from bracketlens.errors import BracketLensError
 from bracketlens.sweeps.recipes import Recipe
 from bracketlens.sweeps.task import ROLES, SeedResult
@@ -196,17 +197,6 @@ def write_result(out: Path, result: SeedResult, recipe: Recipe) -> dict[str, Any
         row["checkpoint_sha256"] = None
     atomic_write_text(row_path(out, seed), json.dumps(row, indent=2))
     return row
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def flat_row(row: dict[str, Any]) -> dict[str, Any]:

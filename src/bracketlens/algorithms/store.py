@@ -1,0 +1,205 @@
+"""explain's results on disk, keyed by everything that determines one, shared by the commands.
+
+An explanation depends only on the model's weights, the strings and their labels, the
+seed, the search's settings, the causal models tested (with the guards they must clear)
+and the code that computes it. :func:`explain_key` is a SHA-256 of all of these, so a
+stored result is reused only where computing it again would give the same one. The store
+is a folder (:func:`store_dir`) of ``<key>.json`` files, each written atomically; a
+problem with it never fails a command: it is said in one warning and the result computed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from bracketlens.algorithms.conclude import hypotheses
+from bracketlens.algorithms.explain import Search, explain
+from bracketlens.algorithms.record import RecordError, from_record, to_record
+from bracketlens.algorithms.result import Explanation
+from bracketlens.atomic import atomic_write_text
+from bracketlens.data.dataset import BracketDataset
+from bracketlens.errors import BracketLensError
+from bracketlens.model.transformer import BracketTransformer
+
+ENV = "BRACKETLENS_CACHE_DIR"  # overrides the folder
+SCHEMA = 1  # the entry's layout; an entry of another is computed again
+
+
+class StoreWarning(UserWarning):
+    """The store could not be read or written; the result was computed instead."""
+
+
+def store_dir() -> Path:
+    """``$BRACKETLENS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bracketlens/explain`` (default
+    ``~/.cache/bracketlens/explain``)."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "bracketlens" / "explain"
+
+
+def search_fields(search: Search, *, probes: bool = True) -> dict[str, object]:
+    """What sets explain's result beside the model, the strings and the seed: the search's
+    settings and the models and guards tested (:func:`.conclude.hypotheses`).
+
+    ``probes=False`` leaves out the probe map's switch, for a result that does not hold
+    the map (a sweep's row). Raises :class:`BracketLensError` for a restricted search.
+    """
+    settings = search.settings()
+    if not probes:
+        settings = {k: v for k, v in settings.items() if k != "probes"}
+    return {"search": settings, "hypotheses": hypotheses()}
+
+
+def weights_digest(model: BracketTransformer) -> str:
+    """SHA-256 of the model's configuration and every tensor of its state dict."""
+    digest = hashlib.sha256(json.dumps(asdict(model.cfg), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{flat.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_digest(data: BracketDataset) -> str:
+    """SHA-256 of the strings' tokens and their labels."""
+    digest = hashlib.sha256(f"{tuple(data.tokens.shape)}|".encode())
+    digest.update(data.tokens.to(torch.int64).contiguous().numpy().tobytes())
+    digest.update(data.labels.to(torch.uint8).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_digest() -> str:
+    """The package's version and a SHA-256 of its Python sources: other code, other key."""
+    from bracketlens import __version__
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def explain_key(model: BracketTransformer, data: BracketDataset, seed: int, search: Search) -> str:
+    """The SHA-256 (hex) of everything that determines ``explain(model, data, seed, search)``."""
+    fields = {
+        "weights": weights_digest(model),
+        "data": data_digest(data),
+        "seed": seed,
+        **search_fields(search),
+        "code": code_digest(),
+        "device": next(model.parameters()).device.type,
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ExplainStore:
+    """A folder of explain's results, one ``<key>.json`` per key."""
+
+    root: Path
+
+    def path(self, key: str) -> Path:
+        """Where the result of ``key`` is stored."""
+        return self.root / f"{key}.json"
+
+    def read(self, key: str) -> Explanation | None:
+        """The stored result of ``key`` (its ``stored_at`` set), or None: absent or damaged
+        (said in a warning).
+
+        Raises:
+            OSError: the folder or the entry cannot be read.
+        """
+        path = self.path(key)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            entry = json.loads(text)
+            if entry.get("schema") != SCHEMA or entry.get("key") != key:
+                raise RecordError("its schema or key is not this one's")
+            found = from_record(entry["record"])
+            # the record must give back the JSON stored beside it, which explain prints
+            if _dumped(found.to_json()) != _dumped(entry["explanation"]):
+                raise RecordError("its record does not give its JSON")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            _warn(f"the stored explain result {path} is damaged ({e}); computing it")
+            return None
+        return replace(found, stored_at=str(path))
+
+    def write(self, key: str, explanation: Explanation) -> Path | None:
+        """Store ``explanation`` under ``key``; None (and a warning) where it cannot."""
+        path = self.path(key)
+        entry = {
+            "schema": SCHEMA,
+            "key": key,
+            "explanation": explanation.to_json(),
+            "record": to_record(replace(explanation, stored_at=None)),
+        }
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(entry))
+        except OSError as e:
+            _warn(f"cannot store the explain result in {self.root} ({e}); it is not kept")
+            return None
+        return path
+
+
+def stored_explain(
+    model: BracketTransformer,
+    data: BracketDataset,
+    seed: int,
+    search: Search,
+    store: ExplainStore | None,
+) -> Explanation:
+    """``explain(model, data, seed, search=search)``, reused from ``store`` where it holds
+    the result (then its ``stored_at`` says where), and stored there when computed.
+
+    ``store=None`` neither reads nor writes. A restricted search has no key: it is computed.
+    """
+    if store is None:
+        return explain(model, data, seed=seed, search=search)
+    try:
+        key = explain_key(model, data, seed, search)
+    except BracketLensError:  # a restricted search has no settings, so no key
+        return explain(model, data, seed=seed, search=search)
+    try:
+        found = store.read(key)
+    except OSError as e:  # one warning, and no write to a store that cannot be read
+        _warn(f"cannot read explain's result store {store.root} ({e}); computing the result")
+        return explain(model, data, seed=seed, search=search)
+    if found is not None:
+        return found
+    result = explain(model, data, seed=seed, search=search)
+    store.write(key, result)
+    return result
+
+
+def _dumped(obj: object) -> str:
+    """JSON text to compare two results by (NaN equals NaN here, unlike in Python)."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, StoreWarning, stacklevel=3)
+
+
+def reuse_note(explanation: Explanation) -> str | None:
+    """One sentence saying the result came from the store, and which file; None if computed."""
+    if explanation.stored_at is None:
+        return None
+    return (
+        "Reused explain's result for these weights, data and search, stored "
+        f"{explanation.stored_at} (--no-cache computes it again)."
+    )
