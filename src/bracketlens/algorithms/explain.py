@@ -210,7 +210,7 @@ def explain(
             out.append(confirm(context, causal, variable, test, found, j, column))
         return out
 
-    # each alignment depends only on its own pairs and fit: half of them in a second process
+    # each alignment depends only on its own pairs and fit: two processes share them
     alignments = in_two_shares(confirm_share, searched, _confirm_cost(confirmed), where)
     by_generator = frozenset(
         m.name
@@ -324,9 +324,9 @@ def _search_all(
         return out
 
     def cost(mine: list[tuple]) -> float:
-        """Seconds, about, on the bundled model: Adam steps of every rotation, then every
-        pair through the screen and the validation runs (one location for a per-position
-        variable)."""
+        """Seconds, about, on the bundled model (the longest searches start first): Adam
+        steps of every rotation, then every pair through the screen and the validation
+        runs (one location for a per-position variable)."""
         per_position = mine[0][1].position is not None
         locations = 1 if per_position else search.das_top + model.cfg.n_layers - 1
         pairs = sum(len(d[2].base) for d in mine)
@@ -360,7 +360,8 @@ def _confirmed(
 
 
 def _confirm_cost(confirmed: frozenset[str]) -> Callable[[tuple[tuple, Candidates, int]], float]:
-    """A confirmation's cost: its test pairs, more for the confirmed models."""
+    """A confirmation's cost, for the order of taking: its test pairs, more for the
+    confirmed models."""
     return lambda row: 3.0 if row[0][0].name in confirmed else 1.0
 
 
