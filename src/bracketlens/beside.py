@@ -44,13 +44,14 @@ PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent 
 class Beside(Generic[T]):
     """``fn(*args, **kwargs)``, started now in a child where that is safe; :meth:`result`
     waits for it. Use as a context manager: leaving the block stops a child whose result
-    was never asked for (the caller failed)."""
+    was never asked for (the caller failed). ``device``: the model's (None: the caller
+    runs in parallel already, and the work runs here)."""
 
-    def __init__(self, fn: Callable[..., T], *args: Any, device: str = "cpu", **kwargs: Any):
+    def __init__(self, fn: Callable[..., T], *args: Any, device: str | None = "cpu", **kwargs: Any):
         self._call = (fn, args, kwargs)
         self._process: Any = None
         self._receive: Connection | None = None
-        if forkable(device):
+        if device is not None and forkable(device):
             context = multiprocessing.get_context("fork")
             receive, send = context.Pipe(duplex=False)
             self._process = context.Process(target=_child, args=(send, fn, args, kwargs),

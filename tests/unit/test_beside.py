@@ -101,6 +101,13 @@ def test_without_a_fork_the_work_runs_here_when_asked(monkeypatch):
     assert calls == [os.getpid()]
 
 
+def test_no_device_runs_the_work_here():
+    """device None: the caller runs in parallel already."""
+    with Beside(os.getpid, device=None) as work:
+        assert not work.in_child
+        assert work.result() == os.getpid()
+
+
 def test_no_fork_for_a_model_on_an_accelerator():
     assert not forkable("cuda")
 
