@@ -3,9 +3,9 @@
 ``report`` runs ``discover``'s stage, which needs nothing the analysis computes.
 On a machine with a second core it runs in a forked child while the parent runs
 the analysis: the command then takes about the longer of the two instead of their
-sum. The CPU time is the same, and so is the result. :func:`in_two_shares` splits
-work of independent items (``explain``'s variables) in two the same way: one share
-in a child, the other here.
+sum. The CPU time is the same, and so is the result. :func:`in_two_shares` runs
+work of independent items (``explain``'s variables) in two processes the same way:
+a child and this one take the items one at a time from a shared counter.
 
 Fork, not spawn: the child starts with the model and the strings already in
 memory, and pays no second start-up. GNU OpenMP's thread pool does not survive a
@@ -20,6 +20,7 @@ not survive a fork), or a daemonic process (which may not have children).
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import pickle
@@ -43,13 +44,14 @@ PR_SET_PDEATHSIG = 1  # prctl option: a signal for this process when its parent 
 class Beside(Generic[T]):
     """``fn(*args, **kwargs)``, started now in a child where that is safe; :meth:`result`
     waits for it. Use as a context manager: leaving the block stops a child whose result
-    was never asked for (the caller failed)."""
+    was never asked for (the caller failed). ``device``: the model's (None: the caller
+    runs in parallel already, and the work runs here)."""
 
-    def __init__(self, fn: Callable[..., T], *args: Any, device: str = "cpu", **kwargs: Any):
+    def __init__(self, fn: Callable[..., T], *args: Any, device: str | None = "cpu", **kwargs: Any):
         self._call = (fn, args, kwargs)
         self._process: Any = None
         self._receive: Connection | None = None
-        if forkable(device):
+        if device is not None and forkable(device):
             context = multiprocessing.get_context("fork")
             receive, send = context.Pipe(duplex=False)
             self._process = context.Process(target=_child, args=(send, fn, args, kwargs),
@@ -185,30 +187,58 @@ B = TypeVar("B")
 def in_two_shares(
     fn: Callable[[list[A]], list[B]],
     items: Sequence[A],
-    cost: Callable[[A], float],
+    cost: Callable[[A], float] | None = None,
     device: str | None = "cpu",
 ) -> list[B]:
-    """``fn`` over ``items`` (one result per item, in order), the items split in two shares
-    of about equal ``cost``: one share runs in a forked child (:class:`Beside`), the other
-    here, at the same time.
+    """``fn`` over ``items`` (one result per item, in order), in two processes at once: a
+    forked child (:class:`Beside`) and this one each take the next item not yet taken until
+    none is left, so neither waits while the other still has a queue.
 
-    The results are those of ``fn(items)`` wherever each item's result depends only on
-    that item. Where no fork is safe (:func:`forkable`), or ``device`` is None (the caller
-    runs in parallel already), every item runs here.
+    ``cost`` (a rough estimate; None: the items' own order) orders the taking, the largest
+    first, so that the last item taken is a short one. Both processes run their items at one
+    thread: an item's rounding is then the same whichever process runs it, and the results
+    are those of ``fn(items)`` at one thread wherever each item's result depends only on
+    that item. An error in either process stops the other from taking more and is raised
+    here. Where no fork is safe (:func:`forkable`), or ``device`` is None (the caller runs
+    in parallel already), every item runs here.
     """
     if len(items) < 2 or device is None or not forkable(device):
         return fn(list(items))
-    costs = [cost(item) for item in items]
-    shares: tuple[list[int], list[int]] = ([], [])
-    load = [0.0, 0.0]
-    for i in sorted(range(len(items)), key=lambda i: -costs[i]):  # largest first
-        side = 0 if load[0] <= load[1] else 1
-        shares[side].append(i)
-        load[side] += costs[i]
+    order = list(range(len(items)))
+    if cost is not None:
+        costs = [cost(item) for item in items]
+        order.sort(key=lambda i: -costs[i])
+    taken = multiprocessing.get_context("fork").Value("q", 0)  # the next index into order
+
+    def take_until_done() -> list[tuple[int, B]]:
+        done = []
+        while (k := _take(taken, len(order))) is not None:
+            (value,) = fn([items[order[k]]])
+            done.append((order[k], value))
+        return done
+
+    @functools.wraps(fn)  # the worker's errors name fn
+    def child() -> list[tuple[int, B]]:
+        try:
+            return take_until_done()
+        except BaseException:
+            with taken.get_lock():  # the parent takes no more: the error is raised there
+                taken.value = len(order)
+            raise
+
     out: list[Any] = [None] * len(items)
-    with Beside(fn, [items[i] for i in shares[1]], device=device) as child:
-        for i, value in zip(shares[0], fn([items[i] for i in shares[0]]), strict=True):
-            out[i] = value
-        for i, value in zip(shares[1], child.result(), strict=True):
+    with Beside(child, device=device) as worker:
+        torch.set_num_threads(1)  # as the child's: see the docstring (Beside restores it)
+        for i, value in [*take_until_done(), *worker.result()]:
             out[i] = value
     return out
+
+
+def _take(taken: Any, n: int) -> int | None:
+    """The next index of ``n`` that no process has taken yet (None: all are)."""
+    with taken.get_lock():
+        k = int(taken.value)
+        if k >= n:
+            return None
+        taken.value = k + 1
+    return k

@@ -101,6 +101,13 @@ def test_without_a_fork_the_work_runs_here_when_asked(monkeypatch):
     assert calls == [os.getpid()]
 
 
+def test_no_device_runs_the_work_here():
+    """device None: the caller runs in parallel already."""
+    with Beside(os.getpid, device=None) as work:
+        assert not work.in_child
+        assert work.result() == os.getpid()
+
+
 def test_no_fork_for_a_model_on_an_accelerator():
     assert not forkable("cuda")
 
@@ -157,14 +164,78 @@ def _squares_and_pids(items: list[int]) -> list[tuple[int, int]]:
 @needs_fork
 def test_two_shares_give_each_items_result_in_order_from_two_processes():
     items = [5, 1, 4, 2, 3, 9]
-    out = beside.in_two_shares(_squares_and_pids, items, cost=float)
+    out = beside.in_two_shares(_slow_squares_and_pids, items, cost=float)
     assert [v for v, _ in out] == [i * i for i in items]
     pids = {pid for _, pid in out}
     assert len(pids) == 2 and os.getpid() in pids
-    # by cost, largest first, each to the lighter share (ties to the first): {9, 3} and
-    # {5, 4, 2, 1}, 12 each
-    share = {i: pid for i, (_, pid) in zip(items, out, strict=True)}
-    assert share[9] == share[3] != share[5] == share[4] == share[2] == share[1]
+
+
+def _slow_squares_and_pids(items: list[int]) -> list[tuple[int, int]]:
+    time.sleep(0.05 * len(items))
+    return _squares_and_pids(items)
+
+
+def _sleep_items(items: list[float]) -> list[tuple[float, int, int]]:
+    out = []
+    for seconds in items:
+        time.sleep(seconds)
+        out.append((seconds, os.getpid(), torch.get_num_threads()))
+    return out
+
+
+@needs_fork
+def test_two_shares_balance_items_of_very_different_costs_as_they_run():
+    """With no cost estimate, one long item and eight short ones: the process that takes the
+    long one takes at most one more, while the other runs the short ones (an even split by
+    count would give it four more). The results are one process's, in item order."""
+    before = torch.get_num_threads()
+    items = [0.8] + [0.1] * 8
+    out = beside.in_two_shares(_sleep_items, items)
+    assert [seconds for seconds, _, _ in out] == items
+    long_pid = out[0][1]
+    assert sum(pid == long_pid for _, pid, _ in out) <= 2
+    assert len({pid for _, pid, _ in out}) == 2
+    assert {threads for _, _, threads in out} == {1}  # in both processes: the same rounding
+    assert torch.get_num_threads() == before
+
+
+PARENT = os.getpid()
+
+
+def _refuse_in_child(items: list[float]) -> list[tuple[float, int, int]]:
+    if os.getpid() != PARENT:
+        raise BracketLensError("use --n 10000")
+    return _sleep_items(items)
+
+
+def _break_in_child(items: list[float]) -> list[tuple[float, int, int]]:
+    if os.getpid() != PARENT:
+        raise KeyError("deep inside")
+    return _sleep_items(items)
+
+
+@needs_fork
+def test_two_shares_raise_the_childs_error_here_and_stop_taking_items():
+    ran_here: list[float] = []
+
+    def counted(items: list[float]) -> list[tuple[float, int, int]]:
+        ran_here.extend(items if os.getpid() == PARENT else [])
+        return _refuse_in_child(items)
+
+    before = torch.get_num_threads()
+    with pytest.raises(BracketLensError) as caught:
+        beside.in_two_shares(counted, [0.05] * 40)
+    assert str(caught.value) == "use --n 10000"
+    assert len(ran_here) < 20  # the parent stopped once the child failed
+    assert torch.get_num_threads() == before
+
+
+@needs_fork
+def test_two_shares_name_the_function_of_a_child_that_crashed():
+    with pytest.raises(RuntimeError) as caught:
+        beside.in_two_shares(_break_in_child, [0.05] * 10)
+    assert "_break_in_child failed" in str(caught.value)
+    assert "KeyError: 'deep inside'" in str(caught.value)
 
 
 def test_two_shares_run_here_without_a_fork(monkeypatch):

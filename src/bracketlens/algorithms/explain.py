@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -56,7 +57,7 @@ from bracketlens.algorithms.pairs import PairCounts, Pairs, concat, sample_pairs
 from bracketlens.algorithms.probes import probe_map
 from bracketlens.algorithms.refine import refine_all
 from bracketlens.algorithms.result import Alignment, Explanation, ScreenMap
-from bracketlens.beside import in_two_shares
+from bracketlens.beside import Beside, in_two_shares
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.errors import BracketLensError
 from bracketlens.model.transformer import BracketTransformer
@@ -167,8 +168,26 @@ def explain(
             result); False where the caller runs several explains in parallel already.
     """
     search = search or Search()
-    chosen = _resolve(models, search)
     _check(data)
+    where = _device(model) if split else None  # None: one process
+    # the probe map needs only the model and the strings: a child makes it beside the rest
+    # (the grammar's models, then the search's tails), where there are two cores
+    beside = Beside(probe_map, model, data, seed, device=where) if search.probes else None
+    with beside or nullcontext():
+        result = _align_and_conclude(model, data, seed, models, search, where)
+        return replace(result, probes=beside.result()) if beside else result
+
+
+def _align_and_conclude(
+    model: BracketTransformer,
+    data: BracketDataset,
+    seed: int,
+    models: Sequence[str | CausalModel] | None,
+    search: Search,
+    where: str | None,
+) -> Explanation:
+    """:func:`explain`'s alignments and verdict, without the probe map."""
+    chosen = _resolve(models, search)
     tokens = data.tokens.numpy()
     groups = data.failure_groups.numpy()
     split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
@@ -192,7 +211,6 @@ def explain(
     # where they take the same value on every string
     # the drawn variables of each shared variable, in order of first appearance
     shared = [[d for d in drawn if d[-1] == key] for key in dict.fromkeys(d[-1] for d in drawn)]
-    where = _device(model) if split else None  # None: one process
     founds = _search_all(model, data, shared, search, seed, where)
     screens: list[ScreenMap] = [found.screen for found in founds]
     confirmed = _confirmed(shared, founds, tokens, search)
@@ -210,7 +228,7 @@ def explain(
             out.append(confirm(context, causal, variable, test, found, j, column))
         return out
 
-    # each alignment depends only on its own pairs and fit: half of them in a second process
+    # each alignment depends only on its own pairs and fit: two processes share them
     alignments = in_two_shares(confirm_share, searched, _confirm_cost(confirmed), where)
     by_generator = frozenset(
         m.name
@@ -220,8 +238,7 @@ def explain(
         and not m.generated
         and found_by_generator(m)
     )
-    result = conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
-    return replace(result, probes=probe_map(model, data, seed)) if search.probes else result
+    return conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
 
 
 def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:
@@ -324,9 +341,9 @@ def _search_all(
         return out
 
     def cost(mine: list[tuple]) -> float:
-        """Seconds, about, on the bundled model: Adam steps of every rotation, then every
-        pair through the screen and the validation runs (one location for a per-position
-        variable)."""
+        """Seconds, about, on the bundled model (the longest searches start first): Adam
+        steps of every rotation, then every pair through the screen and the validation
+        runs (one location for a per-position variable)."""
         per_position = mine[0][1].position is not None
         locations = 1 if per_position else search.das_top + model.cfg.n_layers - 1
         pairs = sum(len(d[2].base) for d in mine)
@@ -360,7 +377,8 @@ def _confirmed(
 
 
 def _confirm_cost(confirmed: frozenset[str]) -> Callable[[tuple[tuple, Candidates, int]], float]:
-    """A confirmation's cost: its test pairs, more for the confirmed models."""
+    """A confirmation's cost, for the order of taking: its test pairs, more for the
+    confirmed models."""
     return lambda row: 3.0 if row[0][0].name in confirmed else 1.0
 
 
