@@ -234,7 +234,8 @@ def _add_search(p: argparse.ArgumentParser) -> None:
         choices=["default", "quick", "smoke"],
         help="how hard explain looks: default (the registered and the grammar's causal "
         "models, about 2 minutes on 2 cores), quick (the registered models, lightly: "
-        "seconds, and rarely a passing verdict) or smoke (the least that fills every field)",
+        "seconds, and rarely a passing verdict) or smoke (the least that still gives a "
+        "verdict, for tests)",
     )
     p.add_argument(
         "--no-cache",
