@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from collections.abc import Mapping
 from importlib import resources
@@ -23,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from bracketlens.atomic import atomic_write
 from bracketlens.errors import BracketLensError
 from bracketlens.limits import MAX_CHECKPOINT_BYTES
 from bracketlens.model.config import ModelConfig
@@ -275,8 +275,8 @@ def save_checkpoint(
     meta = {"format_version": str(FORMAT_VERSION), "config": json.dumps(model.cfg.to_dict())}
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     sidecar = {"format_version": FORMAT_VERSION, "config": model.cfg.to_dict(), **(record or {})}
-    _atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2)))
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(sidecar, indent=2)))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
     return path
 
 
@@ -333,21 +333,6 @@ def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The training record saved next to a checkpoint ({} if there is none)."""
     side = sidecar_path(path)
     return json.loads(side.read_text()) if side.is_file() else {}
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        # mkstemp creates the file 0600; give it the permissions a plain open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _is_tl_buffer(key: str) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from bracketlens.atomic import atomic_write_text
 from bracketlens.errors import BracketLensError
 from bracketlens.plots.universality import role_locations
 
@@ -40,9 +41,7 @@ def write_page(result: Mapping[str, Any], out: str | os.PathLike[str]) -> Path:
     check_page_dir(out)
     out.mkdir(exist_ok=True)
     path = out / PAGE
-    tmp = path.with_name(f".{PAGE}.tmp")
-    tmp.write_text(render_page(result), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, render_page(result))
     return path
 
 

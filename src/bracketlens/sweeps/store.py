@@ -20,12 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bracketlens.atomic import atomic_write_text
+from bracketlens.atomic import atomic_write, atomic_write_text
 from bracketlens.errors import BracketLensError
 from bracketlens.sweeps.recipes import Recipe
 from bracketlens.sweeps.task import ROLES, SeedResult
@@ -220,13 +219,7 @@ def write_table(out: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
     table = pa.Table.from_pylist([flat_row(r) for r in rows], schema=_schema())
     path = out / TABLE
-    fd, tmp = tempfile.mkstemp(prefix=f".{TABLE}.", dir=out)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
     return path
 
 
