@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from commands import DEFAULT_COURSE  # type: ignore[import-not-found]
+from commands import DEFAULT_COURSE, thread_env  # type: ignore[import-not-found]
 
 from bracketlens.adversarial.attack import DEFAULT_BUDGET
 
@@ -29,12 +29,7 @@ CLAIM_P = 0.99997  # the README's finding, rounded down: 0.9999755 on this check
 
 def run(args: list[str], threads: str) -> tuple[dict[str, float], str]:
     """Wall and CPU seconds and peak RSS of ``bracketlens ARGS`` as a process, and its stdout."""
-    env = dict(os.environ)
-    if threads == "1":
-        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    else:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.pop(name, None)
+    env = thread_env(threads, dict(os.environ))
     command = [sys.executable, "-m", "bracketlens.cli", *args]
     before, start = os.times(), time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -55,12 +55,15 @@ def timed(args: list[str], threads: str = "1", store: str | None = None) -> dict
         return _timed(args, threads, env)
 
 
-def _timed(args: list[str], threads: str, env: dict[str, str]) -> dict[str, float]:
+def thread_env(threads: str, env: dict[str, str]) -> dict[str, str]:
+    """``env`` set for ``threads``: one thread ("1"), or torch's default (the variables unset)."""
     if threads == "1":
-        env |= {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    else:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.pop(name, None)
+        return env | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return {k: v for k, v in env.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def _timed(args: list[str], threads: str, env: dict[str, str]) -> dict[str, float]:
+    env = thread_env(threads, env)
     command = [sys.executable, "-m", "bracketlens.cli", *args]
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
