@@ -261,11 +261,12 @@ def _patched(
     tokens: Int[Tensor, "row seq"],
     source: Int[Tensor, "row seq"],
     sites: list[Site],
+    cache: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    """Class logits of ``tokens`` with ``sites`` taken from ``source`` (row for row)."""
-    names = sorted({act_name("z" if h is not None else "mlp_out", lay) for lay, h, _ in sites})
-    with torch.no_grad():
-        _, cache = model.run_with_cache(source, names_filter=names)
+    """Class logits of ``tokens`` with ``sites`` taken from ``source`` (row for row);
+    ``cache``: the source's activations (:func:`_source_acts`), if already computed."""
+    if cache is None:
+        cache = _source_acts(model, source, sites)
 
     def per_batch(rows: Tensor) -> list[tuple[str, Hook]]:
         hooks: list[tuple[str, Hook]] = []
@@ -297,6 +298,16 @@ def _patched(
     return run_patched(model, tokens, per_batch=per_batch)
 
 
+def _source_acts(
+    model: BracketTransformer, source: Int[Tensor, "row seq"], sites: list[Site]
+) -> dict[str, Tensor]:
+    """The ``z`` and ``mlp_out`` activations of ``source`` that patching ``sites`` reads."""
+    names = sorted({act_name("z" if h is not None else "mlp_out", lay) for lay, h, _ in sites})
+    with torch.no_grad():
+        _, cache = model.run_with_cache(source, names_filter=names)
+    return dict(cache.cache_dict)
+
+
 def measure(model: BracketTransformer, spec: CircuitSpec, data: BracketDataset) -> dict[str, Any]:
     """Accuracy, IIA at every planted node and every strict node's resample effect."""
     data = _long_enough(data)
@@ -313,14 +324,16 @@ def measure(model: BracketTransformer, spec: CircuitSpec, data: BracketDataset) 
         iia[node.variable] = round(iia_score(logits.argmax(-1), want.long(), labels), 4)
     scale = float(diff.abs().mean())
     effects = {}
+    every = [_site(c, (p,)) for c, p in strict_nodes(spec, model.cfg)]
+    acts = _source_acts(model, source, every)  # once for every strict node's patch
     for comp, p in strict_nodes(spec, model.cfg):
         real = data.seq_length + 2 > p
         if not real.any():
             continue
-        logits = _patched(model, base[real], source[real], [_site(comp, (p,))])
+        here = {name: act[real] for name, act in acts.items()}
+        logits = _patched(model, base[real], source[real], [_site(comp, (p,))], here)
         effects[f"{comp}@{p}"] = float((logits[:, 1] - logits[:, 0] - diff[real]).abs().mean())
-    every = [_site(c, (p,)) for c, p in strict_nodes(spec, model.cfg)]
-    alone = _patched(model, base, source, every).argmax(-1)
+    alone = _patched(model, base, source, every, acts).argmax(-1)
     worst = max(effects, key=effects.__getitem__)
     return {
         "accuracy": evaluate(model, data).accuracy,
