@@ -16,7 +16,7 @@ from bracketlens.algorithms.store import ExplainStore, StoreWarning
 from bracketlens.discovery import store as store_module
 from bracketlens.discovery.pairs import EDITS
 from bracketlens.discovery.result import Budget, Circuit, Discovery, EdgeRow, Optimum, SizeRow
-from bracketlens.discovery.stage import ReportDiscovery, report_discovery
+from bracketlens.discovery.stage import ReportDiscovery
 from bracketlens.discovery.store import CLASSES, StoredDiscovery, discovery_key
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.pipeline import run
@@ -79,25 +79,17 @@ def test_a_record_rebuilds_the_stage_result_exactly() -> None:
         decode({"class": "Popen", "fields": {}}, CLASSES, "a record")
 
 
+@pytest.mark.slow(minutes=1)
 def test_a_stored_real_result_is_the_computed_one(tmp_path, bundled_model, data) -> None:
-    """The stage on 420 strings (about 210 pairs), computed in a child, stored and read back."""
+    """The stage on 420 strings (210 pairs), computed in a child, stored and read back."""
     few = data[:420]
     store = ExplainStore(tmp_path)
     first = _stage(bundled_model, few, store)
     assert not first.stored and first.result().result is not None
-    [path] = tmp_path.glob("*.json")
     second = _stage(bundled_model, few, store)
     assert second.stored
     assert second.result() == first.result()  # no NaN in it: equal field by field
     assert _dumped(second.result()) == _dumped(first.result())
-    # the stored result is the one computed again here, at the threads the stage runs at
-    threads = torch.get_num_threads()
-    torch.set_num_threads(store_module.stage_threads("cpu"))
-    try:
-        again = report_discovery(bundled_model, few, seed=0)
-    finally:
-        torch.set_num_threads(threads)
-    assert again == second.result() and path.exists()
 
 
 def test_the_second_run_reads_the_stored_result(tmp_path, bundled_model, data, calls) -> None:
