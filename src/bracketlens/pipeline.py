@@ -48,9 +48,8 @@ from bracketlens.algorithms.explain import Search
 from bracketlens.algorithms.store import ExplainStore, stored_explain
 from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
-from bracketlens.beside import Beside
 from bracketlens.data.dataset import BracketDataset
-from bracketlens.discovery.stage import report_discovery
+from bracketlens.discovery.store import StoredDiscovery
 from bracketlens.localisation import Localisation, locate_heads
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes import observe
@@ -75,8 +74,9 @@ def run(
 
     ``search`` is explain's (default :meth:`Search.quick`: seconds, the registered models
     alone; the commands pass ``--search``, whose default is :class:`Search`'s own).
-    ``store`` holds explain's results (:mod:`bracketlens.algorithms.store`): one found
-    there is reused, one computed is kept there; None neither reads nor writes.
+    ``store`` holds explain's results (:mod:`bracketlens.algorithms.store`) and the
+    discover stage's (:mod:`bracketlens.discovery.store`): one found there is reused, one
+    computed is kept there; None neither reads nor writes.
     """
     step = progress or (lambda _: None)
     chosen = parse_stages(stages)
@@ -85,8 +85,8 @@ def run(
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
         # discovery reads only the model and the strings: a child beside stages 2 to 8
         discovered = (
-            stack.enter_context(Beside(report_discovery, model, data, seed=seed,
-                                       device=next(model.parameters()).device.type))
+            stack.enter_context(StoredDiscovery(model, data, seed=seed, store=store,
+                                                device=next(model.parameters()).device.type))
             if Stage.DISCOVER in chosen
             else None
         )  # fmt: skip

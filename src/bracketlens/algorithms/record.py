@@ -4,6 +4,8 @@
 test pair's outcome, so it cannot give the object back. :func:`to_record` keeps every
 field (arrays and tensors as their bytes, in base64), and :func:`from_record` rebuilds
 the object from it, refusing a record that does not fit the classes as they are.
+:func:`encode` and :func:`decode` do the same for records of other frozen dataclasses
+(the report's discovery stage), each reader naming the classes it may construct.
 """
 
 from __future__ import annotations
@@ -39,12 +41,12 @@ CLASSES: dict[str, type] = {
 
 
 class RecordError(ValueError):
-    """A record that does not rebuild an explanation (damaged, or of other classes)."""
+    """A record that does not rebuild its value (damaged, or of other classes)."""
 
 
 def to_record(explanation: Explanation) -> dict[str, Any]:
     """Every field of ``explanation``, as JSON-ready values that :func:`from_record` reads."""
-    encoded = _encode(explanation)
+    encoded = encode(explanation, CLASSES)
     assert isinstance(encoded, dict)
     return encoded
 
@@ -55,21 +57,34 @@ def from_record(record: object) -> Explanation:
     Raises:
         RecordError: the record names another class or field, or holds a bad value.
     """
-    try:
-        found = _decode(record)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise RecordError(f"not an explanation record: {e}") from None
+    found = decode(record, CLASSES, "an explanation record")
     if not isinstance(found, Explanation):
         raise RecordError(f"not an explanation record: a {type(found).__name__}")
     return found
 
 
-def _encode(value: object) -> object:
+def decode(record: object, classes: dict[str, type], what: str) -> object:
+    """The value :func:`encode` wrote, constructing only ``classes`` (``what`` names the
+    record in the error).
+
+    Raises:
+        RecordError: the record names another class or field, or holds a bad value.
+    """
+    try:
+        return _decode(record, classes)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RecordError(f"not {what}: {e}") from None
+
+
+def encode(value: object, classes: dict[str, type]) -> object:
+    """``value`` as JSON-ready values; its dataclasses must be ``classes`` (else TypeError)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         name = type(value).__name__
-        if CLASSES.get(name) is not type(value):
-            raise TypeError(f"{name} is not a class an explanation record holds")
-        fields = {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if classes.get(name) is not type(value):
+            raise TypeError(f"{name} is not a class this record holds")
+        fields = {
+            f.name: encode(getattr(value, f.name), classes) for f in dataclasses.fields(value)
+        }
         return {"class": name, "fields": fields}
     if isinstance(value, np.ndarray):
         data = base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()
@@ -79,37 +94,37 @@ def _encode(value: object) -> object:
         return {"tensor": array.dtype.str, "shape": list(array.shape),
                 "data": base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()}  # fmt: skip
     if isinstance(value, tuple):
-        return {"tuple": [_encode(v) for v in value]}
+        return {"tuple": [encode(v, classes) for v in value]}
     if isinstance(value, list):
-        return {"list": [_encode(v) for v in value]}
+        return {"list": [encode(v, classes) for v in value]}
     if isinstance(value, dict):  # keys of any type, in order
-        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+        return {"dict": [[encode(k, classes), encode(v, classes)] for k, v in value.items()]}
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    raise TypeError(f"an explanation record cannot hold a {type(value).__name__}")
+    raise TypeError(f"a record cannot hold a {type(value).__name__}")
 
 
-def _decode(value: object) -> object:
+def _decode(value: object, classes: dict[str, type]) -> object:
     if not isinstance(value, dict):
         if value is None or isinstance(value, bool | int | float | str):
             return value
         raise TypeError(f"unexpected {type(value).__name__}")
     if "class" in value:
-        cls = CLASSES[value["class"]]
+        cls = classes[value["class"]]
         fields = value["fields"]
         expected = {f.name for f in dataclasses.fields(cls)}
         if not isinstance(fields, dict) or set(fields) != expected:
             raise ValueError(f"{value['class']} has other fields than these")
-        return cls(**{k: _decode(v) for k, v in fields.items()})
+        return cls(**{k: _decode(v, classes) for k, v in fields.items()})
     if "array" in value or "tensor" in value:
         dtype = np.dtype(value.get("array") or value["tensor"])
         shape = tuple(int(n) for n in value["shape"])
         array = np.frombuffer(base64.b64decode(value["data"]), dtype=dtype).reshape(shape).copy()
         return array if "array" in value else torch.from_numpy(array)
     if "tuple" in value:
-        return tuple(_decode(v) for v in value["tuple"])
+        return tuple(_decode(v, classes) for v in value["tuple"])
     if "list" in value:
-        return [_decode(v) for v in value["list"]]
-    return {_decode(k): _decode(v) for k, v in value["dict"]}
+        return [_decode(v, classes) for v in value["list"]]
+    return {_decode(k, classes): _decode(v, classes) for k, v in value["dict"]}

@@ -240,8 +240,8 @@ def _add_search(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-cache",
         action="store_true",
-        help="neither reuse nor keep explain's result (kept by default in "
-        "$BRACKETLENS_CACHE_DIR, else $XDG_CACHE_HOME/bracketlens/explain, else "
+        help="neither reuse nor keep explain's result, nor report's discover stage's (kept "
+        "by default in $BRACKETLENS_CACHE_DIR, else $XDG_CACHE_HOME/bracketlens/explain, else "
         "~/.cache/bracketlens/explain, keyed by the weights, strings, seed and search)",
     )
 
