@@ -52,6 +52,14 @@ class LayerNorm(nn.Module):
             out = (x / scale).mul_(self.w).add_(self.b)
         return self.hook_normalized(out) if hooked else out
 
+    def unhooked(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
+        """The same map, no hook fired: without a gradient, torch's one-pass kernel (for the
+        split inputs' copies, several per position; its rounding may differ from
+        :meth:`forward`'s in the last bit), with one, :meth:`forward`'s operations."""
+        if torch.is_grad_enabled():
+            return self(x, hooked=False)
+        return F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
+
 
 def _per_head(
     x: Float[Tensor, "batch pos d_model"],
@@ -244,10 +252,8 @@ class TransformerBlock(nn.Module):
         q_in = self.hook_q_input(per_head if queries is None else per_head[:, :queries])
         k_in = self.hook_k_input(per_head)
         v_in = self.hook_v_input(per_head)
-        ln = self.ln1
-        return self.attn.forward_split(
-            ln(q_in, hooked=False), ln(k_in, hooked=False), ln(v_in, hooked=False), pad
-        )
+        ln = self.ln1.unhooked
+        return self.attn.forward_split(ln(q_in), ln(k_in), ln(v_in), pad)
 
     def second_half(
         self, resid_mid: Float[Tensor, "batch pos d_model"]
