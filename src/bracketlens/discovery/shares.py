@@ -3,9 +3,9 @@
 A row's ``m`` under a circuit depends on that row alone, so the rows of
 :meth:`.runs.Runs.m` can run in two processes (:func:`bracketlens.beside.in_two_shares`)
 and be put back in order. The rows go in chunks of similar length (a chunk's batches
-are trimmed to its longest string), each chunk one item: a chunk runs in full batches,
-and its numbers are the same whichever process takes it, or where no child can run
-(one core, a process that is itself a child) and every chunk runs here.
+are trimmed to its longest string), each chunk one item: a chunk runs in full batches
+and gives the same numbers whichever process takes it, and where no child can run (one
+core, a process that is itself a child), every chunk runs here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from bracketlens.beside import in_two_shares
 from bracketlens.data.tokens import PAD
 from bracketlens.discovery.runs import Runs
 
-CHUNK_ROWS = 256  # rows an item holds: each process takes about eight
+CHUNK_ROWS = 256  # rows an item holds (2,000 pairs in both orders: 16 items)
 
 
 def chunks_by_length(lengths: Tensor, rows: Tensor, size: int = CHUNK_ROWS) -> list[list[int]]:
