@@ -5,6 +5,7 @@ import copy
 import torch
 
 from bracketlens import BracketTransformer, tokenize
+from bracketlens.interventions.edges import split_inputs
 from bracketlens.model.names import act_name
 
 STRINGS = ["()", "(())()", "))((", "(((())))()()", "", "(" * 40, "())(()"]
@@ -77,3 +78,16 @@ def test_class_only_sees_keys_and_values_inputs_at_every_position(
         model.run_with_hooks(tokens, fwd_hooks=[(n, width) for n in names], class_only=True)
     for name in names:
         assert (widths[name] == 1) == model.at_position_0_only(name), name
+
+
+def test_one_pass_norms_equal_the_split_forward(random_model: BracketTransformer) -> None:
+    model = _float64(random_model)
+    tokens = tokenize(STRINGS)
+    with torch.no_grad():
+        fused = model(tokens)
+        with split_inputs(model, one_pass=True):
+            one_pass = model(tokens)
+            one_pass_0 = model(tokens, class_only=True)
+    torch.testing.assert_close(one_pass, fused, rtol=0, atol=1e-12)
+    torch.testing.assert_close(one_pass_0, fused[:, :1], rtol=0, atol=1e-12)
+    assert not any(block.ln1.one_pass for block in model.blocks)  # off again after

@@ -144,9 +144,10 @@ class Runs:
                 width = int(lengths[picked[at % n]].max())
                 source = self.corrupt[:, :, :width]
                 source = source if len(source) == 1 else source[picked[at % n]]
-                return edge_hooks(self.sites, source.expand(len(at), -1, -1, -1), chunk[at // n])
+                edges = chunk[..., :width][at // n]  # a 1-wide position axis stays 1 wide
+                return edge_hooks(self.sites, source.expand(len(at), -1, -1, -1), edges)
 
-            with split_inputs(self.model):
+            with split_inputs(self.model, one_pass=True):
                 logits = run_patched(self.model, tokens, per_batch=per_batch)
             sign = self.pairs.sign[picked].repeat(len(chunk))
             out[first : first + len(chunk), picked] = metric(logits, sign).view(len(chunk), n)
