@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from bracketlens import beside, evaluation_set
+from bracketlens.algorithms import store as explain_store
 from bracketlens.algorithms.record import RecordError, decode, encode
 from bracketlens.algorithms.store import ExplainStore, StoreWarning
 from bracketlens.discovery import store as store_module
@@ -159,7 +160,7 @@ def test_a_store_that_cannot_be_written_still_gives_the_result(
     def refuse(path: Path, text: str) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(store_module, "atomic_write_text", refuse)
+    monkeypatch.setattr(explain_store, "atomic_write_text", refuse)  # the entries' one writer
     with pytest.warns(StoreWarning, match="cannot store") as caught:
         stage = _stage(bundled_model, data, ExplainStore(tmp_path))
     assert len(caught) == 1 and calls == [0] and _dumped(stage.result()) == _dumped(_found())

@@ -15,8 +15,10 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -121,39 +123,66 @@ class ExplainStore:
             OSError: the folder or the entry cannot be read.
         """
         path = self.path(key)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return None
-        try:
-            entry = json.loads(text)
-            if entry.get("schema") != SCHEMA or entry.get("key") != key:
-                raise RecordError("its schema or key is not this one's")
-            found = from_record(entry["record"])
-            # the record must give back the JSON stored beside it, which explain prints
-            if _dumped(found.to_json()) != _dumped(entry["explanation"]):
-                raise RecordError("its record does not give its JSON")
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            _warn(f"the stored explain result {path} is damaged ({e}); computing it")
-            return None
-        return replace(found, stored_at=str(path))
+        found = read_entry(path, {"schema": SCHEMA, "key": key}, "explanation", from_record,
+                           "explain result")  # fmt: skip
+        return None if found is None else replace(found, stored_at=str(path))
 
     def write(self, key: str, explanation: Explanation) -> Path | None:
         """Store ``explanation`` under ``key``; None (and a warning) where it cannot."""
-        path = self.path(key)
         entry = {
             "schema": SCHEMA,
             "key": key,
             "explanation": explanation.to_json(),
             "record": to_record(replace(explanation, stored_at=None)),
         }
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(entry))
-        except OSError as e:
-            _warn(f"cannot store the explain result in {self.root} ({e}); it is not kept")
-            return None
-        return path
+        return write_entry(self.path(key), entry, "explain result")
+
+
+def read_entry(
+    path: Path,
+    expected: dict[str, object],
+    payload: str,
+    rebuild: Callable[[object], Any],
+    what: str,
+) -> Any:
+    """The value an entry written by :func:`write_entry` holds, or None: absent, or damaged
+    (one warning naming ``what``).
+
+    The entry's ``expected`` fields (schema, key, ...) must match; ``rebuild`` turns its
+    ``record`` into the value (:class:`RecordError` where it cannot), whose ``to_json()``
+    must give back the entry's ``payload`` field, the JSON the commands print.
+
+    Raises:
+        OSError: the folder or the entry cannot be read.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        entry = json.loads(text)
+        if any(entry.get(k) != v for k, v in expected.items()):
+            *names, last = expected
+            raise RecordError(f"its {', '.join(names)} or {last} is not this one's")
+        found = rebuild(entry["record"])
+        if _dumped(found.to_json()) != _dumped(entry[payload]):
+            raise RecordError("its record does not give its JSON")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        _warn(f"the stored {what} {path} is damaged ({e}); computing it")
+        return None
+    return found
+
+
+def write_entry(path: Path, entry: dict[str, object], what: str) -> Path | None:
+    """Write ``entry`` as JSON to ``path`` atomically (its folder made); None, and one
+    warning naming ``what``, where it cannot."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(entry))
+    except OSError as e:
+        _warn(f"cannot store the {what} in {path.parent} ({e}); it is not kept")
+        return None
+    return path
 
 
 def stored_explain(

@@ -26,9 +26,10 @@ from bracketlens.algorithms.store import (
     StoreWarning,
     code_digest,
     data_digest,
+    read_entry,
     weights_digest,
+    write_entry,
 )
-from bracketlens.atomic import atomic_write_text
 from bracketlens.beside import Beside, forkable
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.discovery import result as result_module
@@ -70,47 +71,33 @@ def discovery_key(model: BracketTransformer, data: BracketDataset, seed: int, de
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def read_entry(root: Path, key: str) -> ReportDiscovery | None:
+def read_discovery(root: Path, key: str) -> ReportDiscovery | None:
     """The stored result of ``key`` in ``root``, or None: absent or damaged (one warning).
 
     Raises:
         OSError: the folder or the entry cannot be read.
     """
-    path = root / f"{key}.json"
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        entry = json.loads(text)
-        if entry.get("schema") != SCHEMA or entry.get("kind") != KIND or entry.get("key") != key:
-            raise RecordError("its schema, kind or key is not this one's")
-        found = decode(entry["record"], CLASSES, "a discovery record")
-        if not isinstance(found, ReportDiscovery):
-            raise RecordError(f"it holds a {type(found).__name__}")
-        # the record must give back the JSON stored beside it, which the report prints
-        if _dumped(found.to_json()) != _dumped(entry["discovery"]):
-            raise RecordError("its record does not give its JSON")
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        _warn(f"the stored discovery result {path} is damaged ({e}); computing it")
-        return None
+    expected = {"schema": SCHEMA, "kind": KIND, "key": key}
+    return read_entry(root / f"{key}.json", expected, "discovery", _rebuild, "discovery result")
+
+
+def _rebuild(record: object) -> ReportDiscovery:
+    found = decode(record, CLASSES, "a discovery record")
+    if not isinstance(found, ReportDiscovery):
+        raise RecordError(f"it holds a {type(found).__name__}")
     return found
 
 
-def write_entry(root: Path, key: str, found: ReportDiscovery) -> None:
+def write_discovery(root: Path, key: str, found: ReportDiscovery) -> None:
     """Store ``found`` under ``key`` in ``root``; a warning where it cannot."""
     try:
-        entry = {"schema": SCHEMA, "kind": KIND, "key": key, "discovery": found.to_json(),
-                 "record": encode(found, CLASSES)}  # fmt: skip
-        text = json.dumps(entry)
+        record = encode(found, CLASSES)
     except TypeError as e:  # a result holding a class the record does not name
         _warn(f"cannot store the discovery result ({e}); it is not kept")
         return
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(root / f"{key}.json", text)
-    except OSError as e:
-        _warn(f"cannot store the discovery result in {root} ({e}); it is not kept")
+    entry = {"schema": SCHEMA, "kind": KIND, "key": key, "discovery": found.to_json(),
+             "record": record}  # fmt: skip
+    write_entry(root / f"{key}.json", entry, "discovery result")
 
 
 class StoredDiscovery:
@@ -136,7 +123,7 @@ class StoredDiscovery:
         if self._root is not None:
             self._key = discovery_key(model, data, seed, device)
             try:
-                self._found = read_entry(self._root, self._key)
+                self._found = read_discovery(self._root, self._key)
             except OSError as e:  # one warning, and no write to a store that cannot be read
                 _warn(f"cannot read the result store {self._root} ({e}); computing the discovery")
                 self._key = None
@@ -165,7 +152,7 @@ class StoredDiscovery:
             return self._found
         found = self._beside.result()
         if self._root is not None and self._key is not None:
-            write_entry(self._root, self._key, found)
+            write_discovery(self._root, self._key, found)
         return found
 
     def __enter__(self) -> StoredDiscovery:
@@ -186,11 +173,6 @@ class StoredDiscovery:
         if self._threads is not None:
             torch.set_num_threads(self._threads)
             self._threads = None
-
-
-def _dumped(obj: object) -> str:
-    """JSON text to compare two results by (NaN equals NaN here, unlike in Python)."""
-    return json.dumps(obj, sort_keys=True)
 
 
 def _warn(message: str) -> None:
