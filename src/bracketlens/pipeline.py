@@ -30,11 +30,14 @@ search as hard as ``bracketlens explain``; the library's default is a lighter se
 and "discover" (10) the circuit found without a template
 (:mod:`bracketlens.discovery.stage`), on fewer pairs than ``bracketlens discover``'s.
 ``discover`` reads only the model and the strings, so it starts first, in a child process
-where a second core allows (:mod:`bracketlens.beside`), and its result is collected after
-stage 8. ``explain`` runs last, in this process: its own search runs in two processes
-where there are two cores, which it could not do in a child beside the others (a daemonic
-child may not start processes of its own). A new stage adds a
-member to :class:`~bracketlens.plan.Stage`, a field to :class:`Analysis` and a line here.
+where a second core allows, and its result is collected after stage 8. Stages 5 and 7
+read the held-out strings and the heads, nothing 4, 6 and 8 compute: where the second core
+is free (not while ``discover``'s child holds it) they run in a child process beside those
+(:mod:`bracketlens.beside`), which sends back only their findings. ``explain`` runs last,
+in this process: its own search runs in two processes where there are two cores, which it
+could not do in a child beside the others (a daemonic child may not start processes of its
+own). A new stage adds a member to :class:`~bracketlens.plan.Stage`, a field to
+:class:`Analysis` and a line here.
 """
 
 from __future__ import annotations
@@ -42,14 +45,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import replace
+from typing import Any
 
 from bracketlens import stages as st
 from bracketlens.algorithms.explain import Search
 from bracketlens.algorithms.store import ExplainStore, stored_explain
 from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln
+from bracketlens.beside import Beside
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.discovery.store import StoredDiscovery
+from bracketlens.explorer.export import explorer_export
 from bracketlens.localisation import Localisation, locate_heads
 from bracketlens.model.transformer import BracketTransformer
 from bracketlens.passes import observe
@@ -82,11 +88,12 @@ def run(
     chosen = parse_stages(stages)
     plan = PassPlan.of(chosen)
     st.check_data(data)
+    device = next(model.parameters()).device.type
     with ExitStack() as stack:  # leaving it on an error stops what runs beside
         # discovery reads only the model and the strings: a child beside stages 2 to 8
         discovered = (
             stack.enter_context(StoredDiscovery(model, data, seed=seed, store=store,
-                                                device=next(model.parameters()).device.type))
+                                                device=device))
             if Stage.DISCOVER in chosen
             else None
         )  # fmt: skip
@@ -98,11 +105,26 @@ def run(
         attribution = seen.components_at_0(model, data.tokens, direction)
         heads = locate_heads(model, seen, data, fit, attribution)
         roles, source = st.roles_of(heads)
+        # 5 and 7 need only the held-out strings and the heads: a child runs them beside 4, 6
+        # and 8, unless discovery's child holds the second core already (then they run here)
+        busy = discovered is not None and discovered.in_child
+        intervene = Stage.INTERVENTIONS in chosen
+        beside = stack.enter_context(
+            Beside(st.held_out, model, causal, roles, heads, plan, seed, intervene,
+                   device=None if busy else device)
+        )  # fmt: skip
         step("the pass at the read position")
         read = st.read_pass(model, data, roles, heads, groups, plan)
         neurons = st.neurons(model, read, data, fit, roles, direction)
-        step("ablating every component")
-        ablated = st.ablate(model, causal, roles, heads, plan)
+        fields: dict[str, Any] = {}
+        if Stage.CIRCUITS in chosen:
+            step("the circuit analyses")
+            fields |= st.circuits(model, data, seen, read, direction, roles, heads.negative(data))
+        if Stage.EXPLORER in chosen:
+            step("the explorer's weights and means")
+            fields["explorer"] = explorer_export(model, data, roles, heads.negative())
+        step(_HELD_OUT[intervene])
+        held = beside.result()
         observed = st.observed(seen, data, halves)
         result = Analysis(
             meta=meta(model, data, weights),
@@ -113,21 +135,14 @@ def run(
             group_accuracy=observed.group_accuracy,
             ln_final_r2=observed.ln_final_r2,
             attribution=attribution.centred(data.labels),
-            localisation=heads.complete(neurons, ablated.start_close),
+            localisation=heads.complete(neurons, held.start_close),
             roles=roles,
             roles_source=source,
-            ablations=ablated.table,
+            ablations=held.table,
             attack=st.rescore(model, attack_strings),
+            **fields,
+            **held.intervened,
         )
-        if Stage.CIRCUITS in chosen:
-            step("the circuit analyses")
-            result = st.circuits(result, model, seen, read, direction)
-        if Stage.INTERVENTIONS in chosen:
-            step("resampling, path and attribution patching")
-            result = st.interventions(result, model, causal, seed, ablated.clean)
-        if Stage.EXPLORER in chosen:
-            step("the explorer's weights and means")
-            result = st.explorer(result, model)
         if discovered is not None:
             step("the circuit, found without a template")
             result = replace(result, discovery=discovered.result())
@@ -136,6 +151,12 @@ def run(
         found = stored_explain(model, data, seed, search or Search.quick(), store)
         result = replace(result, explanation=found)
     return result
+
+
+_HELD_OUT = {
+    False: "ablating every component",
+    True: "ablating every component; resampling, path and attribution patching",
+}
 
 
 def localise(model: BracketTransformer, data: BracketDataset) -> Localisation:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from jaxtyping import Bool
 from torch import Tensor
 
 from bracketlens.activations import ActSlice
-from bracketlens.analysis import Analysis, accuracy, group_accuracy
+from bracketlens.analysis import accuracy, group_accuracy
 from bracketlens.circuits.elevation import Roles, elevation_from_pass
 from bracketlens.circuits.negative import negative_feeders, negative_head_attention
 from bracketlens.circuits.patching import PatchedAttention, patched_attention
@@ -17,7 +18,6 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.tokens import MAX_PARENS, tokenize
 from bracketlens.data.truth import is_balanced
 from bracketlens.errors import BracketLensError
-from bracketlens.explorer.export import explorer_export
 from bracketlens.interventions.ablate import AblationEffect, CleanRun, clean_run, mean_ablations
 from bracketlens.interventions.attribution_patching import attribution_patching
 from bracketlens.interventions.paths import path_patch_elevation, path_patch_slices
@@ -99,34 +99,35 @@ def read_pass(
 
 
 def circuits(
-    result: Analysis,
     model: BracketTransformer,
+    data: BracketDataset,
     seen: Observation,
     read: ReadSlices | None,
     direction: Tensor,
-) -> Analysis:
-    """The elevation and negative-head analyses, from the two passes."""
-    data, roles, found = result.data, result.roles, result.localisation
+    roles: Roles | None,
+    negative: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """The elevation and negative-head analyses, from the two passes: the fields of
+    :class:`Analysis` they fill. ``negative``: the negative head where ``data`` has strings
+    that go negative (:meth:`HeadRoles.negative`)."""
     elevation = negative_attention = feeders = None
     views: list[PatchedAttention] = []
     if roles is not None and read is not None:
         gathered = Gathered(seen, read, roles.elevation_head)
         elevation = elevation_from_pass(model, data, roles, gathered)
         views = _patching_views(model, roles)
-    negative = found.negative(data)
     if negative is not None:
         layer, head = negative
         rows = seen.attention_from_0[:, layer, head]
         negative_attention = negative_head_attention(model, data, layer, head, rows=rows)
         sums = None if read is None else read.feeders
         feeders = negative_feeders(model, data, layer, head, direction, sums=sums)
-    return replace(
-        result,
-        elevation=elevation,
-        negative_attention=negative_attention,
-        negative_feeders=feeders,
-        patching=views,
-    )
+    return {
+        "elevation": elevation,
+        "negative_attention": negative_attention,
+        "negative_feeders": feeders,
+        "patching": views,
+    }
 
 
 def _patching_views(model: BracketTransformer, roles: Roles) -> list[PatchedAttention]:
@@ -191,24 +192,61 @@ def _intervention_slices(roles: Roles | None, heads: HeadRoles, n_heads: int) ->
 
 
 def interventions(
-    result: Analysis,
     model: BracketTransformer,
     causal: BracketDataset,
+    roles: Roles | None,
+    negative: tuple[int, int] | None,
     seed: int,
     clean: CleanRun,
-) -> Analysis:
-    """Resampling tests, path patching and attribution patching on the held-out strings."""
-    roles = result.roles
-    scrubs = scrub_all(model, causal, roles, result.localisation.negative(), seed, clean)
+) -> dict[str, Any]:
+    """Resampling tests, path patching and attribution patching on the held-out strings:
+    the fields of :class:`Analysis` they fill."""
+    scrubs = scrub_all(model, causal, roles, negative, seed, clean)
     paths = None
     if roles is not None and roles.elevation_layer > 0:
         paths = path_patch_elevation(model, causal, roles, seed, clean=clean.acts)
-    return replace(
-        result,
-        scrubs=scrubs,
-        path_patch=paths,
-        attribution_patching=attribution_patching(model, causal, means=clean.means),
-    )
+    return {
+        "scrubs": scrubs,
+        "path_patch": paths,
+        "attribution_patching": attribution_patching(model, causal, means=clean.means),
+    }
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """What the held-out strings give: the ablations and, when asked, the interventions.
+
+    Attributes:
+        table: every component's mean-ablation effect (empty unless the plan keeps it).
+        start_close: the component that flags strings starting with ')'.
+        intervened: the fields :func:`interventions` fills (empty when not asked for).
+    """
+
+    table: list[AblationEffect]
+    start_close: RoleFinding
+    intervened: dict[str, Any]
+
+
+def held_out(
+    model: BracketTransformer,
+    causal: BracketDataset,
+    roles: Roles | None,
+    heads: HeadRoles,
+    plan: PassPlan,
+    seed: int,
+    intervene: bool,
+) -> HeldOut:
+    """Stages 5 and 7: the ablations, then the interventions from the same clean pass.
+
+    They read only the held-out strings and the heads, nothing the read pass, the circuit
+    analyses or the explorer compute, so a child process can run them beside those; the
+    clean pass they share stays here (only the findings go back).
+    """
+    ablated = ablate(model, causal, roles, heads, plan)
+    intervened = {}
+    if intervene:
+        intervened = interventions(model, causal, roles, heads.negative(), seed, ablated.clean)
+    return HeldOut(ablated.table, ablated.start_close, intervened)
 
 
 def neurons(
@@ -255,9 +293,3 @@ def rescore(model: BracketTransformer, strings: list[str] | None) -> list[dict[s
         for s, pb in zip(strings, p, strict=True)
     ]
     return sorted(rows, key=lambda r: -abs(float(r["label"]) - float(r["p_balanced"])))
-
-
-def explorer(result: Analysis, model: BracketTransformer) -> Analysis:
-    """Add what the report's in-page model needs: weights, means over the data, the roles."""
-    export = explorer_export(model, result.data, result.roles, result.localisation.negative())
-    return replace(result, explorer=export)

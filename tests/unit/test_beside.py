@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -134,6 +135,40 @@ def test_pipeline_explanation_is_the_same_forked_or_inline(monkeypatch, bundled_
     assert a.to_json() == b.to_json()
     for x, y in zip(a.variables, b.variables, strict=True):
         assert np.array_equal(x.correct, y.correct)
+
+
+@needs_fork
+def test_pipeline_interventions_are_the_same_in_a_child_or_here(monkeypatch, bundled_model):
+    """The interventions, run in a child beside the circuit analyses and the explorer, give
+    the findings they give in this process after those (at one thread in both)."""
+    from bracketlens import pipeline
+    from bracketlens.data import evaluation_set
+    from bracketlens.pipeline import run
+
+    data = evaluation_set(600, seed=3)
+    stages = ("circuits", "interventions", "explorer")
+    threads = torch.get_num_threads()
+    in_child = []
+
+    class Recorded(Beside):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            in_child.append(self.in_child)
+
+    monkeypatch.setattr(pipeline, "Beside", Recorded)
+    try:
+        torch.set_num_threads(1)
+        forked = run(bundled_model, data, stages=stages, causal_n=200)
+        monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)
+        inline = run(bundled_model, data, stages=stages, causal_n=200)
+    finally:
+        torch.set_num_threads(threads)
+    assert in_child == [True, False]
+    assert forked.scrubs and forked.attribution_patching is not None
+    # as text: an interval of a group with too few strings is NaN, unequal to itself
+    assert json.dumps(forked.to_json()) == json.dumps(inline.to_json())
+    assert forked.explorer is not None and inline.explorer is not None
+    assert json.dumps(forked.explorer.to_json()) == json.dumps(inline.explorer.to_json())
 
 
 @needs_fork

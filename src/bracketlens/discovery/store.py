@@ -144,6 +144,11 @@ class StoredDiscovery:
         """Whether the result was read from the store (no stage runs)."""
         return self._beside is None
 
+    @property
+    def in_child(self) -> bool:
+        """Whether the stage runs in a child process beside this one, using a core."""
+        return self._beside is not None and self._beside.in_child
+
     def result(self) -> ReportDiscovery:
         """The stage's result: the stored one, else the computed one (then stored)."""
         if self._beside is None:
