@@ -239,8 +239,8 @@ def held_out(
     """Stages 5 and 7: the ablations, then the interventions from the same clean pass.
 
     They read only the held-out strings and the heads, nothing the read pass, the circuit
-    analyses or the explorer compute, so a child process can run them beside those; the
-    clean pass they share stays here (only the findings go back).
+    analyses or the explorer compute, so a child process can run them beside those. The
+    clean pass they share stays in the process that runs them: only the findings return.
     """
     ablated = ablate(model, causal, roles, heads, plan)
     intervened = {}
