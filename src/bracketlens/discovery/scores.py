@@ -90,8 +90,8 @@ def gradient_scores(
     graph = runs.graph
     total = torch.zeros(len(graph.receivers), len(graph.senders), runs.width)
     upstream = graph.upstream[:, :, None, None].float()
-    # torch's LayerNorm kernel on the split inputs' copies: a third of the time, the
-    # scores moved by rounding alone (a relative 1e-4 on the smallest)
+    # torch's LayerNorm kernel, forward and backward: a quarter less time, the scores
+    # moved by rounding alone (tests/unit/test_discovery_scores.py)
     with split_inputs(runs.model, one_pass=True):
         for idx, batch in iter_batches(clean_tokens):
             rows_b = picked[idx]
