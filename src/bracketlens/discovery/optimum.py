@@ -149,6 +149,7 @@ def node_circuits_m(
 def _node_circuits_m(
     runs: Runs,
 ) -> tuple[Bool[Tensor, "subset component"], Float[Tensor, "subset row"]]:
+    """:func:`node_circuits_m`'s steps A and B, chunk by chunk of pair rows."""
     graph, model, n = runs.graph, runs.model, len(runs.pairs)
     last = graph.n_layers - 1
     early = _subsets((graph.n_heads + 1) * last)
