@@ -91,3 +91,16 @@ def test_one_pass_norms_equal_the_split_forward(random_model: BracketTransformer
     torch.testing.assert_close(one_pass, fused, rtol=0, atol=1e-12)
     torch.testing.assert_close(one_pass_0, fused[:, :1], rtol=0, atol=1e-12)
     assert not any(block.ln1.one_pass for block in model.blocks)  # off again after
+
+
+def test_one_pass_norms_give_the_split_forwards_gradients(random_model: BracketTransformer) -> None:
+    model = _float64(random_model).requires_grad_(False)
+    tokens = tokenize(STRINGS)
+    grads = []
+    for one_pass in (False, True):
+        embed = model.embed_tokens(tokens).requires_grad_(True)
+        with torch.enable_grad(), split_inputs(model, one_pass=one_pass):
+            logits = model.forward_from(0, embed, tokens, class_only=True)[:, 0]
+            grads.append(torch.autograd.grad((logits[:, 1] - logits[:, 0]).sum(), embed)[0])
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-10)
+    assert grads[0].abs().max() > 1e-2  # the gradient is not trivially zero

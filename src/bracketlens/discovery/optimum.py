@@ -33,6 +33,7 @@ from bracketlens.data.tokens import PAD
 from bracketlens.discovery.runs import Runs, metric
 from bracketlens.interventions.hooks import Hook
 from bracketlens.interventions.runner import Start, Stop, run_patched
+from bracketlens.model.layers import one_pass_norms
 from bracketlens.model.names import act_name
 
 MAX_COMPONENTS = 14  # 16,384 circuits: beyond, the optimum is not computed
@@ -139,7 +140,16 @@ def node_circuits_m(
     runs: Runs,
 ) -> tuple[Bool[Tensor, "subset component"], Float[Tensor, "subset row"]]:
     """Every node-induced circuit (components in sender order, embeddings left out) and
-    ``m`` of every row with it."""
+    ``m`` of every row with it (LayerNorms through torch's kernel: rounding alone moves
+    ``m``, and components that write exact zeros still tie exactly)."""
+    with one_pass_norms(runs.model):
+        return _node_circuits_m(runs)
+
+
+def _node_circuits_m(
+    runs: Runs,
+) -> tuple[Bool[Tensor, "subset component"], Float[Tensor, "subset row"]]:
+    """:func:`node_circuits_m`'s steps A and B, chunk by chunk of pair rows."""
     graph, model, n = runs.graph, runs.model, len(runs.pairs)
     last = graph.n_layers - 1
     early = _subsets((graph.n_heads + 1) * last)

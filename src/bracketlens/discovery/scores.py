@@ -90,7 +90,9 @@ def gradient_scores(
     graph = runs.graph
     total = torch.zeros(len(graph.receivers), len(graph.senders), runs.width)
     upstream = graph.upstream[:, :, None, None].float()
-    with split_inputs(runs.model):
+    # torch's LayerNorm kernel, forward and backward: a quarter less time, the scores
+    # moved by rounding alone (tests/unit/test_discovery_scores.py)
+    with split_inputs(runs.model, one_pass=True):
         for idx, batch in iter_batches(clean_tokens):
             rows_b = picked[idx]
             clean = sender_outputs(runs.model, runs.sites, batch)

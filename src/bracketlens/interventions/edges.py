@@ -12,7 +12,7 @@ for :func:`.hooks.run_patched`'s ``per_batch``: every row its own circuit.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +20,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from bracketlens.interventions.hooks import Hook
+from bracketlens.model.layers import one_pass_norms
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,14 @@ class EdgeSites:
 @contextmanager
 def split_inputs(model: torch.nn.Module, *, one_pass: bool = False) -> Iterator[None]:
     """Run with the model's split input hooks on, and switch them off after. With
-    ``one_pass``, the copies' LayerNorms without a gradient run through torch's kernel
-    (:meth:`~bracketlens.model.layers.LayerNorm.unhooked`): faster, rounded differently."""
-    norms = [block.ln1 for block in model.blocks] if one_pass else []  # type: ignore[union-attr]
+    ``one_pass``, every LayerNorm runs through torch's kernel, forward and backward
+    (:func:`~bracketlens.model.layers.one_pass_norms`): faster, rounded differently."""
     model.set_split_inputs(True)  # type: ignore[operator]
-    for norm in norms:
-        norm.one_pass = True
     try:
-        yield
+        with one_pass_norms(model) if one_pass else nullcontext():
+            yield
     finally:
         model.set_split_inputs(False)  # type: ignore[operator]
-        for norm in norms:
-            norm.one_pass = False
 
 
 class _EdgePatch:

@@ -20,6 +20,7 @@ functions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
@@ -153,7 +154,8 @@ def run_patched(
     out = _output(model, tokens, begin, stop)
     for rows, batch in iter_batches(tokens, batch_size):
         extra = list(per_batch(rows)) if per_batch is not None else []
-        with model.hooks(fwd_hooks=[*hooks, *extra]):
+        # no hooks: no context, whose exit resets every hook point (a cost per batch)
+        with model.hooks(fwd_hooks=[*hooks, *extra]) if hooks or extra else nullcontext():
             if start is None and stop is None:
                 out[rows] = model.class_logits(batch)
                 continue

@@ -17,6 +17,8 @@ are the hook names. Two conventions matter for reproducing the course's numbers:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +35,7 @@ class LayerNorm(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.eps = cfg.eps
-        self.one_pass = False  # :meth:`unhooked` through torch's kernel (see there)
+        self.one_pass = False  # through torch's kernel (:func:`one_pass_norms`)
         self.w = nn.Parameter(torch.ones(cfg.d_model))
         self.b = nn.Parameter(torch.zeros(cfg.d_model))
         self.hook_scale = HookPoint()  # (B, T, 1)
@@ -42,7 +44,13 @@ class LayerNorm(nn.Module):
     def forward(
         self, x: Float[Tensor, "... d_model"], *, hooked: bool = True
     ) -> Float[Tensor, "... d_model"]:
-        """``hooked=False`` fires neither hook (for a hook that applies the LayerNorm)."""
+        """``hooked=False`` fires neither hook (for a hook that applies the LayerNorm).
+        With ``one_pass`` set (:func:`one_pass_norms`) and nothing hooked at
+        ``hook_scale``, through torch's one-pass kernel (and its fused backward): faster,
+        its rounding not this one's (they may differ in the last bit)."""
+        if self.one_pass and not (hooked and self.hook_scale._forward_hooks):
+            out = F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
+            return self.hook_normalized(out) if hooked else out
         x = x - x.mean(-1, keepdim=True)
         scale = (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
         if hooked:
@@ -54,12 +62,23 @@ class LayerNorm(nn.Module):
         return self.hook_normalized(out) if hooked else out
 
     def unhooked(self, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_model"]:
-        """The same map, no hook fired. With ``one_pass`` set and no gradient, through
-        torch's one-pass kernel: faster on the split inputs' copies (several per position),
-        its rounding not :meth:`forward`'s (they may differ in the last bit)."""
-        if self.one_pass and not torch.is_grad_enabled():
-            return F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
+        """The same map, no hook fired (through torch's kernel with ``one_pass``)."""
         return self(x, hooked=False)
+
+
+@contextmanager
+def one_pass_norms(model: nn.Module) -> Iterator[None]:
+    """Run every LayerNorm of ``model`` through torch's one-pass kernel (where nothing
+    is hooked at its ``hook_scale``), and switch that off after."""
+    norms = [m for m in model.modules() if isinstance(m, LayerNorm)]
+    before = [norm.one_pass for norm in norms]  # an outer context's, kept after this one
+    for norm in norms:
+        norm.one_pass = True
+    try:
+        yield
+    finally:
+        for norm, was in zip(norms, before, strict=True):
+            norm.one_pass = was
 
 
 def _per_head(
