@@ -43,6 +43,11 @@ class Candidates:
     fit_scores: tuple[tuple[float, ...], ...] = ()  # per model: every fit's score
     # per fit: which of every model's validation pairs (concatenated) it gets right
     correct: tuple[np.ndarray, ...] = ()
+    # per model: every fit's kind-mean IIA on its validation pairs
+    fit_iia: tuple[tuple[float, ...], ...] = ()
+    # the fits that do not compete in the choice: the walk back tests them
+    # (:mod:`.earliest`), so that they change no variable's chosen patch
+    walk: tuple[int, ...] = ()
 
 
 def top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Location]:
@@ -96,12 +101,14 @@ def choose(
     fits: list[Fit],
     members: list[Pairs],
     known: tuple[np.ndarray, ...] = (),
+    walk: tuple[int, ...] = (),
 ) -> Candidates:
     """Each model's choice among ``fits`` on its own validation pairs (``members``: the
     pairs of each model that has the variable), by :func:`choice_score`.
 
     ``known``: the validation outcomes of the first fits, from an earlier choice on the
     same pairs (:attr:`Candidates.correct`); only the fits after them are run.
+    ``walk``: the fits scored but not chosen (:attr:`Candidates.walk`).
     """
     # every model's validation pairs through one pass per fit, then scored model by model
     vals = [m.in_split("validation") for m in members]
@@ -112,17 +119,19 @@ def choose(
     correct = [*known, *(outcome(model, acts, loc, basis).predicted == full.label
                          for loc, _, basis in new)]  # fmt: skip
     ends = np.cumsum([len(v) for v in vals])
-    chosen, iias, scores, every = [], [], [], []
+    chosen, iias, scores, every, fit_iia = [], [], [], [], []
     for val_m, end in zip(vals, ends, strict=True):
         rows = slice(end - len(val_m), end)
         mine = [choice_score(c[rows], val_m) for c in correct]
-        best = int(np.nanargmax(mine)) if not np.isnan(mine).all() else 0
+        competing = np.array([np.nan if i in walk else m for i, m in enumerate(mine)])
+        best = int(np.nanargmax(competing)) if not np.isnan(competing).all() else 0
         chosen.append(fits[best])
-        iias.append(kind_mean(correct[best][rows], val_m.kind))
+        fit_iia.append(tuple(kind_mean(c[rows], val_m.kind) for c in correct))
+        iias.append(fit_iia[-1][best])
         scores.append(float(mine[best]))
         every.append(tuple(mine))
     return Candidates(screen_map, tuple(fits), tuple(chosen), tuple(iias), tuple(scores),
-                      tuple(every), tuple(correct))  # fmt: skip
+                      tuple(every), tuple(correct), tuple(fit_iia), walk)  # fmt: skip
 
 
 def choice_score(correct: np.ndarray, pairs: Pairs) -> float:

@@ -63,7 +63,8 @@ def refine(
         better = fit_basis(model, acts, train.label, loc, dim, steps=search.refine_steps,
                            seed=seed + 7919 * (j + 1) + dim, init=basis)  # fmt: skip
         refined.append((loc, dim, better))
-    return choose(model, data, found.screen, [*found.fits, *refined], members, found.correct)
+    return choose(model, data, found.screen, [*found.fits, *refined], members, found.correct,
+                  found.walk)  # fmt: skip
 
 
 def refine_all(

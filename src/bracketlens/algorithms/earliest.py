@@ -1,0 +1,89 @@
+"""The earliest location where a variable passes: the one explain names.
+
+The search chooses each variable's patch by its validation score, and a location
+late in the run often scores best: the residual stream that a head or an MLP writes
+the variable into carries it as well as the component does, one step later. So
+beside the screen's best locations, the components of the block that writes each of
+them (:func:`.locations.writers`) get whole-vector patches. They do not compete in
+the choice (no variable's chosen patch, hence no verdict, changes with them); once
+the chosen patch passes its guards on the test pairs, every fitted patch earlier in
+forward order (:attr:`.locations.Site.order`) that clears every bar on the model's
+validation pairs is measured on the same test pairs with the same guards, and the
+earliest one that passes is the variable's named location. The alignment lists
+every location that passes (``passing_at``) and the chosen one (``chosen_at``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bracketlens.algorithms.causal import CausalModel, Variable
+from bracketlens.algorithms.choice import Candidates, Fit, same_patch
+from bracketlens.algorithms.confirm import Context, confirm
+from bracketlens.algorithms.locations import Location, writers
+from bracketlens.algorithms.pairs import Pairs
+from bracketlens.algorithms.result import Alignment
+from bracketlens.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from bracketlens.algorithms.explain import Search
+
+
+def walk_fits(locations: list[Location], cfg: ModelConfig, search: Search) -> list[Fit]:
+    """Whole-vector patches at the writers of ``locations`` that the search allows and
+    that are not among them already, once each (none where whole vectors are not tried)."""
+    if not (search.walk_back and search.whole_vector):
+        return []
+    seen = {(same_patch(loc.site, cfg.n_layers), loc.positions) for loc in locations}
+    out: list[Fit] = []
+    for loc in locations:
+        for w in writers(loc, cfg):
+            key = (same_patch(w.site, cfg.n_layers), w.positions)
+            allowed = (search.sites is None or search.sites(w.site)) and (
+                search.positions is None or search.positions(w.positions)
+            )
+            if allowed and key not in seen:
+                seen.add(key)
+                out.append((w, 0, None))
+    return out
+
+
+def earlier_fits(found: Candidates, member: int, chosen: Location) -> list[int]:
+    """The fits before ``chosen`` in forward order that clear every bar on the model's
+    validation pairs (:func:`.choice.choice_score` at least 0), earliest first (then
+    the best score)."""
+    scores = np.nan_to_num(np.asarray(found.fit_scores[member], float), nan=-np.inf)
+    at = chosen.site.order
+    out = [i for i, (loc, _, _) in enumerate(found.fits) if loc.site.order < at and scores[i] >= 0]
+    return sorted(out, key=lambda i: (found.fits[i][0].site.order, -scores[i]))
+
+
+def walk_back(
+    ctx: Context,
+    causal: CausalModel,
+    variable: Variable,
+    test: Pairs,
+    found: Candidates,
+    member: int,
+    column: np.ndarray,
+    chosen: Alignment,
+) -> Alignment:
+    """The alignment at the earliest location that passes, if ``chosen`` (the model's
+    chosen patch, measured) passes; ``chosen`` itself otherwise.
+
+    Every candidate is measured on the same test pairs with the same guards; the result
+    lists every location that passed, in forward order.
+    """
+    if not chosen.passes:
+        return chosen
+    passing = [chosen]
+    for i in earlier_fits(found, member, chosen.location):
+        tried = confirm(ctx, causal, variable, test, found, member, column, fit=i)
+        if tried.passes:
+            passing.append(tried)
+    passing.sort(key=lambda a: a.location.site.order)  # stable: the best score first on ties
+    where = tuple(dict.fromkeys(a.location for a in passing))
+    return replace(passing[0], passing_at=where, chosen_at=chosen.location)
