@@ -3,6 +3,8 @@ wrote it into the residual stream, not the stream one step later."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -77,13 +79,15 @@ def test_a_variable_passing_in_the_residual_stream_is_named_at_the_head_that_wro
     stream = _at("resid_pre", 1, (1,))
     walk = walk_fits([stream], ctx.model.cfg, search)
     assert [loc.site.label for loc, _, _ in walk] == ["z 0.0", "z 0.1", "resid_mid 0", "mlp_post 0"]
-    fits = [(stream, 0, None), *walk]
-    found = choose(ctx.model, ctx.data, None, fits, [pairs], walk=(1, 2, 3, 4))  # type: ignore[arg-type]
-    assert found.chosen[0][0] == stream  # the walk's fits do not compete
+    found = choose(ctx.model, ctx.data, None, [(stream, 0, None), *walk], [pairs])  # type: ignore[arg-type]
+    # the head and the stream both score 1.0 on validation: the earlier is chosen
+    assert found.chosen[0][0] == _at("z", 0, (1,), head=0)
+    # the stream, had it been chosen (a rotation there may score best): the walk back
+    stream_only = replace(found, chosen=((stream, 0, None),))
     test = pairs.in_split("test")
-    chosen = confirm(ctx, causal, variable, test, found, 0, column)
+    chosen = confirm(ctx, causal, variable, test, stream_only, 0, column)
     assert chosen.passes and chosen.location == stream
-    named = walk_back(ctx, causal, variable, test, found, 0, column, chosen)
+    named = walk_back(ctx, causal, variable, test, stream_only, 0, column, chosen)
     assert named.passes
     assert named.location == _at("z", 0, (1,), head=0)
     assert named.chosen_at == stream

@@ -45,9 +45,6 @@ class Candidates:
     correct: tuple[np.ndarray, ...] = ()
     # per model: every fit's kind-mean IIA on its validation pairs
     fit_iia: tuple[tuple[float, ...], ...] = ()
-    # the fits that do not compete in the choice: the walk back tests them
-    # (:mod:`.earliest`), so that they change no variable's chosen patch
-    walk: tuple[int, ...] = ()
 
 
 def top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Location]:
@@ -101,14 +98,13 @@ def choose(
     fits: list[Fit],
     members: list[Pairs],
     known: tuple[np.ndarray, ...] = (),
-    walk: tuple[int, ...] = (),
 ) -> Candidates:
     """Each model's choice among ``fits`` on its own validation pairs (``members``: the
     pairs of each model that has the variable), by :func:`choice_score`.
 
     ``known``: the validation outcomes of the first fits, from an earlier choice on the
     same pairs (:attr:`Candidates.correct`); only the fits after them are run.
-    ``walk``: the fits scored but not chosen (:attr:`Candidates.walk`).
+    Of fits of one score, the earliest in forward order is chosen (:func:`best_fit`).
     """
     # every model's validation pairs through one pass per fit, then scored model by model
     vals = [m.in_split("validation") for m in members]
@@ -123,15 +119,25 @@ def choose(
     for val_m, end in zip(vals, ends, strict=True):
         rows = slice(end - len(val_m), end)
         mine = [choice_score(c[rows], val_m) for c in correct]
-        competing = np.array([np.nan if i in walk else m for i, m in enumerate(mine)])
-        best = int(np.nanargmax(competing)) if not np.isnan(competing).all() else 0
+        best = best_fit(mine, fits)
         chosen.append(fits[best])
         fit_iia.append(tuple(kind_mean(c[rows], val_m.kind) for c in correct))
         iias.append(fit_iia[-1][best])
         scores.append(float(mine[best]))
         every.append(tuple(mine))
     return Candidates(screen_map, tuple(fits), tuple(chosen), tuple(iias), tuple(scores),
-                      tuple(every), tuple(correct), tuple(fit_iia), walk)  # fmt: skip
+                      tuple(every), tuple(correct), tuple(fit_iia))  # fmt: skip
+
+
+def best_fit(scores: list[float], fits: list[Fit]) -> int:
+    """The fit of the best score, the earliest in forward order among equal ones (a head
+    before the residual stream it writes: where a variable first is); the first without
+    any score."""
+    values = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
+    if not np.isfinite(values).any():
+        return 0
+    tied = np.flatnonzero(values == values.max())
+    return int(min(tied, key=lambda i: fits[i][0].site.order))
 
 
 def choice_score(correct: np.ndarray, pairs: Pairs) -> float:

@@ -1,16 +1,21 @@
 """The earliest location where a variable passes: the one explain names.
 
-The search chooses each variable's patch by its validation score, and a location
-late in the run often scores best: the residual stream that a head or an MLP writes
-the variable into carries it as well as the component does, one step later. So
-beside the screen's best locations, the components of the block that writes each of
-them (:func:`.locations.writers`) get whole-vector patches. They do not compete in
-the choice (no variable's chosen patch, hence no verdict, changes with them); once
-the chosen patch passes its guards on the test pairs, every fitted patch earlier in
-forward order (:attr:`.locations.Site.order`) that clears every bar on the model's
-validation pairs is measured on the same test pairs with the same guards, and the
-earliest one that passes is the variable's named location. The alignment lists
-every location that passes (``passing_at``) and the chosen one (``chosen_at``).
+The screen ranks whole-vector patches, and a location late in the run often ranks
+first: the residual stream that a head or an MLP writes a variable into carries it
+as well as the component does, one step later. So beside the screen's best
+locations, the components of the block that writes each of them
+(:func:`.locations.writers`) get whole-vector patches, which compete in each model's
+choice like the others (of equal validation scores, the earliest is chosen:
+:func:`.choice.best_fit`).
+
+The chosen patch is the one of the best validation score, not always the earliest
+that passes. So once it passes its guards on the test pairs, every fitted patch
+earlier in forward order (:attr:`.locations.Site.order`) that clears every bar on the
+model's validation pairs is measured on the same test pairs with the same guards,
+and the earliest one that passes is the variable's named location. The verdict is
+the chosen patch's: a variable whose chosen patch fails is not tried again. The
+alignment lists every location that passed (``passing_at``) and the chosen one
+(``chosen_at``).
 """
 
 from __future__ import annotations

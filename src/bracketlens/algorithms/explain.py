@@ -323,8 +323,7 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    steps = tuple(range(len(fits), len(fits) + len(walk)))
-    return choose(model, data, screen_map, fits + walk, members, walk=steps)
+    return choose(model, data, screen_map, fits + walk, members)
 
 
 def _search_all(

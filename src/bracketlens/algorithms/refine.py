@@ -63,8 +63,7 @@ def refine(
         better = fit_basis(model, acts, train.label, loc, dim, steps=search.refine_steps,
                            seed=seed + 7919 * (j + 1) + dim, init=basis)  # fmt: skip
         refined.append((loc, dim, better))
-    return choose(model, data, found.screen, [*found.fits, *refined], members, found.correct,
-                  found.walk)  # fmt: skip
+    return choose(model, data, found.screen, [*found.fits, *refined], members, found.correct)
 
 
 def refine_all(

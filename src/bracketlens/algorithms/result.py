@@ -130,13 +130,14 @@ class Alignment:
             "n_test_pairs": self.n_pairs,
             "location": self.location.label,
             "basis": None if self.basis is None else self.basis.tolist(),
-            "passing_at": [
-                {"location": loc.label, "hook": loc.site.hook, "head": loc.site.head,
-                 "positions": list(loc.positions)}
-                for loc in self.passing_at
-            ],  # fmt: skip
+            "passing_at": [_where(loc) for loc in self.passing_at],
             "chosen_location": None if self.chosen_at is None else self.chosen_at.label,
         }
+
+
+def _where(loc: Location) -> dict[str, object]:
+    return {"location": loc.label, "hook": loc.site.hook, "head": loc.site.head,
+            "positions": list(loc.positions)}  # fmt: skip
 
 
 @dataclass(frozen=True)
