@@ -14,6 +14,7 @@ from bracketlens.algorithms.choice import Candidates, choose
 from bracketlens.algorithms.confirm import Context, confirm, label_pairs
 from bracketlens.algorithms.earliest import earlier_fits, walk_back, walk_fits
 from bracketlens.algorithms.explain import Search
+from bracketlens.algorithms.generate import atom_model, same_variable
 from bracketlens.algorithms.locations import Location, Site, writers
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.model.config import ModelConfig
@@ -94,3 +95,17 @@ def test_a_variable_passing_in_the_residual_stream_is_named_at_the_head_that_wro
     assert named.passing_at[0] == named.location and named.passing_at[-1] == stream
     assert _at("z", 0, (1,), head=1) not in named.passing_at  # head 0.1 tallies positions 21 on
     assert named.to_json()["passing_at"][0]["location"] == "z 0.0 @ 1"
+
+
+def test_a_variable_read_only_through_a_test_is_that_test_to_every_interchange():
+    course = MODELS["elevation_and_negative"]  # elevation == 0 and no suffix opens more
+    planted = atom_model(
+        "planted", ("and", ("atom", "elevation_zero"), ("not", ("atom", "suffix_positive")))
+    )
+    assert same_variable(course, "elevation", planted, "elevation_zero")
+    assert same_variable(course, "negative", planted, "suffix_positive")
+    assert not same_variable(course, "negative", planted, "elevation_zero")
+    two_sided = atom_model(
+        "two", ("and", ("not", ("atom", "prefix_negative")), ("not", ("atom", "suffix_positive")))
+    )
+    assert not same_variable(two_sided, "prefix_negative", planted, "elevation_zero")

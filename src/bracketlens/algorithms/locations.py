@@ -4,6 +4,7 @@ Locations are every position of ``hook_resid_pre``, ``hook_resid_mid`` and
 ``hook_resid_post`` of each layer, of each head's ``attn.hook_z`` and of each
 MLP's ``hook_post``, plus two sets of positions per hook (every position, every
 position but ``[start]``, and the first two) for a variable spread along the string.
+:func:`writers` gives the components that write a residual location, one step earlier.
 """
 
 from __future__ import annotations
