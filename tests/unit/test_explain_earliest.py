@@ -44,14 +44,17 @@ def test_the_writers_of_a_residual_location_are_its_block_at_the_same_positions(
     assert writers(_at("z", 1, (0,), head=1), cfg) == []
 
 
-def test_only_earlier_fits_that_clear_every_bar_on_validation_are_walked_to_earliest_first():
+def test_the_walk_tries_each_earlier_location_once_with_its_best_fit_earliest_first():
     late = _at("resid_mid", 1, (0,))
-    fits = ((late, 8, None), (_at("z", 1, (0,), 1), 0, None), (_at("z", 1, (0,), 0), 0, None),
-            (_at("post", 0, (0,)), 0, None), (_at("resid_pre", 2, (0,)), 0, None))  # fmt: skip
+    head = _at("z", 1, (0,), 1)
+    fits = ((late, 8, None), (head, 0, None), (_at("z", 1, (0,), 0), 0, None),
+            (_at("post", 0, (0,)), 0, None), (_at("resid_pre", 2, (0,)), 0, None),
+            (head, 4, None), (_at("post", 0, (0,)), 8, None))  # fmt: skip
     found = Candidates(None, fits, (fits[0],), (0.95,), (0.04,),  # type: ignore[arg-type]
-                       ((0.04, 0.02, -0.01, 0.03, 0.05),))  # fmt: skip
-    # z 1.0 misses a bar; resid_pre 2 comes after; MLP 0 before z 1.1
-    assert earlier_fits(found, 0, late) == [3, 1]
+                       ((0.04, 0.02, -0.01, 0.03, 0.05, 0.03, np.nan),))  # fmt: skip
+    # MLP 0 (its whole vector), then head 1.0, then head 1.1 (its rotation); resid_pre 2
+    # comes after the chosen patch
+    assert earlier_fits(found, 0, late) == [3, 2, 5]
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,14 @@ choice like the others (of equal validation scores, the earliest is chosen:
 :func:`.choice.best_fit`).
 
 The chosen patch is the one of the best validation score, not always the earliest
-that passes. So once it passes its guards on the test pairs, every fitted patch
-earlier in forward order (:attr:`.locations.Site.order`) that clears every bar on the
-model's validation pairs is measured on the same test pairs with the same guards,
-and the earliest one that passes is the variable's named location. The verdict is
-the chosen patch's: a variable whose chosen patch fails is not tried again. The
-alignment lists every location that passed (``passing_at``) and the chosen one
+that passes: the validation pairs are few, and several patches clear the bars by a
+hair. So once it passes its guards on the test pairs, every location fitted earlier
+in forward order (:attr:`.locations.Site.order`), each with the patch of the model's
+best validation score there, is measured on the same test pairs with the same
+guards, and the earliest one that passes is the variable's named location. The
+verdict is the chosen patch's: a variable whose chosen patch fails is not tried
+again, so the walk moves a passing variable's location and never makes one pass.
+The alignment lists every location that passed (``passing_at``) and the chosen one
 (``chosen_at``).
 """
 
@@ -57,13 +59,18 @@ def walk_fits(locations: list[Location], cfg: ModelConfig, search: Search) -> li
 
 
 def earlier_fits(found: Candidates, member: int, chosen: Location) -> list[int]:
-    """The fits before ``chosen`` in forward order that clear every bar on the model's
-    validation pairs (:func:`.choice.choice_score` at least 0), earliest first (then
-    the best score)."""
+    """One fit at each location before ``chosen`` in forward order, earliest first: the
+    one of the model's best validation score there (the first of equal ones)."""
     scores = np.nan_to_num(np.asarray(found.fit_scores[member], float), nan=-np.inf)
-    at = chosen.site.order
-    out = [i for i, (loc, _, _) in enumerate(found.fits) if loc.site.order < at and scores[i] >= 0]
-    return sorted(out, key=lambda i: (found.fits[i][0].site.order, -scores[i]))
+    best: dict[Location, int] = {}
+    for i, (loc, _, _) in enumerate(found.fits):
+        if loc.site.order < chosen.site.order and (
+            loc not in best or scores[i] > scores[best[loc]]
+        ):
+            best[loc] = i
+    return sorted(
+        best.values(), key=lambda i: (found.fits[i][0].site.order, found.fits[i][0].positions)
+    )
 
 
 def walk_back(
