@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/ground_truth.py [--cache DIR] [--circuits 6] [--seed 0]
         [--steps STEPS] [--jobs 2] [--n 4000] [--reference-n 1000] [--explain-n 10000]
-        [--no-explain] [--models NAMES] [--trained-only] [--json]
+        [--no-explain | --explain-only] [--models NAMES] [--trained-only] [--json]
 
 1. ``DIR/suite.json`` is drawn and written first (or reused): each circuit's
    high-level graph, its true nodes and its true edges, fixed before any model is
@@ -45,7 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from ground_truth_scores import score_model, summary, table
+from ground_truth_scores import explain_row, score_model, summary, table
 
 from bracketlens import save_checkpoint
 from bracketlens.cli.parser import DEFAULT_DISCOVER_N, DEFAULT_EXPLAIN_N
@@ -110,8 +110,10 @@ def train_one(spec: CircuitSpec, cache: Path, cfg: SIITConfig) -> str:
 
 
 def score_one(job: tuple[Any, ...], n: int, explain_n: int, reference_n: int) -> dict[str, Any]:
-    """One model's row, on one thread."""
+    """One model's row, on one thread; ``n`` 0: explain's alone (``--explain-only``)."""
     torch.set_num_threads(1)
+    if not n:
+        return explain_row(*job, explain_n)
     return score_model(*job, n, explain_n, reference_n)
 
 
@@ -144,8 +146,13 @@ def main() -> None:
     parser.add_argument(
         "--no-explain", action="store_true", help="score every detector but explain"
     )
+    parser.add_argument(
+        "--explain-only", action="store_true", help="score explain alone (its recall)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.explain_only and args.no_explain:
+        parser.error("--explain-only and --no-explain leave nothing to score")
     t = time.perf_counter()
     cfg = SIITConfig(steps=args.steps)
     suite = build_suite(
@@ -175,7 +182,7 @@ def main() -> None:
                 pool.map(
                     score_one,
                     jobs,
-                    [args.n] * len(jobs),
+                    [0 if args.explain_only else args.n] * len(jobs),
                     [0 if args.no_explain else args.explain_n] * len(jobs),
                     [args.reference_n] * len(jobs),
                 )

@@ -43,6 +43,8 @@ class Candidates:
     fit_scores: tuple[tuple[float, ...], ...] = ()  # per model: every fit's score
     # per fit: which of every model's validation pairs (concatenated) it gets right
     correct: tuple[np.ndarray, ...] = ()
+    # per model: every fit's kind-mean IIA on its validation pairs
+    fit_iia: tuple[tuple[float, ...], ...] = ()
 
 
 def top_locations(screen_map: ScreenMap, n_top: int, n_layers: int) -> list[Location]:
@@ -102,6 +104,7 @@ def choose(
 
     ``known``: the validation outcomes of the first fits, from an earlier choice on the
     same pairs (:attr:`Candidates.correct`); only the fits after them are run.
+    Of fits of one score, the earliest in forward order is chosen (:func:`best_fit`).
     """
     # every model's validation pairs through one pass per fit, then scored model by model
     vals = [m.in_split("validation") for m in members]
@@ -112,17 +115,29 @@ def choose(
     correct = [*known, *(outcome(model, acts, loc, basis).predicted == full.label
                          for loc, _, basis in new)]  # fmt: skip
     ends = np.cumsum([len(v) for v in vals])
-    chosen, iias, scores, every = [], [], [], []
+    chosen, iias, scores, every, fit_iia = [], [], [], [], []
     for val_m, end in zip(vals, ends, strict=True):
         rows = slice(end - len(val_m), end)
         mine = [choice_score(c[rows], val_m) for c in correct]
-        best = int(np.nanargmax(mine)) if not np.isnan(mine).all() else 0
+        best = best_fit(mine, fits)
         chosen.append(fits[best])
-        iias.append(kind_mean(correct[best][rows], val_m.kind))
+        fit_iia.append(tuple(kind_mean(c[rows], val_m.kind) for c in correct))
+        iias.append(fit_iia[-1][best])
         scores.append(float(mine[best]))
         every.append(tuple(mine))
     return Candidates(screen_map, tuple(fits), tuple(chosen), tuple(iias), tuple(scores),
-                      tuple(every), tuple(correct))  # fmt: skip
+                      tuple(every), tuple(correct), tuple(fit_iia))  # fmt: skip
+
+
+def best_fit(scores: list[float], fits: list[Fit]) -> int:
+    """The fit of the best score, the earliest in forward order among equal ones (a head
+    before the residual stream it writes: where a variable first is); the first without
+    any score."""
+    values = np.nan_to_num(np.asarray(scores, float), nan=-np.inf)
+    if not np.isfinite(values).any():
+        return 0
+    tied = np.flatnonzero(values == values.max())
+    return int(min(tied, key=lambda i: fits[i][0].site.order))
 
 
 def choice_score(correct: np.ndarray, pairs: Pairs) -> float:

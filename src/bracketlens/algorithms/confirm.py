@@ -109,11 +109,13 @@ def confirm(
     found: Candidates,
     member: int,
     column: np.ndarray,
+    fit: int | None = None,
 ) -> Alignment:
-    """Score the patch this model chose (``found.chosen[member]``), its control and its
-    flips on this model's ``test`` pairs."""
+    """Score the patch this model chose (``found.chosen[member]``; with ``fit``, the fit
+    of that index in ``found.fits``), its control and its flips on this model's ``test``
+    pairs."""
     model, data, seed = ctx.model, ctx.data, ctx.seed
-    location, dim, basis = found.chosen[member]
+    location, dim, basis = found.chosen[member] if fit is None else found.fits[fit]
     acts = pair_activations(model, data.tokens, test.base, test.source, [location.site])
     result = outcome(model, acts, location, basis)
     correct = result.predicted == test.label
@@ -138,7 +140,7 @@ def confirm(
         control_by_kind=by_kind(control_correct, test.kind),
         null_flip_rate=float(result.flipped[unchanged].mean()) if unchanged.any() else None,
         coverage=coverage(correct, test),
-        validation_iia=found.validation_iia[member],
+        validation_iia=found.validation_iia[member] if fit is None else found.fit_iia[member][fit],
         n_pairs={k: int((test.kind == i).sum()) for i, k in enumerate(KINDS)},
         correct=correct,
         kind=test.kind,

@@ -50,6 +50,7 @@ from bracketlens.algorithms.choice import (
 )
 from bracketlens.algorithms.conclude import conclude, confirmed_models
 from bracketlens.algorithms.confirm import Context, confirm, label_pairs, trivial
+from bracketlens.algorithms.earliest import walk_back, walk_fits
 from bracketlens.algorithms.generate import default_models, found_by_generator
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS
 from bracketlens.algorithms.locations import Site, pair_activations
@@ -96,6 +97,8 @@ class Search:
     # the probe map (:mod:`.probes`): linear probes of the grammar's variables at every
     # single-position site, for the reader; it steers nothing
     probes: bool = True
+    # name each passing variable at its earliest passing location (:mod:`.earliest`)
+    walk_back: bool = True
 
     @classmethod
     def quick(cls) -> Search:
@@ -107,7 +110,7 @@ class Search:
         """
         return cls(PairCounts(train=32, validation=24, test=48), screen_per_cell=8, das_top=1,
                    das_dims=(1,), das_steps=10, generated="none", confirm_models=0,
-                   refine_top=0)  # fmt: skip
+                   refine_top=0, walk_back=False)  # fmt: skip
 
     @classmethod
     def smoke(cls) -> Search:
@@ -119,7 +122,7 @@ class Search:
         """
         return cls(PairCounts(train=16, validation=16, test=24), screen_per_cell=4, das_top=1,
                    das_dims=(1,), das_steps=5, generated="none", confirm_models=0,
-                   refine_top=0, spread=False, probes=False)  # fmt: skip
+                   refine_top=0, spread=False, probes=False, walk_back=False)  # fmt: skip
 
     def settings(self) -> dict[str, object]:
         """The numbers that set this search, as JSON (for a hash of what determines a result).
@@ -227,7 +230,8 @@ def _align_and_conclude(
             test = pairs.in_split("test")
             if causal.name not in confirmed:
                 test = test.thin(search.counts.test, seed)
-            out.append(confirm(context, causal, variable, test, found, j, column))
+            chosen = confirm(context, causal, variable, test, found, j, column)
+            out.append(walk_back(context, causal, variable, test, found, j, column, chosen))
         return out
 
     # each alignment depends only on its own pairs and fit: two processes share them
@@ -307,6 +311,7 @@ def _search(
     fits: list[Fit] = []
     if search.whole_vector or not search.das_dims:
         fits += [(loc, 0, None) for loc in locations]
+    walk = walk_fits(locations, model.cfg, search)
     if search.spread:
         locations += spread_locations(model.cfg, data.tokens.shape[1], variable, search)
     train = pairs.in_split("train")
@@ -318,7 +323,7 @@ def _search(
                 basis = fit_basis(model, acts, train.label, loc, dim, steps=search.das_steps,
                                   seed=seed + 1000 * j + dim)  # fmt: skip
                 fits.append((loc, dim, basis))
-    return choose(model, data, screen_map, fits, members)
+    return choose(model, data, screen_map, fits + walk, members)
 
 
 def _search_all(

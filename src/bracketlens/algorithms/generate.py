@@ -317,6 +317,21 @@ def _interchanges_match(a: CausalModel, b: CausalModel, va: Values, vb: Values) 
     )
 
 
+def same_variable(a: CausalModel, x: str, b: CausalModel, y: str) -> bool:
+    """Whether interchanging ``x`` in ``a`` and ``y`` in ``b`` gives the same counterfactual
+    label for every base and source value on the check set: one variable, to
+    interchanges, whatever its name (the course's ``elevation`` and the grammar's
+    ``elevation_zero`` where the label reads the elevation only through ``== 0``)."""
+    known = _KNOWN
+    for m in (a, b):
+        if (m.name, id(m)) not in known:
+            known[m.name, id(m)] = m.values(check_tokens())
+    va, vb = known[a.name, id(a)], known[b.name, id(b)]
+    _, first = np.unique(_row_key([*va.values(), *vb.values()]), return_index=True)
+    va, vb = ({k: v[first] for k, v in values.items()} for values in (va, vb))
+    return _same_interchanges(a, b, va, vb, np.arange(len(first)), x, y)
+
+
 def _row_key(columns: Sequence[np.ndarray]) -> np.ndarray:
     """One int64 per row, equal exactly where every column is (the rows' identities)."""
     key = np.zeros(len(columns[0]), np.int64)

@@ -4,6 +4,7 @@ Locations are every position of ``hook_resid_pre``, ``hook_resid_mid`` and
 ``hook_resid_post`` of each layer, of each head's ``attn.hook_z`` and of each
 MLP's ``hook_post``, plus two sets of positions per hook (every position, every
 position but ``[start]``, and the first two) for a variable spread along the string.
+:func:`writers` gives the components that write a residual location, one step earlier.
 """
 
 from __future__ import annotations
@@ -159,3 +160,25 @@ def pair_activations(
             base_logits = model.class_logits(base_tokens)
     src = get_activations(model, source_tokens, patched, stop_early=True)
     return PairActivations(base_tokens, kept, src, base_logits, lengths)
+
+
+def writers(location: Location, cfg: ModelConfig) -> list[Location]:
+    """The components of the block that writes ``location``'s residual stream, at the
+    same positions: the heads of layer ``L`` for ``resid_mid L``; the heads, the residual
+    after the attention and the MLP of layer ``L`` for ``resid_post L`` (which is
+    ``resid_pre L+1``). None for a head, an MLP or the embedding.
+
+    A variable that passes in the residual stream passes, as often, one step earlier, in
+    the component that wrote it there. The residual stream after the attention at more
+    than two positions is left out: a whole-vector patch there is the whole run.
+    """
+    kind = location.site.hook.rsplit(".", 1)[-1]
+    layer = location.site.layer - (kind == "hook_resid_pre")
+    if kind not in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post") or layer < 0:
+        return []
+    here = [Site(act_name("z", layer), h, layer) for h in range(cfg.n_heads)]
+    if kind != "hook_resid_mid":
+        if len(location.positions) <= 2:
+            here.append(Site(act_name("resid_mid", layer), None, layer))
+        here.append(Site(act_name("post", layer), None, layer))
+    return [Location(site, location.positions) for site in here]

@@ -86,6 +86,10 @@ class Alignment:
     label_iia_here: float | None = None  # a label-only model's IIA with this patch
     decision_carrying: bool = False  # label_iia_here >= guards.DECISION
     guards: tuple[Guard, ...] = ()
+    # every tested location where the variable passes, in forward order (this one first:
+    # explain names the earliest, :mod:`.earliest`); empty where it passes nowhere
+    passing_at: tuple[Location, ...] = ()
+    chosen_at: Location | None = None  # the patch of the best validation score
 
     @property
     def telling_iia(self) -> float | None:
@@ -126,7 +130,14 @@ class Alignment:
             "n_test_pairs": self.n_pairs,
             "location": self.location.label,
             "basis": None if self.basis is None else self.basis.tolist(),
+            "passing_at": [_where(loc) for loc in self.passing_at],
+            "chosen_location": None if self.chosen_at is None else self.chosen_at.label,
         }
+
+
+def _where(loc: Location) -> dict[str, object]:
+    return {"location": loc.label, "hook": loc.site.hook, "head": loc.site.head,
+            "positions": list(loc.positions)}  # fmt: skip
 
 
 @dataclass(frozen=True)
