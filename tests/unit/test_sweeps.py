@@ -64,7 +64,7 @@ def test_recipe_hash_is_stable_and_tracks_what_changes_the_result(monkeypatch):
     )
     assert get_recipe("short").hash == short
     monkeypatch.undo()
-    assert get_recipe("short").hash == short == "97a9874cc47babfd"
+    assert get_recipe("short").hash == short == "b1423ef5ca032fb5"
     assert len({r.hash for r in RECIPES.values()}) == len(RECIPES)
     assert set(RECIPE_HELP) == set(RECIPES)
     for name, recipe in RECIPES.items():  # --help states each recipe's steps
