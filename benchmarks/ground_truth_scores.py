@@ -29,7 +29,8 @@ from torch import Tensor
 from bracketlens import evaluation_set, load_model
 from bracketlens.algorithms import explain
 from bracketlens.algorithms.causal import MODELS, CausalModel
-from bracketlens.algorithms.generate import atom_model, default_models, same_variable
+from bracketlens.algorithms.equivalence import same_variable
+from bracketlens.algorithms.generate import atom_model, default_models
 from bracketlens.algorithms.grammar import CANDIDATE_ATOMS
 from bracketlens.data.tokens import PAD
 from bracketlens.discovery.acdc import acdc
@@ -227,7 +228,7 @@ def _explain(model: BracketTransformer, spec: CircuitSpec, n: int) -> dict[str, 
     passes at strict nodes.
 
     A variable counts as the planted one when it is the same variable to interchanges
-    (:func:`~bracketlens.algorithms.generate.same_variable`: every interchange on the
+    (:func:`~bracketlens.algorithms.equivalence.same_variable`: every interchange on the
     check set gives the same counterfactual label under the model that names it as the
     planted atom's under the planted rule), whatever its name.
     """

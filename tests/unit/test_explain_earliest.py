@@ -13,8 +13,9 @@ from bracketlens.algorithms.causal import MODELS
 from bracketlens.algorithms.choice import Candidates, choose
 from bracketlens.algorithms.confirm import Context, confirm, label_pairs
 from bracketlens.algorithms.earliest import earlier_fits, walk_back, walk_fits
+from bracketlens.algorithms.equivalence import same_variable
 from bracketlens.algorithms.explain import Search
-from bracketlens.algorithms.generate import atom_model, same_variable
+from bracketlens.algorithms.generate import atom_model
 from bracketlens.algorithms.locations import Location, Site, writers
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
 from bracketlens.model.config import ModelConfig

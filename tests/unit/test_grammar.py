@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bracketlens.algorithms import MODELS
+from bracketlens.algorithms.equivalence import equivalent
 from bracketlens.algorithms.generate import (
     atom_model,
-    equivalent,
     found_by_generator,
     generated_models,
     table,
