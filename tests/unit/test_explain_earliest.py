@@ -3,6 +3,8 @@ wrote it into the residual stream, not the stream one step later."""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import replace
 
 import numpy as np
@@ -92,7 +94,8 @@ def test_a_variable_passing_in_the_residual_stream_is_named_at_the_head_that_wro
     test = pairs.in_split("test")
     chosen = confirm(ctx, causal, variable, test, stream_only, 0, column)
     assert chosen.passes and chosen.location == stream
-    named = walk_back(ctx, causal, variable, test, stream_only, 0, column, chosen)
+    measure = functools.partial(confirm, ctx, causal, variable, test, stream_only, 0, column)
+    named = walk_back(stream_only, 0, measure)
     assert named.passes
     assert named.location == _at("z", 0, (1,), head=0)
     assert named.chosen_at == stream
@@ -113,3 +116,26 @@ def test_a_variable_read_only_through_a_test_is_that_test_to_every_interchange()
         "two", ("and", ("not", ("atom", "prefix_negative")), ("not", ("atom", "suffix_positive")))
     )
     assert not same_variable(two_sided, "prefix_negative", planted, "elevation_zero")
+
+
+@pytest.mark.parametrize("walk", [False, True])
+def test_the_search_walks_back_only_where_its_switch_is_on(monkeypatch, walk):
+    from bracketlens import beside
+
+    # the module, not the function the package exports under its name
+    explain_module = importlib.import_module("bracketlens.algorithms.explain")
+
+    calls = []
+    original = explain_module.walk_back
+
+    def counted(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(explain_module, "walk_back", counted)
+    monkeypatch.setattr(beside, "forkable", lambda device="cpu": False)  # calls seen here
+    search = replace(Search.smoke(), walk_back=walk)
+    found = explain_module.explain(load_model("compiled"), evaluation_set(600, seed=0),
+                                   search=search, models=["elevation_and_negative"])  # fmt: skip
+    assert found.variables and bool(calls) == walk
+    assert walk or all(a.chosen_at is None and not a.passing_at for a in found.variables)

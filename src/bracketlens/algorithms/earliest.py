@@ -22,16 +22,14 @@ The alignment lists every location that passed (``passing_at``) and the chosen o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bracketlens.algorithms.causal import CausalModel, Variable
 from bracketlens.algorithms.choice import Candidates, Fit, same_patch
-from bracketlens.algorithms.confirm import Context, confirm
 from bracketlens.algorithms.locations import Location, writers
-from bracketlens.algorithms.pairs import Pairs
 from bracketlens.algorithms.result import Alignment
 from bracketlens.model.config import ModelConfig
 
@@ -74,26 +72,22 @@ def earlier_fits(found: Candidates, member: int, chosen: Location) -> list[int]:
 
 
 def walk_back(
-    ctx: Context,
-    causal: CausalModel,
-    variable: Variable,
-    test: Pairs,
-    found: Candidates,
-    member: int,
-    column: np.ndarray,
-    chosen: Alignment,
+    found: Candidates, member: int, measure: Callable[[int | None], Alignment]
 ) -> Alignment:
-    """The alignment at the earliest location that passes, if ``chosen`` (the model's
-    chosen patch, measured) passes; ``chosen`` itself otherwise.
+    """The alignment of the model's chosen patch, at the earliest location that passes
+    where that patch passes; the chosen patch's alignment otherwise.
 
-    Every candidate is measured on the same test pairs with the same guards; the result
-    lists every location that passed, in forward order.
+    ``measure(fit)`` scores a fit of ``found.fits`` (None: the chosen one) on the test
+    pairs with the guards (:func:`.confirm.confirm`), so every candidate is measured on the
+    same pairs with the same guards; the result lists every location that passed, in
+    forward order.
     """
+    chosen = measure(None)
     if not chosen.passes:
         return chosen
     passing = [chosen]
     for i in earlier_fits(found, member, chosen.location):
-        tried = confirm(ctx, causal, variable, test, found, member, column, fit=i)
+        tried = measure(i)
         if tried.passes:
             passing.append(tried)
     passing.sort(key=lambda a: a.location.site.order)  # stable: the best score first on ties

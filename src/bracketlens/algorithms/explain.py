@@ -29,6 +29,7 @@ grammar generates (:mod:`.generate`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import zlib
 from collections.abc import Callable, Sequence
@@ -230,8 +231,8 @@ def _align_and_conclude(
             test = pairs.in_split("test")
             if causal.name not in confirmed:
                 test = test.thin(search.counts.test, seed)
-            chosen = confirm(context, causal, variable, test, found, j, column)
-            out.append(walk_back(context, causal, variable, test, found, j, column, chosen))
+            measure = functools.partial(confirm, context, causal, variable, test, found, j, column)
+            out.append(walk_back(found, j, measure) if search.walk_back else measure(None))
         return out
 
     # each alignment depends only on its own pairs and fit: two processes share them
