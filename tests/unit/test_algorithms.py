@@ -169,6 +169,30 @@ def _every_site(model, data):
     return acts, torch.zeros(len(base), acts.base_tokens.shape[1], dtype=torch.bool)
 
 
+def test_pair_activations_are_each_pairs_own_runs(random_model, data) -> None:
+    """Strings that are the base or the source of several pairs run once: every pair
+    still gets its own base's and source's activations, tokens and logits."""
+    base, source = _pairs(data, 12)
+    base, source = (
+        np.concatenate([base, base[:5], source[:3]]),
+        np.concatenate([source, source[:5][::-1], base[:3]]),
+    )  # repeated strings, a string as base of one pair and source of another
+    every = sites(random_model.cfg)
+    acts = pair_activations(random_model, data.tokens, base, source, every)
+    width = acts.base_tokens.shape[1]
+    base_tokens = data.tokens[torch.as_tensor(base), :width]
+    np.testing.assert_array_equal(acts.base_tokens.numpy(), base_tokens.numpy())
+    with torch.no_grad():
+        _, base_cache = random_model.run_with_cache(base_tokens)
+        _, source_cache = random_model.run_with_cache(data.tokens[torch.as_tensor(source), :width])
+        logits = random_model.class_logits(base_tokens)
+    for hook, value in acts.base.items():
+        torch.testing.assert_close(value, base_cache[hook], atol=1e-5, rtol=0, msg=hook)
+    for hook, value in acts.source.items():
+        torch.testing.assert_close(value, source_cache[hook], atol=1e-5, rtol=0, msg=hook)
+    torch.testing.assert_close(acts.base_logits, logits, atol=1e-4, rtol=0)
+
+
 def _hooked(model, acts, site, mask, basis):
     """Class logits of the whole base run with a ``patch_rows`` hook at ``site``."""
     hook = patch_rows(acts.source[site.hook], mask, head=site.head, basis=basis)
@@ -376,8 +400,11 @@ def test_iia_heatmaps_draw_one_panel_per_kind_with_pairs() -> None:
 def test_searches_are_named_and_an_unknown_name_says_which_exist():
     assert Search.named("default") == Search()
     assert Search.named("smoke").counts.total < Search.named("quick").counts.total
-    with pytest.raises(BracketLensError, match="default, quick, smoke"):
-        Search.named("thorough")
+    thorough = Search.named("thorough")
+    assert thorough.confirm_test == 4 * Search().confirm_test
+    assert replace(thorough, confirm_test=Search().confirm_test) == Search()  # nothing else
+    with pytest.raises(BracketLensError, match="default, thorough, quick, smoke"):
+        Search.named("careful")
 
 
 def test_a_searchs_settings_are_its_numbers_as_json_and_a_restricted_one_has_none():

@@ -109,6 +109,22 @@ def test_more_test_pairs_leave_the_train_and_validation_pairs_as_they_are():
     assert len(drawn[1].in_split("test")) > len(drawn[0].in_split("test"))
 
 
+def test_each_test_pair_is_drawn_once_and_train_pairs_may_repeat():
+    """A guard's bound counts its pairs as independent: a test pair drawn twice would
+    count one outcome twice. A small set with a large quota draws many repeats."""
+    data = evaluation_set(300, seed=5)
+    tokens, groups = data.tokens.numpy(), data.failure_groups.numpy()
+    causal = MODELS["elevation_and_negative"]
+    split_of = string_splits(len(data), np.random.default_rng(0))
+    pairs = sample_pairs(causal, causal.variables[1], causal.values(tokens), tokens, groups,
+                         split_of, PairCounts(train=200, validation=8, test=200),
+                         np.random.default_rng(4))  # fmt: skip
+    test, train = pairs.in_split("test"), pairs.in_split("train")
+    assert len(test) > 100
+    assert len(set(zip(test.base, test.source, strict=True))) == len(test)
+    assert len(set(zip(train.base, train.source, strict=True))) < len(train)
+
+
 def test_merged_groups_give_each_group_its_best_location_once():
     site = [Site(act_name("resid_post", 0), None, 0), Site(act_name("resid_pre", 1), None, 1),
             Site(act_name("z", 1), 0, 1), Site(act_name("resid_mid", 1), None, 1)]  # fmt: skip

@@ -137,29 +137,40 @@ def pair_activations(
     source: np.ndarray,
     sites: Sequence[Site],
 ) -> PairActivations:
-    """One pass over the bases and one over the sources, caching only what patching
-    at ``sites`` reads; the bases' logits come from the latest residual kept."""
+    """One pass over the strings the pairs use, each string once, caching only what
+    patching at ``sites`` reads; the bases' logits come from the latest residual kept.
+
+    A string is a base or a source of many pairs: its activations are computed once
+    and gathered for each pair.
+    """
     lengths = (tokens[torch.as_tensor(base)] >= OPEN).sum(-1).numpy()
     width = int(lengths.max()) + 2 if len(lengths) else 2
-    base_tokens = tokens[torch.as_tensor(base), :width]
-    source_tokens = tokens[torch.as_tensor(source), :width]
     if not len(base):
-        return PairActivations(base_tokens, {}, {}, torch.zeros(0, 2), lengths)
+        empty = tokens[:0, :width]
+        return PairActivations(empty, {}, {}, torch.zeros(0, 2), lengths)
+    rows, inverse = np.unique(np.concatenate([base, source]), return_inverse=True)
+    of_base = torch.as_tensor(inverse.ravel()[: len(base)])  # each pair's row in `strings`
+    of_source = torch.as_tensor(inverse.ravel()[len(base) :])
+    bases, base_row = torch.unique(of_base, return_inverse=True)  # the rows that are a base
+    strings = tokens[torch.as_tensor(rows), :width]
     starts = {hook: (layer, mid) for hook, layer, mid in (site.start() for site in sites)}
     patched = list(dict.fromkeys(site.hook for site in sites))
     reads = [hook for site in sites for hook in site.base_reads(model.cfg.n_layers)]
-    kept = get_activations(
-        model, base_tokens, list(dict.fromkeys([*patched, *reads])), stop_early=True
-    )
+    kept = get_activations(model, strings, list(dict.fromkeys([*patched, *reads])), stop_early=True)
     with torch.no_grad():  # from the latest residual kept: no third pass
         if starts:
             hook, (layer, mid) = max(starts.items(), key=lambda item: item[1])
-            base_logits = model.forward_from(layer, kept[hook], base_tokens, mid=mid,
-                                             class_only=True)[:, 0]  # fmt: skip
+            logits = model.forward_from(layer, kept[hook][bases], strings[bases], mid=mid,
+                                        class_only=True)[:, 0]  # fmt: skip
         else:
-            base_logits = model.class_logits(base_tokens)
-    src = get_activations(model, source_tokens, patched, stop_early=True)
-    return PairActivations(base_tokens, kept, src, base_logits, lengths)
+            logits = model.class_logits(strings[bases])
+    return PairActivations(
+        strings[of_base],
+        {hook: value[of_base] for hook, value in kept.items()},
+        {hook: kept[hook][of_source] for hook in patched},
+        logits[base_row],
+        lengths,
+    )
 
 
 def writers(location: Location, cfg: ModelConfig) -> list[Location]:

@@ -129,6 +129,9 @@ def sample_pairs(
             base = rng.choice(candidates, size=40 * quota)
             source = order[starts[base] + rng.integers(0, sizes[base])]
             base, source = base[source != base], source[source != base]
+            if SPLITS[split] == "test":  # each test pair measured once: n counts distinct pairs
+                _, first = np.unique(base * len(tokens) + source, return_index=True)
+                base, source = base[np.sort(first)], source[np.sort(first)]
             label = model.counterfactual(_at(values, base), _at(values, source), variable.name)
             kind = _kind(base_label[base], label)
             telling = label != base_label[source]
