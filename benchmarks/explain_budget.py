@@ -36,9 +36,10 @@ import torch
 
 from bracketlens import evaluation_set, load_model
 from bracketlens.algorithms.causal import MODELS, CausalModel
-from bracketlens.algorithms.explain import Search, explain
+from bracketlens.algorithms.explain import explain
 from bracketlens.algorithms.generate import default_models
 from bracketlens.algorithms.pairs import PairCounts
+from bracketlens.algorithms.search import Search
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.model.transformer import BracketTransformer
 

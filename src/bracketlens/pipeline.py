@@ -48,7 +48,7 @@ from dataclasses import replace
 from typing import Any
 
 from bracketlens import stages as st
-from bracketlens.algorithms.explain import Search
+from bracketlens.algorithms.search import Search
 from bracketlens.algorithms.store import ExplainStore, stored_explain
 from bracketlens.analysis import Analysis, Split, meta
 from bracketlens.attribution.directions import unbalanced_direction_post_ln

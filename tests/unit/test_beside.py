@@ -283,7 +283,8 @@ def test_two_shares_run_here_without_a_fork(monkeypatch):
 def test_explain_is_the_same_with_its_search_in_two_processes_or_one(monkeypatch, bundled_model):
     """explain splits its variables' searches, refits and confirmations over two processes:
     the verdict and every alignment are those of one process (at one thread each)."""
-    from bracketlens.algorithms.explain import Search, explain
+    from bracketlens.algorithms.explain import explain
+    from bracketlens.algorithms.search import Search
     from bracketlens.data import evaluation_set
 
     data = evaluation_set(400, seed=5)

@@ -16,10 +16,10 @@ from bracketlens.algorithms.choice import Candidates, choose
 from bracketlens.algorithms.confirm import Context, confirm, label_pairs
 from bracketlens.algorithms.earliest import earlier_fits, walk_back, walk_fits
 from bracketlens.algorithms.equivalence import same_variable
-from bracketlens.algorithms.explain import Search
 from bracketlens.algorithms.generate import atom_model
 from bracketlens.algorithms.locations import Location, Site, writers
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
+from bracketlens.algorithms.search import Search
 from bracketlens.model.config import ModelConfig
 from bracketlens.model.names import act_name
 

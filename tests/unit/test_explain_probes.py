@@ -121,7 +121,7 @@ def test_the_report_says_whether_its_search_was_explain_s_own() -> None:
     from types import SimpleNamespace
 
     from bracketlens.algorithms.conclude import budget
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
     from bracketlens.report.text import _search_words
 
     own = _search_words(SimpleNamespace(budget=budget(Search()), probes=None))

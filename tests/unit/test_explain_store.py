@@ -13,9 +13,10 @@ import torch
 
 from bracketlens import evaluation_set
 from bracketlens.algorithms import store as store_module
-from bracketlens.algorithms.explain import Search, explain
+from bracketlens.algorithms.explain import explain
 from bracketlens.algorithms.record import RecordError, from_record, to_record
 from bracketlens.algorithms.result import Explanation
+from bracketlens.algorithms.search import Search
 from bracketlens.algorithms.store import (
     ExplainStore,
     StoreWarning,

@@ -12,10 +12,11 @@ from bracketlens.algorithms.causal import (
     register,
     suffix_elevation_model,
 )
-from bracketlens.algorithms.explain import Search, explain
+from bracketlens.algorithms.explain import explain
 from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS, PairCounts
 from bracketlens.algorithms.result import Alignment, Explanation, ModelScore, ScreenMap
+from bracketlens.algorithms.search import Search
 
 __all__ = [
     "KINDS",

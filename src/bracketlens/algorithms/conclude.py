@@ -29,7 +29,7 @@ from bracketlens.data.truth import FailureGroup
 from bracketlens.stats import wilson
 
 if TYPE_CHECKING:
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
 
 
 def conclude(

@@ -29,7 +29,7 @@ from bracketlens.model.names import act_name
 from bracketlens.model.transformer import BracketTransformer
 
 if TYPE_CHECKING:
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
 
 
 @dataclass

@@ -34,7 +34,7 @@ from bracketlens.algorithms.result import Alignment
 from bracketlens.model.config import ModelConfig
 
 if TYPE_CHECKING:
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
 
 
 def walk_fits(locations: list[Location], cfg: ModelConfig, search: Search) -> list[Fit]:

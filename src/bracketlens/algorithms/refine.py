@@ -26,7 +26,7 @@ from bracketlens.data.dataset import BracketDataset
 from bracketlens.model.transformer import BracketTransformer
 
 if TYPE_CHECKING:
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
 
 
 def to_refine(found: Candidates, wanted: list[int], top: int) -> list[Fit]:

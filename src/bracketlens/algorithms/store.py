@@ -23,9 +23,10 @@ from typing import Any
 import torch
 
 from bracketlens.algorithms.conclude import hypotheses
-from bracketlens.algorithms.explain import Search, explain
+from bracketlens.algorithms.explain import explain
 from bracketlens.algorithms.record import RecordError, from_record, to_record
 from bracketlens.algorithms.result import Explanation
+from bracketlens.algorithms.search import Search
 from bracketlens.atomic import atomic_write_text
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.errors import BracketLensError

@@ -211,7 +211,7 @@ def cmd_circuit(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
     from bracketlens.algorithms.store import reuse_note, stored_explain
 
     data = load_data(args)

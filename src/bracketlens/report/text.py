@@ -310,7 +310,7 @@ def _algorithm(f: Analysis) -> str:
 def _search_words(e: Explanation) -> str:
     """Whether the report looked as hard as ``bracketlens explain``, and the probe map."""
     from bracketlens.algorithms.conclude import budget
-    from bracketlens.algorithms.explain import Search
+    from bracketlens.algorithms.search import Search
 
     same = e.budget == budget(Search())  # the form explain records its search in
     words = (" The search is <code>bracketlens explain</code>'s own." if same else

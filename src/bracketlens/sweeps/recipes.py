@@ -45,7 +45,7 @@ class Recipe:
         train = {k: v for k, v in asdict(self.train).items() if k != "seed"}
         fields: dict[str, object] = {"train": train, "n_analysis": self.n_analysis}
         # here, not at the top: the sweep imports explain's package only where it is used
-        from bracketlens.algorithms.explain import Search
+        from bracketlens.algorithms.search import Search
         from bracketlens.algorithms.store import search_fields
 
         # the search's settings, not its name: a preset whose numbers change (the default's
