@@ -235,7 +235,7 @@ def _add_search(p: argparse.ArgumentParser) -> None:
         help="how hard explain looks: default (the registered and the grammar's causal "
         "models, about 2 minutes on 2 cores), thorough (the default, its best models "
         "measured on four times the test pairs: a model near the 0.9 bar is not failed "
-        "for want of pairs; about 4 minutes), quick (the registered models, lightly: "
+        "for want of pairs; about 2.5 minutes), quick (the registered models, lightly: "
         "seconds, and rarely a passing verdict) or smoke (the least that still gives a "
         "verdict, for tests)",
     )
