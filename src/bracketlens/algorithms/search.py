@@ -21,7 +21,7 @@ class Search:
 
     counts: PairCounts = field(default_factory=PairCounts)
     screen_per_cell: int = 16  # validation pairs per (group, kind) used to screen
-    das_top: int = 2  # locations that get rotations, per group of models (see _search)
+    das_top: int = 2  # locations that get rotations, per group of models (see explain._search)
     das_dims: tuple[int, ...] = (1, 4, 8)
     das_steps: int = 30
     sites: Callable[[Site], bool] | None = None  # None: every hook
@@ -36,7 +36,7 @@ class Search:
     confirm_models: int = 4
     confirm_test: int = 576
     # screen a shared variable's models in groups of one core, each group's best locations
-    # getting rotations (see _search): a wider search, and a slower one
+    # getting rotations (see explain._search): a wider search, and a slower one
     group_screens: bool = False
     # rotations, too, in the residual stream between blocks at every position: a variable
     # spread along the string that the screen cannot rank (there the whole vector is the run)
