@@ -117,7 +117,8 @@ class StoredDiscovery:
         device: str,
         store: ExplainStore | None,
     ) -> None:
-        self._found: ReportDiscovery | None = None
+        self._found: ReportDiscovery | None = None  # read from the store
+        self._computed: ReportDiscovery | None = None  # computed beside the analysis
         self._key: str | None = None
         self._root = None if store is None else store.root
         if self._root is not None:
@@ -155,10 +156,11 @@ class StoredDiscovery:
             assert self._found is not None
             self._restore()
             return self._found
-        found = self._beside.result()
-        if self._root is not None and self._key is not None:
-            write_discovery(self._root, self._key, found)
-        return found
+        if self._computed is None:  # collected, and stored (or warned about), once
+            self._computed = self._beside.result()
+            if self._root is not None and self._key is not None:
+                write_discovery(self._root, self._key, self._computed)
+        return self._computed
 
     def __enter__(self) -> StoredDiscovery:
         return self
