@@ -1,4 +1,7 @@
+import threading
+
 import torch
+from tqdm.auto import tqdm
 
 from bracketlens import BracketDataset, evaluate, predict_proba, tokenize
 from bracketlens.model.predict import iter_batches, predict_logits
@@ -11,6 +14,32 @@ def test_batches_cover_every_string_once_with_trimmed_padding():
         seen += idx.tolist()
         assert batch.shape[1] == int((tokens[idx] != 1).sum(-1).max())
     assert sorted(seen) == list(range(len(tokens)))
+
+
+def test_batches_without_a_bar_never_wait_for_tqdms_lock():
+    """tqdm's write lock is shared with forked children: one stopped while holding it
+    would leave the parent waiting at its next bar, for ever. Batches without a bar do
+    not take the lock, so another holder cannot stop them."""
+    tokens = tokenize(["()" * k for k in range(1, 21)])
+    held, release, done = threading.Event(), threading.Event(), []
+
+    def hold() -> None:
+        with tqdm.get_lock():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    try:
+        batches = threading.Thread(target=lambda: done.append(list(iter_batches(tokens, 4))))
+        batches.start()
+        batches.join(10)
+        assert done, "iter_batches waited for tqdm's lock"
+    finally:
+        release.set()
+        holder.join()
+        batches.join()
 
 
 def test_batched_predictions_equal_one_pass(random_model):

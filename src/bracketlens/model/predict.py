@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +30,10 @@ def iter_batches(
     """
     lengths = (tokens != PAD).sum(-1)
     order = torch.argsort(lengths, stable=True)
-    starts = range(0, len(order), batch_size)
-    for start in tqdm(starts, disable=not progress, desc="forward", unit="batch", leave=False):
+    starts: Iterable[int] = range(0, len(order), batch_size)
+    if progress:  # a bar, even a disabled one, takes tqdm's lock, which forked children share
+        starts = tqdm(starts, desc="forward", unit="batch", leave=False)
+    for start in starts:
         idx = order[start : start + batch_size]
         yield idx, tokens[idx, : int(lengths[idx].max())]
 
