@@ -33,24 +33,35 @@ def equivalent(
     sample = check_tokens()[np.random.default_rng(0).choice(len(check_tokens()), 4096)]
     if not _interchanges_match(a, b, a.values(sample), b.values(sample)):
         return False  # most pairs of models differ on a few thousand strings already
-    known = _KNOWN if known is None else known
-    for m in (a, b):
-        if (m.name, id(m)) not in known:
-            known[m.name, id(m)] = m.values(check_tokens())
-    return _interchanges_match(a, b, known[a.name, id(a)], known[b.name, id(b)])
+    return _interchanges_match(a, b, *_checked(a, b, _KNOWN if known is None else known))
 
 
 #: models' values on the check set, by (name, id): computed once per process
 _KNOWN: dict[tuple[str, int], Values] = {}
 
 
+def _checked(
+    a: CausalModel, b: CausalModel, known: dict[tuple[str, int], Values]
+) -> tuple[Values, Values]:
+    """Both models' values on the check set, from ``known`` or computed into it."""
+    for m in (a, b):
+        if (m.name, id(m)) not in known:
+            known[m.name, id(m)] = m.values(check_tokens())
+    return known[a.name, id(a)], known[b.name, id(b)]
+
+
+def _distinct(va: Values, vb: Values) -> tuple[Values, Values]:
+    """The values at every distinct row of both models' values, once (sources' value
+    pairs occur among them too)."""
+    _, first = np.unique(_row_key([*va.values(), *vb.values()]), return_index=True)
+    return {k: v[first] for k, v in va.items()}, {k: v[first] for k, v in vb.items()}
+
+
 def _interchanges_match(a: CausalModel, b: CausalModel, va: Values, vb: Values) -> bool:
     """The interchanges agree on these strings' values, under some matching of variables."""
     ia, ib = a.intervened, b.intervened
-    # every distinct row of values, once: sources' value pairs occur among them too
-    _, first = np.unique(_row_key([*va.values(), *vb.values()]), return_index=True)
-    va, vb = ({k: v[first] for k, v in values.items()} for values in (va, vb))
-    rows = np.random.default_rng(0).permutation(len(first))
+    va, vb = _distinct(va, vb)
+    rows = np.random.default_rng(0).permutation(len(va[ia[0].name]))
 
     def agree(x: str, y: str) -> bool:  # most pairs differ on a few rows already
         return all(_same_interchanges(a, b, va, vb, part, x, y)
@@ -68,14 +79,8 @@ def same_variable(a: CausalModel, x: str, b: CausalModel, y: str) -> bool:
     label for every base and source value on the check set: one variable, to
     interchanges, whatever its name (the course's ``elevation`` and the grammar's
     ``elevation_zero`` where the label reads the elevation only through ``== 0``)."""
-    known = _KNOWN
-    for m in (a, b):
-        if (m.name, id(m)) not in known:
-            known[m.name, id(m)] = m.values(check_tokens())
-    va, vb = known[a.name, id(a)], known[b.name, id(b)]
-    _, first = np.unique(_row_key([*va.values(), *vb.values()]), return_index=True)
-    va, vb = ({k: v[first] for k, v in values.items()} for values in (va, vb))
-    return _same_interchanges(a, b, va, vb, np.arange(len(first)), x, y)
+    va, vb = _distinct(*_checked(a, b, _KNOWN))
+    return _same_interchanges(a, b, va, vb, np.arange(len(va[x])), x, y)
 
 
 def _row_key(columns: Sequence[np.ndarray]) -> np.ndarray:
