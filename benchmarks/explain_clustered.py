@@ -24,30 +24,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zlib
-from dataclasses import replace
 
 import numpy as np
 import torch
 
 from bracketlens.algorithms.align import outcome
 from bracketlens.algorithms.causal import MODELS
+from bracketlens.algorithms.explain import drawn_pairs, explain_splits
 from bracketlens.algorithms.generate import default_models
 from bracketlens.algorithms.locations import Location, pair_activations, sites
-from bracketlens.algorithms.pairs import KINDS, PairCounts, sample_pairs, string_splits
+from bracketlens.algorithms.pairs import KINDS, PairCounts
+from bracketlens.algorithms.search import Search
 from bracketlens.data.generate import evaluation_set
 from bracketlens.model.checkpoint import read_model
-from bracketlens.stats import wilson
+from bracketlens.stats import bootstrap, wilson
 
 
 def resampled(correct: np.ndarray, cluster: np.ndarray, n: int, seed: int) -> list[float]:
-    """The 95% interval of the mean when whole clusters are resampled."""
+    """The 95% interval of the mean when whole clusters are resampled: a ratio of the
+    clusters' mean hits to their mean size."""
     _, which = np.unique(cluster, return_inverse=True)
-    hits = np.bincount(which, weights=correct.astype(float))
-    sizes = np.bincount(which)
-    draws = np.random.default_rng(seed).integers(0, len(sizes), size=(n, len(sizes)))
-    means = hits[draws].sum(1) / sizes[draws].sum(1)
-    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    per = np.stack([np.bincount(which, weights=correct.astype(float)), np.bincount(which)], 1)
+    found = bootstrap(per, lambda means: means[:, 0] / means[:, 1], n_resamples=n, seed=seed)
+    return [found.low, found.high]
 
 
 def main() -> None:
@@ -66,21 +65,18 @@ def main() -> None:
     seed, n = found["seed"], found["n"]
     model = read_model(args.weights)
     data = evaluation_set(n, seed=seed)
-    tokens, groups = data.tokens.numpy(), data.failure_groups.numpy()
-    split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
+    tokens = data.tokens.numpy()
+    split_of = explain_splits(len(data), seed)
     causal = next(m for m in default_models(list(MODELS.values()), "all") if m.name == name)
-    counts = PairCounts(
-        **budget["counts"]
-    )  # the confirmed models' test pairs, as explain drew them
-    counts = replace(counts, test=max(counts.test, budget["confirm_test"]))
+    # the confirmed models' test pairs, drawn as explain drew them
+    search = Search(PairCounts(**budget["counts"]), confirm_test=budget["confirm_test"])
     values = causal.values(tokens)
     rows, same = [], True
     for variable in causal.intervened:
         v = next(v for v in found["variables"] if v["model"] == name and v["name"] == variable.name)
         if v["trivial"]:
             continue
-        rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{variable.name}".encode())])
-        test = sample_pairs(causal, variable, values, tokens, groups, split_of, counts, rng)
+        test = drawn_pairs(causal, variable, values, data, split_of, search, seed)
         test = test.in_split("test")
         site = next(s for s in sites(model.cfg) if s.hook == v["hook"] and s.head == v["head"])
         basis = None if v["basis"] is None else torch.tensor(v["basis"], dtype=torch.float32)

@@ -39,7 +39,7 @@ from dataclasses import replace
 import numpy as np
 
 from bracketlens.algorithms.align import fit_basis
-from bracketlens.algorithms.causal import MODELS, CausalModel, Variable
+from bracketlens.algorithms.causal import MODELS, CausalModel, Values, Variable
 from bracketlens.algorithms.choice import (
     Candidates,
     Fit,
@@ -108,18 +108,13 @@ def _align_and_conclude(
     chosen = _resolve(models, search)
     tokens = data.tokens.numpy()
     groups = data.failure_groups.numpy()
-    split_of = string_splits(len(data), np.random.default_rng([seed, 1]))
+    split_of = explain_splits(len(data), seed)
     context = Context(model, data, seed, label_pairs(data, split_of, search, seed))
     drawn = []  # (model, variable, its pairs, its values, shared key)
-    # test pairs enough for the confirmed models; the others are tested on a thinned share
-    counts = replace(search.counts, test=max(search.counts.test, search.confirm_test))
     for causal in chosen:
         values = causal.values(tokens)
         for variable in causal.intervened:
-            rng = np.random.default_rng(
-                [seed, zlib.crc32(f"{causal.name}/{variable.name}".encode())]
-            )
-            pairs = sample_pairs(causal, variable, values, tokens, groups, split_of, counts, rng)
+            pairs = drawn_pairs(causal, variable, values, data, split_of, search, seed)
             if all((pairs.split == s).any() for s in range(3)):  # else: none informative
                 column = np.asarray(values[variable.name])
                 drawn.append((causal, variable, pairs, column, _shared(variable, column)))
@@ -158,6 +153,28 @@ def _align_and_conclude(
         and found_by_generator(m)
     )
     return conclude(chosen, alignments, screens, groups, search, seed, len(data), by_generator)
+
+
+def explain_splits(n: int, seed: int) -> np.ndarray:
+    """Each of ``n`` strings' split (train, validation, test) in :func:`explain` with ``seed``."""
+    return string_splits(n, np.random.default_rng([seed, 1]))
+
+
+def drawn_pairs(
+    causal: CausalModel,
+    variable: Variable,
+    values: Values,
+    data: BracketDataset,
+    split_of: np.ndarray,
+    search: Search,
+    seed: int,
+) -> Pairs:
+    """The pairs :func:`explain` draws for ``variable`` of ``causal``: test pairs enough
+    for a confirmed model (the others are tested on a thinned share)."""
+    counts = replace(search.counts, test=max(search.counts.test, search.confirm_test))
+    rng = np.random.default_rng([seed, zlib.crc32(f"{causal.name}/{variable.name}".encode())])
+    return sample_pairs(causal, variable, values, data.tokens.numpy(),
+                        data.failure_groups.numpy(), split_of, counts, rng)  # fmt: skip
 
 
 def _resolve(models: Sequence[str | CausalModel] | None, search: Search) -> list[CausalModel]:
