@@ -17,7 +17,7 @@ from bracketlens.algorithms.grammar import CHECK_ALL_UP_TO, check_tokens, true_l
 from bracketlens.algorithms.guards import MIN_PAIRS, Guard, variable_guards
 from bracketlens.data import is_balanced
 from bracketlens.data.tokens import OPEN, decode
-from bracketlens.stats import Estimate
+from bracketlens.stats import Estimate, wilson
 
 TWO_SIDED = ("and", ("not", ("atom", "prefix_negative")), ("not", ("atom", "suffix_positive")))
 
@@ -68,14 +68,16 @@ def test_deduplication_counts() -> None:
     assert all(not a.shortcut or a.quantity.endswith("paren") for a in table().atoms)
 
 
-def _guards(correct, kind, telling=None, control=None, flipped=None, decision=False):
+def _guards(correct, kind, telling=None, control=None, flipped=None, decision=False,
+            strings=None):  # fmt: skip
     n = len(correct)
     telling = np.ones(n, bool) if telling is None else telling
     control = np.zeros(n, bool) if control is None else control
     flipped = np.zeros(n, bool) if flipped is None else flipped
+    strings = (np.arange(n), np.arange(n, 2 * n)) if strings is None else strings
     iia = Estimate(float(correct.mean()), float(correct.mean()) - 0.01, 1.0, n)
     return {g.name: g for g in variable_guards(iia, correct, kind, telling, control, flipped,
-                                               decision)}  # fmt: skip
+                                               decision, strings)}  # fmt: skip
 
 
 def test_a_guard_on_fewer_than_40_pairs_is_untested_and_fails() -> None:
@@ -101,3 +103,18 @@ def test_guards_use_the_bound_on_the_right_side() -> None:
     g = Guard("telling_iia", 0.94, 0.88, 0.85, 100, True)
     assert g.passes and g.margin == pytest.approx(0.03)
     assert _guards(telling, kind, decision=True)["telling_iia"].threshold == 0.9
+
+
+def test_a_guard_whose_failures_share_bases_has_a_lower_bound() -> None:
+    # 400 pairs of one kind, 0.95 correct either way: spread over 400 bases the bound is
+    # Wilson's; with every failure on 4 of 40 bases (10 pairs each) it drops well below
+    kind = np.zeros(400, int)
+    correct = np.ones(400, bool)
+    correct[:20] = False
+    spread = _guards(correct, kind)["iia_to_unbalanced"]
+    assert spread.bound == pytest.approx(wilson(380, 400).low, abs=1e-12)
+    bases = np.repeat(np.arange(40), 10)  # pairs 0-19: bases 0 and 1, both all wrong
+    shared = _guards(correct, kind, strings=(bases, np.arange(400)))["iia_to_unbalanced"]
+    assert shared.value == spread.value
+    assert shared.bound < spread.bound - 0.03
+    assert spread.passes and not shared.passes

@@ -1,11 +1,18 @@
-"""The bootstrap: the same intervals as resampling the values themselves, at a fraction of the cost."""
+"""Intervals: the bootstrap (the same as resampling the values themselves, at a fraction of the cost), and shares whose outcomes share strings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bracketlens.stats import LEVEL, bootstrap, bootstrap_ratio
+from bracketlens.stats import (
+    LEVEL,
+    bootstrap,
+    bootstrap_ratio,
+    clustered_share,
+    design_effect,
+    wilson,
+)
 
 
 def gathered(values: np.ndarray, statistic, n_resamples: int = 1000, seed: int = 0):
@@ -79,3 +86,49 @@ def test_resample_means_are_each_resamples_own_sums_bit_for_bit(shape):
     want = np.quantile(statistic(means.reshape(-1, *shape[1:])), [alpha, 1 - alpha])
     got = bootstrap(values, statistic, n_resamples=300, seed=9)
     assert (got.low, got.high) == (want[0], want[1])
+
+
+def test_a_share_of_outcomes_with_strings_of_their_own_has_wilsons_interval() -> None:
+    hits = np.random.default_rng(0).random(300) < 0.9
+    got = clustered_share(hits, (np.arange(300), np.arange(300)))
+    want = wilson(int(hits.sum()), 300)
+    assert (got.value, got.n) == (want.value, want.n)
+    assert got.low == pytest.approx(want.low, abs=1e-12)
+    assert got.high == pytest.approx(want.high, abs=1e-12)
+
+
+@pytest.mark.parametrize("way", [0, 1])
+def test_shared_strings_widen_the_interval_to_cover_as_promised(way: int) -> None:
+    # each of 30 strings (bases, or sources) has its own success rate, 0.9 on average, and is in
+    # 20 pairs; the other string of each pair is its own. Wilson counts 600 independent
+    # outcomes and misses the true share often; the clustered interval covers it about
+    # 95% of the time
+    rng = np.random.default_rng(1)
+    shared = np.repeat(np.arange(30), 20)
+    own = np.arange(600)
+    covered = {"wilson": 0, "clustered": 0}
+    runs = 400
+    for _ in range(runs):
+        rate = rng.beta(9.0, 1.0, 30)  # mean 0.9
+        hits = rng.random(600) < rate[shared]
+        strings = (shared, own) if way == 0 else (own, shared)
+        for name, est in (
+            ("wilson", wilson(int(hits.sum()), 600)),
+            ("clustered", clustered_share(hits, strings)),
+        ):
+            covered[name] += est.low <= 0.9 <= est.high
+    assert covered["wilson"] / runs < 0.85  # 0.77 here
+    assert 0.9 <= covered["clustered"] / runs <= 0.99  # 0.94 here
+
+
+def test_design_effect_counts_clusters_in_either_way() -> None:
+    influence = np.tile([1.0, -1.0], 50)
+    alone = (np.arange(100), np.arange(100))
+    assert design_effect(influence, alone) == 1.0
+    # pairs (2i, 2i + 1) share a base and cancel: never taken below 1
+    assert design_effect(influence, (np.arange(100) // 2, np.arange(100))) == 1.0
+    # ten same-signed outcomes per source: about ten times the variance
+    same = np.repeat([1.0, -1.0], 50)
+    effect = design_effect(same, (np.arange(100), np.arange(100) // 10))
+    assert 9.0 < effect < 11.5
+    assert design_effect(np.zeros(10), alone[:1]) == 1.0

@@ -26,7 +26,6 @@ from bracketlens.algorithms.result import (
     split_inputs,
 )
 from bracketlens.data.truth import FailureGroup
-from bracketlens.stats import wilson
 
 if TYPE_CHECKING:
     from bracketlens.algorithms.search import Search
@@ -51,7 +50,7 @@ def conclude(
         s for c in chosen if (s := _score(c, alignments, seed, c.name in found)) is not None
     )
     passing = sorted((s for s in scores if s.passes), key=lambda s: -s.iia.low)
-    combined = None if passing else _combined(chosen, alignments, groups)
+    combined = None if passing else _combined(chosen, alignments, groups, seed)
     closest = None if passing else _closest(chosen, scores, alignments)
     from bracketlens.algorithms.generate import generated_models
 
@@ -154,7 +153,7 @@ def _score(
     return ModelScore(
         causal.name,
         causal.description,
-        pooled_estimate([(a.correct, a.kind) for a in kept], seed),
+        pooled_estimate([a.outcomes() for a in kept], seed),
         coverage,
         tuple(a.variable for a in mine),
         passes=complete and all(a.passes for a in kept) and not all(a.trivial for a in mine),
@@ -214,12 +213,12 @@ def _closest(
 
 
 def _combined(
-    chosen: Sequence[CausalModel], alignments: list[Alignment], groups: np.ndarray
+    chosen: Sequence[CausalModel], alignments: list[Alignment], groups: np.ndarray, seed: int
 ) -> dict[str, object] | None:
     """A passing model for each base failure group where one passes within the group
     (the same guards on that group's test pairs, at least 40 each); None if no group has one.
 
-    Within a group the overall IIA guard uses the Wilson bound of all its pairs.
+    Within a group the overall IIA guard is the kind-mean IIA of the group's pairs.
     """
     assignment: dict[str, str] = {}
     for group in FailureGroup:
@@ -229,7 +228,7 @@ def _combined(
             mine = [a for a in every if not a.trivial]
             if not mine or len(every) < len(causal.intervened):
                 continue
-            lows = [_within(a, int(group)) for a in mine]
+            lows = [_within(a, int(group), seed) for a in mine]
             if all(low is not None for low in lows):
                 low = min(lows)  # type: ignore[type-var]
                 if best is None or low > best[0]:  # type: ignore[operator]
@@ -242,16 +241,16 @@ def _combined(
     return {"assignment": assignment, "coverage": share}
 
 
-def _within(a: Alignment, group: int) -> float | None:
+def _within(a: Alignment, group: int, seed: int) -> float | None:
     """The lower bound of ``a``'s IIA on one base group's test pairs if every guard
     passes there, else None."""
     rows = a.group == group
     if not rows.any():
         return None
-    iia = wilson(int(a.correct[rows].sum()), int(rows.sum()))
+    iia = pooled_estimate([a.outcomes(rows)], seed)
     guards = variable_guards(iia, a.correct[rows], a.kind[rows], a.telling[rows],
                              a.control_correct[rows], a.flipped[rows],
-                             a.decision_carrying)  # fmt: skip
+                             a.decision_carrying, (a.base[rows], a.source[rows]))  # fmt: skip
     if not all(g.passes for g in guards):
         return None
     return iia.low

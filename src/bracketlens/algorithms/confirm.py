@@ -21,7 +21,13 @@ from bracketlens.algorithms.grammar import true_labels
 from bracketlens.algorithms.guards import DECISION, variable_guards
 from bracketlens.algorithms.locations import Location, pair_activations
 from bracketlens.algorithms.pairs import KINDS, Pairs, sample_pairs
-from bracketlens.algorithms.result import Alignment, by_kind, kind_mean, pooled_estimate
+from bracketlens.algorithms.result import (
+    Alignment,
+    PairOutcomes,
+    by_kind,
+    kind_mean,
+    pooled_estimate,
+)
 from bracketlens.data.dataset import BracketDataset
 from bracketlens.data.truth import FailureGroup
 from bracketlens.interventions.interchange import random_basis
@@ -125,7 +131,7 @@ def confirm(
     control_correct = outcome(model, acts, where, control).predicted == test.label
     unchanged = test.kind == KINDS.index("unchanged")
     telling = test.telling
-    iia = pooled_estimate([(correct, test.kind)], seed)
+    iia = pooled_estimate([PairOutcomes(correct, test.kind, test.base, test.source)], seed)
     label_here = label_iia_here(ctx, location, basis)
     decision = label_here is not None and label_here >= DECISION
     return Alignment(
@@ -148,12 +154,21 @@ def confirm(
         group=test.group,
         control_correct=control_correct,
         flipped=result.flipped,
+        base=test.base,
+        source=test.source,
         control_kind=control_kind,
         trivial=trivial(location, column, data.tokens.numpy()),
         label_iia_here=label_here,
         decision_carrying=decision,
         guards=variable_guards(
-            iia, correct, test.kind, telling, control_correct, result.flipped, decision
+            iia,
+            correct,
+            test.kind,
+            telling,
+            control_correct,
+            result.flipped,
+            decision,
+            (test.base, test.source),
         ),
     )
 

@@ -6,8 +6,15 @@ threshold: the lower bound for the guards a value must reach (IIA), the upper
 bound for those it must stay under (the control, the null flip rate). A guard
 measured on fewer than :data:`MIN_PAIRS` pairs is *untested*, and fails.
 
-- ``iia``: the mean over pair kinds of the IIA (bootstrap interval), >= 0.9;
-- ``iia_<kind>``: each pair kind's IIA (Wilson interval), >= 0.9;
+Test pairs share strings: a rare kind of base is drawn with many sources, and a
+source with many bases. Their outcomes are not independent, so every bound counts
+them as fewer: it is widened by the design effect of pairs clustered by base
+string and by source string (:func:`bracketlens.stats.design_effect`). Where every
+pair has strings of its own, the bounds are Wilson's (shares) and the bootstrap's.
+
+- ``iia``: the mean over pair kinds of the IIA (bootstrap interval, widened), >= 0.9;
+- ``iia_<kind>``: each pair kind's IIA (Wilson interval at the effective number of
+  pairs), >= 0.9;
 - ``telling_iia``: IIA on the *telling* pairs, whose counterfactual label differs
   from the source's own label, >= 0.85 (>= 0.9 where the location carries the
   decision itself: a label-only model aligns there at >= 0.95);
@@ -25,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bracketlens.algorithms.pairs import KINDS
-from bracketlens.stats import Estimate, wilson
+from bracketlens.stats import Estimate, clustered_share
 
 MIN_PAIRS = 40  # fewer test pairs than this: the guard is untested, and fails
 IIA = 0.9
@@ -81,8 +88,14 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def _share(hits: np.ndarray, name: str, threshold: float, at_least: bool) -> Guard:
-    est = wilson(int(hits.sum()), len(hits))
+def _share(
+    hits: np.ndarray,
+    strings: tuple[np.ndarray, np.ndarray],
+    name: str,
+    threshold: float,
+    at_least: bool,
+) -> Guard:
+    est = clustered_share(hits, strings)
     return Guard(name, est.value, est.low if at_least else est.high, threshold, len(hits),
                  at_least)  # fmt: skip
 
@@ -95,19 +108,30 @@ def variable_guards(
     control_correct: np.ndarray,
     flipped: np.ndarray,
     decision_carrying: bool,
+    strings: tuple[np.ndarray, np.ndarray],
 ) -> tuple[Guard, ...]:
-    """Every guard of one variable from its test pairs (each array ``[pairs]``)."""
+    """Every guard of one variable from its test pairs (each array ``[pairs]``).
+
+    ``iia``: the kind-mean IIA with its interval, already widened for shared strings
+    (:func:`.result.pooled_estimate`). ``strings``: each pair's base and source
+    string, whose shared outcomes widen every other bound.
+    """
     unchanged = kind == KINDS.index("unchanged")
+    base, source = strings
+
+    def share(rows: np.ndarray, hits: np.ndarray, name: str, bar: float, at_least: bool) -> Guard:
+        return _share(hits[rows], (base[rows], source[rows]), name, bar, at_least)
+
     guards = [Guard("iia", iia.value, iia.low, IIA, len(correct), True)]
     guards += [
-        _share(correct[kind == k], f"iia_{name}", IIA, True)
+        share(kind == k, correct, f"iia_{name}", IIA, True)
         for k, name in enumerate(KINDS)
         if (kind == k).any()
     ]
     telling_bar = TELLING_DECISION if decision_carrying else TELLING
-    guards.append(_share(correct[telling], "telling_iia", telling_bar, True))
-    guards.append(_share(control_correct[~unchanged], "control", CONTROL, False))
-    guards.append(_share(flipped[unchanged], "null_flip_rate", NULL_FLIPS, False))
+    guards.append(share(telling, correct, "telling_iia", telling_bar, True))
+    guards.append(share(~unchanged, control_correct, "control", CONTROL, False))
+    guards.append(share(unchanged, flipped, "null_flip_rate", NULL_FLIPS, False))
     return tuple(guards)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from bracketlens.algorithms.locations import Location, Site
 from bracketlens.algorithms.pairs import KINDS
 from bracketlens.algorithms.probes import ProbeMap
 from bracketlens.data.truth import FailureGroup
-from bracketlens.stats import Estimate, bootstrap
+from bracketlens.stats import Estimate, bootstrap, design_effect
 
 THRESHOLD = 0.9  # mean IIA a causal model needs to be the verdict
 
@@ -32,20 +33,32 @@ def by_kind(correct: np.ndarray, kind: np.ndarray) -> dict[str, float | None]:
     }
 
 
-def pooled_estimate(parts: list[tuple[np.ndarray, np.ndarray]], seed: int) -> Estimate:
-    """Mean over variables of their kind-mean IIA, with a bootstrap interval over test pairs.
+def pooled_estimate(parts: list[PairOutcomes], seed: int) -> Estimate:
+    """Mean over variables of their kind-mean IIA, with a bootstrap interval over test
+    pairs, widened for pairs that share strings.
 
-    ``parts`` holds each variable's (correct, kind) arrays. Pairs are resampled
-    together; each resample recomputes every variable's per-kind IIA.
+    ``parts`` holds each variable's test pairs. Pairs are resampled together; each
+    resample recomputes every variable's per-kind IIA. The interval is then widened
+    about the estimate by the square root of the :func:`.stats.design_effect` of
+    pairs clustered by base and by source string: a pair of variable v and kind k
+    contributes ``(correct - IIA_vk) / (n_vk K_v V)`` to the mean (K_v kinds, V
+    variables). With every pair's strings its own, it is the bootstrap's interval.
     """
     cells = len(parts) * len(KINDS)
-    n = sum(len(c) for c, _ in parts)
+    n = sum(len(p.correct) for p in parts)
     values = np.zeros((n, 2 * cells))
+    influence = np.zeros(n)
     row = 0
-    for v, (correct, kind) in enumerate(parts):
+    for v, part in enumerate(parts):
+        correct, kind = part.correct, part.kind
         rows = np.arange(row, row + len(correct))
         values[rows, v * len(KINDS) + kind] = correct
         values[rows, cells + v * len(KINDS) + kind] = 1.0
+        present = np.unique(kind)
+        for k in present:
+            mine = rows[kind == k]
+            share = correct[kind == k].mean()
+            influence[mine] = (correct[kind == k] - share) / (len(mine) * len(present) * len(parts))
         row += len(correct)
 
     def statistic(means: np.ndarray) -> np.ndarray:
@@ -55,7 +68,23 @@ def pooled_estimate(parts: list[tuple[np.ndarray, np.ndarray]], seed: int) -> Es
                                                                   len(KINDS))  # fmt: skip
             return np.nanmean(np.nanmean(ratio, axis=2), axis=1)
 
-    return bootstrap(values, statistic, seed=seed)
+    est = bootstrap(values, statistic, seed=seed)
+    if n == 0:
+        return est
+    strings = [np.concatenate([p.base for p in parts]), np.concatenate([p.source for p in parts])]
+    widen = math.sqrt(design_effect(influence, strings))
+    return Estimate(est.value, est.value - (est.value - est.low) * widen,
+                    est.value + (est.high - est.value) * widen, est.n)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PairOutcomes:
+    """One variable's test pairs as :func:`pooled_estimate` needs them (each ``[pairs]``)."""
+
+    correct: np.ndarray
+    kind: np.ndarray
+    base: np.ndarray  # the pair's base string
+    source: np.ndarray  # the pair's source string
 
 
 @dataclass(frozen=True)
@@ -81,6 +110,8 @@ class Alignment:
     group: np.ndarray = field(repr=False)  # per test pair: the base's failure group
     control_correct: np.ndarray = field(repr=False)  # per test pair: the control gave the label
     flipped: np.ndarray = field(repr=False)  # per test pair: the patch flipped the prediction
+    base: np.ndarray = field(repr=False)  # per test pair: its base string
+    source: np.ndarray = field(repr=False)  # per test pair: its source string
     control_kind: str = "random subspace"  # how the control patch was drawn
     trivial: bool = False  # the variable is the input token where it aligns
     label_iia_here: float | None = None  # a label-only model's IIA with this patch
@@ -95,6 +126,17 @@ class Alignment:
     def telling_iia(self) -> float | None:
         """IIA on the test pairs whose counterfactual label differs from the source's."""
         return float(self.correct[self.telling].mean()) if self.telling.any() else None
+
+    @property
+    def strings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each test pair's base and source string."""
+        return self.base, self.source
+
+    def outcomes(self, rows: np.ndarray | None = None) -> PairOutcomes:
+        """The test pairs (those at ``rows``) as :func:`pooled_estimate` takes them."""
+        every = slice(None) if rows is None else rows
+        return PairOutcomes(self.correct[every], self.kind[every], self.base[every],
+                            self.source[every])  # fmt: skip
 
     @property
     def passes(self) -> bool:
