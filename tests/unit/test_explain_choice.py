@@ -10,7 +10,14 @@ from bracketlens.algorithms.causal import MODELS
 from bracketlens.algorithms.choice import choice_score, merge_ranked, top_locations
 from bracketlens.algorithms.conclude import confirmed_models
 from bracketlens.algorithms.locations import Location, Site
-from bracketlens.algorithms.pairs import KINDS, PairCounts, Pairs, sample_pairs, string_splits
+from bracketlens.algorithms.pairs import (
+    KINDS,
+    PairCounts,
+    Pairs,
+    _equal_kinds,
+    sample_pairs,
+    string_splits,
+)
 from bracketlens.algorithms.result import ScreenMap
 from bracketlens.model.names import act_name
 
@@ -110,8 +117,8 @@ def test_more_test_pairs_leave_the_train_and_validation_pairs_as_they_are():
 
 
 def test_each_test_pair_is_drawn_once_and_train_pairs_may_repeat():
-    """A guard's bound counts its pairs as independent: a test pair drawn twice would
-    count one outcome twice. A small set with a large quota draws many repeats."""
+    """A test pair drawn twice would count one outcome twice in a guard's bound. A small
+    set with a large quota draws many repeats."""
     data = evaluation_set(300, seed=5)
     tokens, groups = data.tokens.numpy(), data.failure_groups.numpy()
     causal = MODELS["elevation_and_negative"]
@@ -123,6 +130,21 @@ def test_each_test_pair_is_drawn_once_and_train_pairs_may_repeat():
     assert len(test) > 100
     assert len(set(zip(test.base, test.source, strict=True))) == len(test)
     assert len(set(zip(train.base, train.source, strict=True))) < len(train)
+
+
+def test_test_pairs_take_each_strings_first_pair_before_any_strings_second():
+    base = np.array([0, 0, 0, 1, 1, 2, 3])
+    source = np.array([10, 11, 12, 13, 14, 15, 10])  # the last pair reuses source 10
+    kind, telling = np.zeros(7, int), np.zeros(7, bool)
+    label = base_label = np.ones(7, bool)
+    drawn = _equal_kinds(base, source, kind, label, base_label, telling, quota=3)
+    spread = _equal_kinds(base, source, kind, label, base_label, telling, quota=3, spread=True)
+    assert list(drawn[0]) == [0, 0, 0]
+    assert list(spread[0]) == [0, 1, 2] and list(spread[1]) == [10, 13, 15]
+    # with four pairs, the next is a second use of a string: a base's (0, 11) comes before
+    # (3, 10), whose source came first, in draw order
+    four = _equal_kinds(base, source, kind, label, base_label, telling, quota=4, spread=True)
+    assert list(four[0]) == [0, 1, 2, 0] and list(four[1]) == [10, 13, 15, 11]
 
 
 def test_merged_groups_give_each_group_its_best_location_once():

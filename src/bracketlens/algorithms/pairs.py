@@ -135,7 +135,8 @@ def sample_pairs(
             label = model.counterfactual(_at(values, base), _at(values, source), variable.name)
             kind = _kind(base_label[base], label)
             telling = label != base_label[source]
-            cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota)
+            cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota,
+                                 spread=SPLITS[split] == "test")  # fmt: skip
             parts.append(_with(cells, group, split))
     return concat(parts)
 
@@ -168,9 +169,15 @@ def _equal_kinds(
     base_label: np.ndarray,
     telling: np.ndarray,
     quota: int,
+    spread: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """The same number of pairs of each kind that has enough of them (at most ``quota``);
     a kind with fewer than :data:`MIN_PER_KIND` keeps all it has.
+
+    With ``spread`` (the test pairs), a kind takes its pairs over as many strings as
+    the draw offers: every string's first pair of the kind comes before any string's
+    second. Outcomes of pairs that share a string are not independent, and the
+    guards' bounds widen with the sharing (:mod:`.guards`).
 
     Within a kind, up to half are *telling* pairs, whose counterfactual label
     differs from the source's own label: there a patch that only carries the
@@ -185,11 +192,25 @@ def _equal_kinds(
         # a rare kind keeps the few pairs it has: its guards then count as untested
         # (too few pairs) instead of vanishing from the verdict
         of_kind = np.flatnonzero(kind == k)
+        if spread:
+            reuse = np.maximum(_reuse(base[of_kind]), _reuse(source[of_kind]))
+            of_kind = of_kind[np.argsort(reuse, kind="stable")]
         first = of_kind[telling[of_kind]][: (n + 1) // 2]
         picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
     rows = np.concatenate(picked or [np.zeros(0, int)])
     rows = rows.astype(int)
     return base[rows], source[rows], kind[rows], label[rows], base_label[rows], telling[rows]
+
+
+def _reuse(strings: np.ndarray) -> np.ndarray:
+    """``[n]``: how many times each entry's string came before it in ``strings``."""
+    order = np.argsort(strings, kind="stable")
+    ordered = strings[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run = np.arange(len(strings)) - np.repeat(starts, np.diff(np.r_[starts, len(strings)]))
+    out = np.empty(len(strings), dtype=np.int64)
+    out[order] = run
+    return out
 
 
 def _with(cells: tuple[np.ndarray, ...], group: int, split: int) -> Pairs:
