@@ -5,15 +5,17 @@ Usage:
     python benchmarks/explain_clustered.py out.json [--weights PATH] [--model NAME]
         [--resamples 4000]
 
-A guard's bound is a Wilson interval over test pairs, as if each pair were an
-independent outcome. A base or a source string is in many pairs, and whether a
-patch carries the variable depends on the strings (a source whose suffix goes one
-past 0 is carried less often than one that goes far). This script draws the test
-pairs of one model again, exactly as ``explain`` drew them (its seed, strings and
-search's pair counts, read from the JSON; the model must be a confirmed one, whose test pairs
-are not thinned), measures each variable's chosen patch on them, checks that every
-pair kind's IIA equals the JSON's, and prints each kind's Wilson lower bound beside
-95% intervals that resample whole bases and whole sources instead of pairs.
+A guard's bound is Wilson's interval at the effective number of test pairs: the
+pairs over the design effect of pairs clustered by base string and by source
+string (``bracketlens.stats.design_effect``). A base or a source string is in many
+pairs, and whether a patch carries the variable depends on the strings (a source
+whose suffix goes one past 0 is carried less often than one that goes far). This
+script draws the test pairs of one model again, exactly as ``explain`` drew them
+(its seed, strings and search's pair counts, read from the JSON; the model must be
+a confirmed one, whose test pairs are not thinned), measures each variable's chosen
+patch on them, checks that every pair kind's IIA equals the JSON's, and prints each
+kind's guard bound (from the JSON) and plain Wilson lower bound beside 95% intervals
+that resample whole bases and whole sources instead of pairs.
 
 ``--model``: the causal model (default: the JSON's best model, else its closest).
 Exits 1 if the IIA it measures differs from the JSON's.
@@ -47,6 +49,11 @@ def resampled(correct: np.ndarray, cluster: np.ndarray, n: int, seed: int) -> li
     per = np.stack([np.bincount(which, weights=correct.astype(float)), np.bincount(which)], 1)
     found = bootstrap(per, lambda means: means[:, 0] / means[:, 1], n_resamples=n, seed=seed)
     return [found.low, found.high]
+
+
+def guard_bound(variable: dict, name: str) -> float | None:
+    """The bound the JSON's guard ``name`` of this variable was judged by."""
+    return next((g["bound"] for g in variable["guards"] if g["guard"] == name), None)
 
 
 def main() -> None:
@@ -92,6 +99,7 @@ def main() -> None:
             rows.append({
                 "variable": variable.name, "kind": kind, "pairs": len(c),
                 "iia": float(c.mean()), "json_iia": v["iia_by_kind"][kind],
+                "guard_low": guard_bound(v, f"iia_{kind}"),
                 "wilson_low": wilson(int(c.sum()), len(c)).low,
                 "bases": len(np.unique(test.base[rows_k])),
                 "by_bases": resampled(c, test.base[rows_k], args.resamples, 0),

@@ -132,19 +132,32 @@ def test_each_test_pair_is_drawn_once_and_train_pairs_may_repeat():
     assert len(set(zip(train.base, train.source, strict=True))) < len(train)
 
 
-def test_test_pairs_take_each_strings_first_pair_before_any_strings_second():
-    base = np.array([0, 0, 0, 1, 1, 2, 3])
-    source = np.array([10, 11, 12, 13, 14, 15, 10])  # the last pair reuses source 10
-    kind, telling = np.zeros(7, int), np.zeros(7, bool)
-    label = base_label = np.ones(7, bool)
-    drawn = _equal_kinds(base, source, kind, label, base_label, telling, quota=3)
-    spread = _equal_kinds(base, source, kind, label, base_label, telling, quota=3, spread=True)
-    assert list(drawn[0]) == [0, 0, 0]
-    assert list(spread[0]) == [0, 1, 2] and list(spread[1]) == [10, 13, 15]
-    # with four pairs, the next is a second use of a string: a base's (0, 11) comes before
-    # (3, 10), whose source came first, in draw order
-    four = _equal_kinds(base, source, kind, label, base_label, telling, quota=4, spread=True)
-    assert list(four[0]) == [0, 1, 2, 0] and list(four[1]) == [10, 13, 15, 11]
+def test_test_pairs_spread_over_bases_and_keep_each_bases_share_of_the_draw():
+    # base 0 is half the draw; bases 1-100 share the other half, one pair each
+    base = np.concatenate([np.zeros(100, int), np.arange(1, 101)])
+    rng = np.random.default_rng(0)
+    base = base[rng.permutation(200)]
+    source = np.arange(200) + 1000
+    kind, telling = np.zeros(200, int), np.zeros(200, bool)
+    label = base_label = np.ones(200, bool)
+    for seed in range(5):
+        got = _equal_kinds(base, source, kind, label, base_label, telling, quota=20,
+                           spread=np.random.default_rng(seed))  # fmt: skip
+        assert len(got[0]) == 20
+        assert (got[0] == 0).sum() == 10  # half of 20: its share, exactly
+        assert len(np.unique(got[0][got[0] != 0])) == 10  # the rest on 10 distinct bases
+        first = np.flatnonzero(base == 0)[:10]  # base 0's first drawn pairs
+        assert set(got[1][got[0] == 0]) == set(source[first])
+    # shares that are not whole: 7 pairs from bases at 3/6, 2/6 and 1/6 of the draw give
+    # 3 or 4, 2 or 3, and 1 or 2, 7 in all
+    base = np.array([5, 5, 5, 6, 6, 7])
+    for seed in range(20):
+        got = _equal_kinds(np.tile(base, 4), np.arange(24), np.zeros(24, int), np.ones(24, bool),
+                           np.ones(24, bool), np.zeros(24, bool), quota=7,
+                           spread=np.random.default_rng(seed))[0]  # fmt: skip
+        counts = [(got == b).sum() for b in (5, 6, 7)]
+        assert sum(counts) == 7 and counts[0] in (3, 4) and counts[1] in (2, 3)
+        assert counts[2] in (1, 2)
 
 
 def test_merged_groups_give_each_group_its_best_location_once():

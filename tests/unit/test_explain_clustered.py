@@ -60,3 +60,4 @@ def test_it_draws_explains_test_pairs_again(clustered, tmp_path, monkeypatch, ca
         assert row["iia"] == pytest.approx(row["json_iia"], abs=1e-9)
         assert row["by_bases"][0] <= row["iia"] <= row["by_bases"][1]
         assert row["bases"] <= row["pairs"]
+        assert row["guard_low"] <= row["wilson_low"] + 1e-12

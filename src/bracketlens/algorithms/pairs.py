@@ -135,8 +135,9 @@ def sample_pairs(
             label = model.counterfactual(_at(values, base), _at(values, source), variable.name)
             kind = _kind(base_label[base], label)
             telling = label != base_label[source]
+            spread = rng if SPLITS[split] == "test" else None
             cells = _equal_kinds(base, source, kind, label, base_label[base], telling, quota,
-                                 spread=SPLITS[split] == "test")  # fmt: skip
+                                 spread)  # fmt: skip
             parts.append(_with(cells, group, split))
     return concat(parts)
 
@@ -169,15 +170,15 @@ def _equal_kinds(
     base_label: np.ndarray,
     telling: np.ndarray,
     quota: int,
-    spread: bool = False,
+    spread: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, ...]:
     """The same number of pairs of each kind that has enough of them (at most ``quota``);
     a kind with fewer than :data:`MIN_PER_KIND` keeps all it has.
 
-    With ``spread`` (the test pairs), a kind takes its pairs over as many strings as
-    the draw offers: every string's first pair of the kind comes before any string's
-    second. Outcomes of pairs that share a string are not independent, and the
-    guards' bounds widen with the sharing (:mod:`.guards`).
+    With ``spread`` (a generator: the test pairs), a kind's pairs are spread over the
+    bases as evenly as their shares allow (:func:`_spread`) rather than taken in draw
+    order. Outcomes of pairs that share a base are not independent, and the guards'
+    bounds widen with the sharing (:mod:`.guards`).
 
     Within a kind, up to half are *telling* pairs, whose counterfactual label
     differs from the source's own label: there a patch that only carries the
@@ -192,14 +193,36 @@ def _equal_kinds(
         # a rare kind keeps the few pairs it has: its guards then count as untested
         # (too few pairs) instead of vanishing from the verdict
         of_kind = np.flatnonzero(kind == k)
-        if spread:
-            reuse = np.maximum(_reuse(base[of_kind]), _reuse(source[of_kind]))
-            of_kind = of_kind[np.argsort(reuse, kind="stable")]
-        first = of_kind[telling[of_kind]][: (n + 1) // 2]
-        picked.append(np.concatenate([first, of_kind[~telling[of_kind]][: n - len(first)]]))
+        if spread is None:
+            first = of_kind[telling[of_kind]][: (n + 1) // 2]
+            rest = of_kind[~telling[of_kind]][: n - len(first)]
+        else:
+            first = _spread(of_kind[telling[of_kind]], base, (n + 1) // 2, spread)
+            rest = _spread(of_kind[~telling[of_kind]], base, n - len(first), spread)
+        picked.append(np.concatenate([first, rest]))
     rows = np.concatenate(picked or [np.zeros(0, int)])
     rows = rows.astype(int)
     return base[rows], source[rows], kind[rows], label[rows], base_label[rows], telling[rows]
+
+
+def _spread(rows: np.ndarray, base: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` of ``rows`` (pairs drawn from the pair distribution, in draw order) with each
+    base's count as near as can be to its share of the draw: the floor or the ceiling of
+    ``n`` times that share, by systematic sampling over the bases in a random order, and
+    its first drawn pairs.
+
+    Each base keeps its expected share, so the pairs measure what a plain draw of ``n``
+    would; but a base that a plain draw would take twice by chance is taken once where
+    its share is under 1 / ``n``.
+    """
+    if n >= len(rows):
+        return rows
+    _, inverse, counts = np.unique(base[rows], return_inverse=True, return_counts=True)
+    order = rng.permutation(len(counts))
+    ends = np.cumsum(counts[order])
+    points = (rng.random() + np.arange(n)) * (len(rows) / n)
+    take = np.bincount(order[np.searchsorted(ends, points, side="right")], minlength=len(counts))
+    return rows[_reuse(base[rows]) < take[inverse]]
 
 
 def _reuse(strings: np.ndarray) -> np.ndarray:
