@@ -174,3 +174,19 @@ def test_merged_groups_give_each_group_its_best_location_once():
         ("resid_mid 1", (0, 1)),
     ]
     assert merge_ranked([first], n_layers=3) == first
+
+
+def test_the_closest_model_is_the_one_that_misses_by_least():
+    from bracketlens.algorithms.conclude import _closest, shortfall
+    from bracketlens.algorithms.result import ModelScore
+    from bracketlens.stats import Estimate
+
+    def score(name: str, low: float, margin: dict) -> ModelScore:
+        return ModelScore(name, "", Estimate(0.96, low, 0.97, 100), {}, ("v",), margin=margin)
+
+    near = score("near", 0.95, {"iia": 0.06, "null_flip_rate": -0.0001})
+    far = score("far", 0.96, {"iia": 0.07, "null_flip_rate": -0.03})  # higher IIA bound
+    untested = score("untested", 0.97, {"iia": 0.08, "null_flip_rate": None})
+    assert shortfall(near) == pytest.approx(0.0001) and shortfall(far) == pytest.approx(0.03)
+    assert shortfall(untested) == float("inf")
+    assert _closest([], (far, untested, near), [])["model"] == "near"

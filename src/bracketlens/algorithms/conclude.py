@@ -195,7 +195,8 @@ def _failing(a: Alignment) -> list[dict[str, object]]:
 def _closest(
     chosen: Sequence[CausalModel], scores: tuple[ModelScore, ...], alignments: list[Alignment]
 ) -> dict[str, object] | None:
-    """The model with the fewest failing guards (then the highest lower bound of IIA)."""
+    """The model with the fewest failing guards, then the smallest :func:`shortfall`, then
+    the highest lower bound of mean IIA."""
     if not scores:
         return None
     failing = {}
@@ -208,8 +209,17 @@ def _closest(
              "kinds": [], "groups": [], "location": None}
             for v in sorted(missing - set(s.variables))
         ]  # fmt: skip
-    best = min(scores, key=lambda s: (len(failing[s.name]), -s.iia.low))
+    best = min(scores, key=lambda s: (len(failing[s.name]), shortfall(s), -s.iia.low))
     return {"model": best.name, "failing": failing[best.name]}
+
+
+def shortfall(score: ModelScore) -> float:
+    """How far the model's worst guard misses its bar (0 or less: every guard clears;
+    infinite where a guard is untested or a variable was never aligned)."""
+    margins = list(score.margin.values())
+    if not margins or any(m is None for m in margins):
+        return float("inf")
+    return -min(m for m in margins if m is not None)
 
 
 def _combined(
