@@ -25,6 +25,7 @@ from bracketlens.algorithms.align import Adam, _run, screen
 from bracketlens.algorithms.choice import same_patch, screen_locations
 from bracketlens.algorithms.locations import Site, pair_activations, sites
 from bracketlens.algorithms.pairs import sample_pairs, string_splits
+from bracketlens.algorithms.words import verdict
 from bracketlens.data.tokens import OPEN
 from bracketlens.errors import BracketLensError
 from bracketlens.interventions import (
@@ -347,6 +348,12 @@ def test_random_model_explains_nothing_and_json_has_the_keys(random_model, data)
     assert {"variable", "guard", "value", "threshold", "kinds", "groups"} <= set(
         closest["failing"][0]
     )
+    # the sentence gives each failing guard's value and the bound it was judged by
+    first = closest["failing"][0]
+    sentence = verdict(result)
+    assert sentence.startswith("No causal model passes its guards.")
+    if first["bound"] is not None:
+        assert f"{first['guard']} {first['value']:.3f} (95% bound {first['bound']:.4f})" in sentence
     for m in out["models"]:
         assert {"name", "iia", "iia_ci", "coverage", "passes", "generated", "rule",
                 "telling_iia", "margin"} <= set(m)  # fmt: skip

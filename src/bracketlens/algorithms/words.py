@@ -101,7 +101,8 @@ def verdict(result: Explanation) -> str:
     failing = result.closest["failing"]
     assert isinstance(failing, list)
     why = "; ".join(
-        f"{f['variable']} {f['guard']} {_fmt(f['value'])} against {f['threshold']}"
+        f"{f['variable']} {f['guard']} {_fmt(f['value'])}{_bound(f.get('bound'))} against "
+        f"{f['threshold']}"
         for f in failing[:3]
     )
     more = f" (and {len(failing) - 3} more)" if len(failing) > 3 else ""
@@ -116,6 +117,12 @@ def verdict(result: Explanation) -> str:
 
 def _fmt(x: object) -> str:
     return "untested" if x is None else f"{float(x):.3f}"  # type: ignore[arg-type]
+
+
+def _bound(bound: object) -> str:
+    """The 95% bound a guard is judged by, to 4 places: a value under its bar can fail by
+    its bound."""
+    return "" if bound is None else f" (95% bound {float(bound):.4f})"  # type: ignore[arg-type]
 
 
 #: the course's algorithm: the total elevation is 0 and no suffix goes above 0
