@@ -73,8 +73,8 @@ def pooled_estimate(parts: list[PairOutcomes], seed: int) -> Estimate:
         return est
     strings = [np.concatenate([p.base for p in parts]), np.concatenate([p.source for p in parts])]
     widen = math.sqrt(design_effect(influence, strings))
-    return Estimate(est.value, est.value - (est.value - est.low) * widen,
-                    est.value + (est.high - est.value) * widen, est.n)  # fmt: skip
+    low = max(0.0, est.value - (est.value - est.low) * widen)
+    return Estimate(est.value, low, min(1.0, est.value + (est.high - est.value) * widen), est.n)
 
 
 @dataclass(frozen=True)
