@@ -190,3 +190,18 @@ def test_the_closest_model_is_the_one_that_misses_by_least():
     assert shortfall(near) == pytest.approx(0.0001) and shortfall(far) == pytest.approx(0.03)
     assert shortfall(untested) == float("inf")
     assert _closest([], (far, untested, near), [])["model"] == "near"
+
+
+def test_the_mean_iia_interval_widens_for_pairs_that_share_strings():
+    from bracketlens.algorithms.result import PairOutcomes, pooled_estimate
+
+    rng = np.random.default_rng(0)
+    kind = np.repeat([0, 1, 2], 200)
+    bases = rng.permutation(600) // 20  # 30 bases of 20 pairs, each base's pairs alike
+    correct = rng.random(30)[bases] < 0.9
+    own = PairOutcomes(correct, kind, np.arange(600), np.arange(600, 1200))
+    shared = PairOutcomes(correct, kind, bases, np.arange(600, 1200))
+    alone, together = pooled_estimate([own], seed=0), pooled_estimate([shared], seed=0)
+    assert alone.value == together.value
+    assert together.high - together.low > 2 * (alone.high - alone.low)
+    assert 0.0 <= together.low < alone.low and alone.high < together.high <= 1.0
