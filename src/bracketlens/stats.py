@@ -1,4 +1,5 @@
-"""Confidence intervals: bootstrap for numbers estimated from strings, Wilson for fractions."""
+"""Confidence intervals: bootstrap for numbers estimated from strings, Wilson for fractions,
+both widened where outcomes share strings (the design effect)."""
 
 from __future__ import annotations
 
