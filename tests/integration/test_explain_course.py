@@ -22,6 +22,11 @@ ROTATION = replace(COURSE, whole_vector=False, screen_per_cell=8, das_steps=30)
 # A refitted rotation drifts with float rounding (the permuted or rescaled model's sums differ
 # in the last bits): a few of the 192 test pairs, as seen between a checkpoint and its copy.
 TOLERANCE = 0.05
+# At MLP 0's output the elevation aligns weakly (IIA about 0.55) and a refitted 1-dimensional
+# rotation wanders more: between the checkpoint and its neuron-permuted copy, explain seeds
+# 0-7 gave IIA differences of 0.00 to 0.13. The location is the claim there; the IIA only has
+# to stay in that band.
+MLP_TOLERANCE = 0.15
 
 
 _COURSE_MODEL = MODELS["elevation_and_negative"]
@@ -116,7 +121,7 @@ def test_permuting_mlp_neurons_keeps_the_alignment(course_model, data) -> None:
     where, iia = _elevation(copy.deepcopy(course_model), data, only_mlp)
     where_permuted, iia_permuted = _elevation(permuted, data, only_mlp)
     assert where_permuted == where
-    assert abs(iia - iia_permuted) <= TOLERANCE
+    assert abs(iia - iia_permuted) <= MLP_TOLERANCE
 
 
 def test_scaling_values_against_outputs_keeps_the_alignment(course_model, data) -> None:
