@@ -257,10 +257,11 @@ def _within(a: Alignment, group: int, seed: int) -> float | None:
     rows = a.group == group
     if not rows.any():
         return None
-    iia = pooled_estimate([a.outcomes(rows)], seed)
-    guards = variable_guards(iia, a.correct[rows], a.kind[rows], a.telling[rows],
+    pairs = a.outcomes(rows)
+    iia = pooled_estimate([pairs], seed)
+    guards = variable_guards(iia, pairs.correct, pairs.kind, a.telling[rows],
                              a.control_correct[rows], a.flipped[rows],
-                             a.decision_carrying, (a.base[rows], a.source[rows]))  # fmt: skip
+                             a.decision_carrying, (pairs.base, pairs.source))  # fmt: skip
     if not all(g.passes for g in guards):
         return None
     return iia.low

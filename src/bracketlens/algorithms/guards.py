@@ -88,18 +88,6 @@ def _num(x: float) -> float | None:
     return None if math.isnan(x) else float(x)
 
 
-def _share(
-    hits: np.ndarray,
-    strings: tuple[np.ndarray, np.ndarray],
-    name: str,
-    threshold: float,
-    at_least: bool,
-) -> Guard:
-    est = clustered_share(hits, strings)
-    return Guard(name, est.value, est.low if at_least else est.high, threshold, len(hits),
-                 at_least)  # fmt: skip
-
-
 def variable_guards(
     iia: Estimate,
     correct: np.ndarray,
@@ -120,7 +108,9 @@ def variable_guards(
     base, source = strings
 
     def share(rows: np.ndarray, hits: np.ndarray, name: str, bar: float, at_least: bool) -> Guard:
-        return _share(hits[rows], (base[rows], source[rows]), name, bar, at_least)
+        est = clustered_share(hits[rows], (base[rows], source[rows]))
+        return Guard(name, est.value, est.low if at_least else est.high, bar, est.n,
+                     at_least)  # fmt: skip
 
     guards = [Guard("iia", iia.value, iia.low, IIA, len(correct), True)]
     guards += [

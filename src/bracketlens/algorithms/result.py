@@ -56,9 +56,11 @@ def pooled_estimate(parts: list[PairOutcomes], seed: int) -> Estimate:
         values[rows, cells + v * len(KINDS) + kind] = 1.0
         present = np.unique(kind)
         for k in present:
-            mine = rows[kind == k]
-            share = correct[kind == k].mean()
-            influence[mine] = (correct[kind == k] - share) / (len(mine) * len(present) * len(parts))
+            of_kind = kind == k
+            hits = correct[of_kind]
+            influence[rows[of_kind]] = (hits - hits.mean()) / (
+                len(hits) * len(present) * len(parts)
+            )
         row += len(correct)
 
     def statistic(means: np.ndarray) -> np.ndarray:
@@ -126,11 +128,6 @@ class Alignment:
     def telling_iia(self) -> float | None:
         """IIA on the test pairs whose counterfactual label differs from the source's."""
         return float(self.correct[self.telling].mean()) if self.telling.any() else None
-
-    @property
-    def strings(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each test pair's base and source string."""
-        return self.base, self.source
 
     def outcomes(self, rows: np.ndarray | None = None) -> PairOutcomes:
         """The test pairs (those at ``rows``) as :func:`pooled_estimate` takes them."""
